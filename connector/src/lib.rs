@@ -1,0 +1,374 @@
+//! rota-connector: the connector thread, which talks to the other servers.
+//!
+//! It owns one DEALER socket per other server in the conf (reconnecting on
+//! its own, with backoff) and the PULL end of its inproc signal pair. It
+//! carries two kinds of traffic:
+//!
+//! - the [`machine::Machine`]'s requests: registrations, heartbeats, and the
+//!   database and blocks fetched when this server is out of sync;
+//! - the ledger thread's peer messages (ROUND, VOTE, RESULT, push, forward),
+//!   which it signs and sends.
+//!
+//! Answers are checked here: a signed status must be signed by the server it
+//! was asked of, for the chain, and for a slot near this server's clock.
+
+pub mod machine;
+
+use std::net::SocketAddr;
+
+use crossbeam_channel::{Receiver, Sender};
+use machine::{Answer, Input, Machine, Output, Settings, State};
+use rota_listener::{Signal, SignalReceiver};
+use rota_peer::block::Block;
+use rota_peer::keys::Keypair;
+use rota_peer::schedule::unix_now_ms;
+use rota_peer::transaction::VerifiedTx;
+use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, ServerList, Status};
+use rota_peer::{BlockNumber, Hash, ServerId, Slot};
+
+/// The inproc endpoint of the connector's signal pair.
+pub const SIGNAL: &str = "inproc://rota-connector-signal";
+
+/// Where a ledger message goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    All,
+    Only(Vec<ServerId>),
+}
+
+/// What the ledger thread tells the connector.
+#[derive(Clone, Debug)]
+pub enum ConnectorInput {
+    /// The ledger's committed state changed.
+    Own(Status),
+    /// The ledger no longer holds the consensus state.
+    OutOfSync,
+    /// Fetched blocks did not link; blocks from `from` on are needed.
+    Fork { from: BlockNumber },
+    /// Sign `message` for `slot` and send it.
+    Send {
+        to: Target,
+        slot: Slot,
+        message: PeerMessage<VerifiedTx>,
+    },
+}
+
+/// What the connector tells the ledger thread.
+#[derive(Clone, Debug)]
+pub enum ConnectorEvent {
+    State(State),
+    Peer {
+        id: ServerId,
+        alive: bool,
+    },
+    /// A database a majority holds: check its hash, then install it.
+    Install {
+        slot: Slot,
+        hash: Hash,
+        packed: Vec<u8>,
+    },
+    Blocks(Vec<Block>),
+    LostMajority {
+        alive: usize,
+        needed: usize,
+    },
+}
+
+/// Who this server is and whom it talks to.
+#[derive(Clone, Debug)]
+pub struct ConnectorConfig {
+    pub chain: String,
+    pub keypair: Keypair,
+    pub me: ServerId,
+    pub servers: ServerList,
+    /// Peering address of each server, in list order.
+    pub addresses: Vec<SocketAddr>,
+    pub slot_ms: u64,
+    pub heartbeat_ms: u64,
+    pub missed_heartbeats: u32,
+}
+
+/// The connector thread's state. Build with [`Connector::new`], then call
+/// [`Connector::run`] on its own thread.
+pub struct Connector {
+    config: ConnectorConfig,
+    sockets: Vec<Option<zmq::Socket>>,
+    signal: SignalReceiver,
+    machine: Machine,
+    from_ledger: Receiver<ConnectorInput>,
+    to_ledger: Sender<ConnectorEvent>,
+}
+
+fn dealer(ctx: &zmq::Context, address: &SocketAddr) -> zmq::Result<zmq::Socket> {
+    let socket = ctx.socket(zmq::DEALER)?;
+    socket.set_linger(0)?;
+    socket.set_immediate(true)?;
+    socket.set_sndhwm(100_000)?;
+    socket.set_rcvhwm(100_000)?;
+    socket.set_reconnect_ivl(100)?;
+    socket.set_reconnect_ivl_max(2_000)?;
+    socket.set_ipv6(address.is_ipv6())?;
+    socket.connect(&format!("tcp://{address}"))?;
+    Ok(socket)
+}
+
+impl Connector {
+    /// Connects a DEALER to every other server and binds the signal pair.
+    pub fn new(
+        ctx: &zmq::Context,
+        config: ConnectorConfig,
+        own: Status,
+        from_ledger: Receiver<ConnectorInput>,
+        to_ledger: Sender<ConnectorEvent>,
+    ) -> Result<Connector, String> {
+        let mut sockets = Vec::with_capacity(config.addresses.len());
+        for (i, address) in config.addresses.iter().enumerate() {
+            if ServerId::from_index(i) == config.me {
+                sockets.push(None);
+                continue;
+            }
+            let socket = dealer(ctx, address)
+                .map_err(|e| format!("cannot connect to server {} at {address}: {e}", i + 1))?;
+            sockets.push(Some(socket));
+        }
+        let signal = SignalReceiver::bind(ctx, SIGNAL).map_err(|e| e.to_string())?;
+        let settings = Settings {
+            me: config.me,
+            servers: config.servers.len(),
+            heartbeat_ms: config.heartbeat_ms,
+            missed_heartbeats: config.missed_heartbeats,
+        };
+        Ok(Connector {
+            machine: Machine::new(settings, own),
+            config,
+            sockets,
+            signal,
+            from_ledger,
+            to_ledger,
+        })
+    }
+
+    /// The connector thread body. Owns the DEALER sockets and the signal
+    /// receiver; takes [`ConnectorInput`] from `from_ledger` when woken, and
+    /// sends [`ConnectorEvent`] on `to_ledger`. Returns on a `stop` signal or
+    /// when the ledger has gone.
+    pub fn run(mut self) {
+        let mut outputs = self.machine.step(Input::Tick, unix_now_ms());
+        loop {
+            if !self.perform(outputs) {
+                log::debug!("the ledger has gone; connector stopping");
+                return;
+            }
+            let timeout = self
+                .machine
+                .next_deadline()
+                .saturating_sub(unix_now_ms())
+                .clamp(1, 1_000);
+            let ready = match self.poll(timeout as i64) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    log::error!("connector poll failed: {e}");
+                    return;
+                }
+            };
+            if ready.signal && self.signal.drain() == Some(Signal::Stop) {
+                log::debug!("connector stopping");
+                return;
+            }
+            outputs = Vec::new();
+            while let Ok(input) = self.from_ledger.try_recv() {
+                outputs.extend(self.handle_ledger(input));
+            }
+            for id in ready.peers {
+                outputs.extend(self.receive(id));
+            }
+            outputs.extend(self.machine.step(Input::Tick, unix_now_ms()));
+        }
+    }
+
+    fn handle_ledger(&mut self, input: ConnectorInput) -> Vec<Output> {
+        let now = unix_now_ms();
+        match input {
+            ConnectorInput::Own(status) => self.machine.step(Input::Own(status), now),
+            ConnectorInput::OutOfSync => self.machine.step(Input::OutOfSync, now),
+            ConnectorInput::Fork { from } => self.machine.step(Input::Fork { from }, now),
+            ConnectorInput::Send { to, slot, message } => {
+                let envelope =
+                    Envelope::sign(&self.config.keypair, &self.config.chain, slot, &message);
+                let frames = Request::Peer(envelope).encode(&self.config.chain);
+                let ids: Vec<ServerId> = match to {
+                    Target::All => self
+                        .config
+                        .servers
+                        .ids()
+                        .filter(|id| *id != self.config.me)
+                        .collect(),
+                    Target::Only(ids) => ids,
+                };
+                for id in ids {
+                    self.send(id, &frames, message.command().name());
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn poll(&self, timeout: i64) -> zmq::Result<Ready> {
+        let mut items = vec![self.signal.socket().as_poll_item(zmq::POLLIN)];
+        let mut ids = Vec::new();
+        for (i, socket) in self.sockets.iter().enumerate() {
+            if let Some(socket) = socket {
+                items.push(socket.as_poll_item(zmq::POLLIN));
+                ids.push(ServerId::from_index(i));
+            }
+        }
+        zmq::poll(&mut items, timeout)?;
+        Ok(Ready {
+            signal: items[0].is_readable(),
+            peers: ids
+                .into_iter()
+                .zip(&items[1..])
+                .filter(|(_, item)| item.is_readable())
+                .map(|(id, _)| id)
+                .collect(),
+        })
+    }
+
+    fn send(&self, to: ServerId, frames: &[Vec<u8>], what: &str) {
+        let Some(Some(socket)) = self.sockets.get(to.index()) else {
+            return;
+        };
+        if let Err(e) = socket.send_multipart(frames, zmq::DONTWAIT) {
+            log::debug!("{what} to server {to} not sent ({e}): not connected");
+        }
+    }
+
+    /// Carries out the machine's outputs; false when the ledger has gone.
+    fn perform(&mut self, outputs: Vec<Output>) -> bool {
+        for output in outputs {
+            let event = match output {
+                Output::Send { to, request } => {
+                    let (frames, what) = self.request_frames(request);
+                    self.send(to, &frames, what);
+                    continue;
+                }
+                Output::State(state) => ConnectorEvent::State(state),
+                Output::Peer { id, alive } => ConnectorEvent::Peer { id, alive },
+                Output::Install { slot, hash, packed } => {
+                    ConnectorEvent::Install { slot, hash, packed }
+                }
+                Output::Blocks(blocks) => ConnectorEvent::Blocks(blocks),
+                Output::LostMajority { alive, needed } => {
+                    ConnectorEvent::LostMajority { alive, needed }
+                }
+            };
+            if self.to_ledger.send(event).is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn request_frames(&self, request: machine::Request) -> (Vec<Vec<u8>>, &'static str) {
+        let chain = &self.config.chain;
+        let slot = unix_now_ms() / self.config.slot_ms;
+        let sign = |message: PeerMessage| {
+            let envelope = Envelope::sign(&self.config.keypair, chain, slot, &message);
+            Request::Peer(envelope).encode(chain)
+        };
+        match request {
+            machine::Request::Register(status) => (sign(PeerMessage::Register(status)), "register"),
+            machine::Request::Heart(status) => (sign(PeerMessage::Heart(status)), "heart"),
+            machine::Request::Database => (Request::Database.encode(chain), "D"),
+            machine::Request::Block(n) => (Request::Block(n).encode(chain), "B"),
+        }
+    }
+
+    /// Reads every answer waiting from server `id`.
+    fn receive(&mut self, id: ServerId) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        while let Some(Some(socket)) = self.sockets.get(id.index()) {
+            let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) else {
+                break;
+            };
+            let parts: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+            let answer = match Reply::decode(&parts) {
+                Ok(reply) => self.answer(id, reply),
+                Err(e) => {
+                    log::warn!("server {id} sent an unreadable reply: {e}");
+                    continue;
+                }
+            };
+            outputs.extend(
+                self.machine
+                    .step(Input::Answer { from: id, answer }, unix_now_ms()),
+            );
+        }
+        outputs
+    }
+
+    /// Turns a reply into what the machine understands, checking signatures.
+    fn answer(&self, from: ServerId, reply: Reply) -> Answer {
+        match reply {
+            Reply::Signed(envelope) => match self.check_status(from, &envelope) {
+                Ok(status) => Answer::Status(status),
+                Err(e) => {
+                    log::warn!("server {from}: {e}");
+                    Answer::Refused(e)
+                }
+            },
+            Reply::Database {
+                hash,
+                slot,
+                height,
+                packed,
+            } => Answer::Database {
+                hash,
+                slot,
+                height,
+                packed,
+            },
+            Reply::Block(bytes) => match Block::decode(&bytes) {
+                Ok(block) => Answer::Block(block),
+                Err(e) => Answer::Refused(format!("block: {e}")),
+            },
+            Reply::Error(message) => {
+                log::info!("server {from} refused a message: {message}");
+                Answer::Refused(message)
+            }
+            other => {
+                log::debug!("server {from}: {other:?}");
+                Answer::Refused(String::new())
+            }
+        }
+    }
+
+    fn check_status(&self, from: ServerId, envelope: &Envelope) -> Result<Status, String> {
+        let signer = self
+            .config
+            .servers
+            .verify(&self.config.chain, envelope)
+            .map_err(|e| e.to_string())?;
+        if signer != from {
+            return Err(format!(
+                "an answer from server {from} is signed by server {signer}"
+            ));
+        }
+        let current = unix_now_ms() / self.config.slot_ms;
+        if envelope.slot.abs_diff(current) > 2 {
+            return Err(format!(
+                "a status signed for slot {} is stale (this server is at slot {current})",
+                envelope.slot
+            ));
+        }
+        match envelope.message().map_err(|e| e.to_string())? {
+            PeerMessage::Register(status) | PeerMessage::Heart(status) => Ok(status),
+            other => Err(format!("answered with {}", other.command().name())),
+        }
+    }
+}
+
+struct Ready {
+    signal: bool,
+    peers: Vec<ServerId>,
+}

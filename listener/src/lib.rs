@@ -1,0 +1,461 @@
+//! rota-listener: the listener thread and its sockets.
+//!
+//! The listener owns every socket the outside world connects to: a ROUTER on
+//! IPv4 and one on IPv6 (either may be left out), the PUB socket for events,
+//! a monitor on each ROUTER, and the PULL end of the inproc signal pair. It
+//! polls them all in one loop.
+//!
+//! Requests are read in batches. Each is decoded; a malformed one is answered
+//! at once with `E`. Signatures are checked here and nowhere else: payments in
+//! `T`, `forward` and `round` by a [`Verifier`] (a round's payments as one
+//! batch, so every server reaches the same verdict), peer envelopes against
+//! the server list. What passes goes to the ledger thread as [`Incoming`];
+//! the ledger's answers come back as [`Outgoing`] on a channel, with a wake-up
+//! on the signal pair.
+//!
+//! The queue to the ledger is bounded. When it is full the batch is answered
+//! with `E` ("busy") and the refusal is logged and counted, so a flood of
+//! requests cannot grow memory without limit.
+
+mod monitor;
+mod signal;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
+use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
+use rota_peer::{ServerId, Slot};
+
+pub use monitor::Stats;
+pub use signal::{Signal, SignalReceiver, Waker};
+
+/// The inproc endpoint of the listener's signal pair.
+pub const SIGNAL: &str = "inproc://rota-listener-signal";
+
+/// The most requests read from one socket before looking at the others.
+const BATCH: usize = 1024;
+
+/// Which ROUTER a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+/// Where to send a reply: the socket and the routing frames (the peer's
+/// identity, and the empty delimiter a REQ socket adds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub family: Family,
+    pub envelope: Vec<Vec<u8>>,
+}
+
+/// A request that passed the door, for the ledger thread.
+#[derive(Clone, Debug)]
+pub enum Inbound {
+    /// A client query (`I N B H A S D`).
+    Query(Request),
+    /// A payment whose signature verified.
+    Submit(VerifiedTx),
+    /// A peer message whose envelope verified, with its payments checked.
+    Peer {
+        from: ServerId,
+        slot: Slot,
+        message: PeerMessage<VerifiedTx>,
+    },
+}
+
+/// One request with its return route.
+#[derive(Clone, Debug)]
+pub struct Incoming {
+    pub route: Route,
+    pub inbound: Inbound,
+}
+
+/// What the ledger thread hands back to the listener.
+#[derive(Clone, Debug)]
+pub enum Outgoing {
+    Reply { route: Route, reply: Reply },
+    Publish { topic: &'static str, body: String },
+}
+
+/// What the listener binds and whom it trusts.
+#[derive(Clone, Debug)]
+pub struct ListenerConfig {
+    pub chain: String,
+    pub ipv4: Option<SocketAddr>,
+    pub ipv6: Option<SocketAddr>,
+    pub publish: Vec<SocketAddr>,
+    pub max_message_bytes: i64,
+    pub servers: ServerList,
+}
+
+/// The listener thread's state. Build it with [`Listener::bind`], then run
+/// [`Listener::run`] on its own thread.
+pub struct Listener {
+    config: ListenerConfig,
+    socket4: Option<zmq::Socket>,
+    socket6: Option<zmq::Socket>,
+    monitors: Vec<monitor::Monitor>,
+    publisher: Option<zmq::Socket>,
+    signal: SignalReceiver,
+    to_ledger: Sender<Vec<Incoming>>,
+    from_ledger: Receiver<Outgoing>,
+    stats: Arc<Stats>,
+    verifier: Verifier,
+}
+
+fn bind_router(ctx: &zmq::Context, address: &SocketAddr, max: i64) -> zmq::Result<zmq::Socket> {
+    let socket = ctx.socket(zmq::ROUTER)?;
+    socket.set_linger(0)?;
+    socket.set_maxmsgsize(max)?;
+    socket.set_rcvhwm(100_000)?;
+    socket.set_sndhwm(100_000)?;
+    socket.set_ipv6(address.is_ipv6())?;
+    socket.bind(&format!("tcp://{address}"))?;
+    Ok(socket)
+}
+
+impl Listener {
+    /// Binds every socket. Fails (address in use, say) before any thread
+    /// starts, so the node can report it and exit.
+    pub fn bind(
+        ctx: &zmq::Context,
+        config: ListenerConfig,
+        to_ledger: Sender<Vec<Incoming>>,
+        from_ledger: Receiver<Outgoing>,
+        stats: Arc<Stats>,
+    ) -> Result<Listener, String> {
+        let bind = |address: &SocketAddr| {
+            bind_router(ctx, address, config.max_message_bytes)
+                .map_err(|e| format!("cannot listen on {address}: {e}"))
+        };
+        let socket4 = config.ipv4.as_ref().map(bind).transpose()?;
+        let socket6 = config.ipv6.as_ref().map(bind).transpose()?;
+        let mut monitors = Vec::new();
+        for (socket, name) in [(&socket4, "ipv4"), (&socket6, "ipv6")] {
+            if let Some(socket) = socket {
+                monitors.push(
+                    monitor::Monitor::attach(ctx, socket, name)
+                        .map_err(|e| format!("cannot monitor the {name} socket: {e}"))?,
+                );
+            }
+        }
+        let publisher = if config.publish.is_empty() {
+            None
+        } else {
+            let socket = ctx.socket(zmq::PUB).map_err(|e| e.to_string())?;
+            socket.set_linger(0).map_err(|e| e.to_string())?;
+            for address in &config.publish {
+                socket
+                    .set_ipv6(address.is_ipv6())
+                    .map_err(|e| e.to_string())?;
+                socket
+                    .bind(&format!("tcp://{address}"))
+                    .map_err(|e| format!("cannot publish on {address}: {e}"))?;
+            }
+            Some(socket)
+        };
+        let signal = SignalReceiver::bind(ctx, SIGNAL).map_err(|e| e.to_string())?;
+        for address in config.ipv4.iter().chain(config.ipv6.iter()) {
+            log::info!("listening on {address}");
+        }
+        for address in &config.publish {
+            log::info!("publishing events on {address}");
+        }
+        Ok(Listener {
+            config,
+            socket4,
+            socket6,
+            monitors,
+            publisher,
+            signal,
+            to_ledger,
+            from_ledger,
+            stats,
+            verifier: Verifier::default(),
+        })
+    }
+
+    /// The listener thread body. Owns the ROUTER, PUB, monitor and signal
+    /// sockets; sends requests on `to_ledger`, takes replies and events from
+    /// `from_ledger` when woken. Returns on a `stop` signal or when the ledger
+    /// has gone.
+    pub fn run(mut self) {
+        loop {
+            let (ready4, ready6, ready_signal, ready_monitors) = match self.poll() {
+                Ok(ready) => ready,
+                Err(e) => {
+                    log::error!("listener poll failed: {e}");
+                    return;
+                }
+            };
+            if ready_signal && self.signal.drain() == Some(Signal::Stop) {
+                // Last replies and events (a `stop` event, say) go out first.
+                self.send_outgoing();
+                log::debug!("listener stopping");
+                return;
+            }
+            self.send_outgoing();
+            for (i, ready) in ready_monitors.into_iter().enumerate() {
+                if ready {
+                    self.monitors[i].handle(&self.stats);
+                }
+            }
+            let mut alive = true;
+            if ready4 {
+                alive &= self.serve(Family::V4);
+            }
+            if ready6 {
+                alive &= self.serve(Family::V6);
+            }
+            if !alive {
+                log::error!("the ledger thread has gone; listener stopping");
+                return;
+            }
+        }
+    }
+
+    fn poll(&self) -> zmq::Result<(bool, bool, bool, Vec<bool>)> {
+        let mut items = Vec::with_capacity(3 + self.monitors.len());
+        items.push(self.signal.socket().as_poll_item(zmq::POLLIN));
+        for socket in [&self.socket4, &self.socket6].into_iter().flatten() {
+            items.push(socket.as_poll_item(zmq::POLLIN));
+        }
+        for monitor in &self.monitors {
+            items.push(monitor.socket().as_poll_item(zmq::POLLIN));
+        }
+        zmq::poll(&mut items, -1)?;
+        let mut next = 1;
+        let mut readable = |present: bool| {
+            if !present {
+                return false;
+            }
+            next += 1;
+            items[next - 1].is_readable()
+        };
+        let ready4 = readable(self.socket4.is_some());
+        let ready6 = readable(self.socket6.is_some());
+        let ready_monitors = self.monitors.iter().map(|_| readable(true)).collect();
+        Ok((ready4, ready6, items[0].is_readable(), ready_monitors))
+    }
+
+    fn socket(&self, family: Family) -> Option<&zmq::Socket> {
+        match family {
+            Family::V4 => self.socket4.as_ref(),
+            Family::V6 => self.socket6.as_ref(),
+        }
+    }
+
+    /// Sends every reply and event the ledger has queued.
+    fn send_outgoing(&self) {
+        while let Ok(outgoing) = self.from_ledger.try_recv() {
+            match outgoing {
+                Outgoing::Reply { route, reply } => self.reply(&route, &reply),
+                Outgoing::Publish { topic, body } => {
+                    if let Some(publisher) = &self.publisher {
+                        let frames = [
+                            self.config.chain.as_bytes(),
+                            topic.as_bytes(),
+                            body.as_bytes(),
+                        ];
+                        if let Err(e) = publisher.send_multipart(frames, zmq::DONTWAIT) {
+                            log::debug!("event {topic} not published: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn reply(&self, route: &Route, reply: &Reply) {
+        let Some(socket) = self.socket(route.family) else {
+            return;
+        };
+        let frames = route.envelope.iter().cloned().chain(reply.encode());
+        if let Err(e) = socket.send_multipart(frames, zmq::DONTWAIT) {
+            log::debug!("reply not sent: {e}");
+        }
+    }
+
+    fn refuse(&self, route: &Route, message: String) {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        log::debug!("refused: {message}");
+        self.reply(route, &Reply::Error(message));
+    }
+
+    /// Reads up to a batch of requests from one socket, checks them, and
+    /// passes what is valid to the ledger. Returns false if the ledger is gone.
+    fn serve(&mut self, family: Family) -> bool {
+        let mut decoded = Vec::new();
+        let mut payments = Vec::new();
+        while decoded.len() < BATCH {
+            let Some(socket) = self.socket(family) else {
+                break;
+            };
+            let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) else {
+                break;
+            };
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let Some((route, body)) = split_route(family, frames) else {
+                continue;
+            };
+            let parts: Vec<&[u8]> = body.iter().map(|f| f.as_slice()).collect();
+            match Request::decode(&self.config.chain, &parts) {
+                Ok(Request::Submit(tx)) => {
+                    payments.push(tx);
+                    decoded.push((route, None));
+                }
+                Ok(request) => decoded.push((route, Some(request))),
+                Err(e) => self.refuse(&route, e.to_string()),
+            }
+        }
+        if decoded.is_empty() {
+            return true;
+        }
+        let mut verdicts = self.verifier.verify_batch(&payments).into_iter();
+        let mut batch = Vec::with_capacity(decoded.len());
+        for (route, request) in decoded {
+            let checked = match request {
+                None => verdicts
+                    .next()
+                    .expect("one verdict per payment")
+                    .map(Inbound::Submit)
+                    .map_err(|e| format!("command T: {e}")),
+                Some(request) => self.check(request),
+            };
+            match checked {
+                Ok(inbound) => batch.push(Incoming { route, inbound }),
+                Err(message) => self.refuse(&route, message),
+            }
+        }
+        if batch.is_empty() {
+            return true;
+        }
+        match self.to_ledger.try_send(batch) {
+            Ok(()) => true,
+            Err(TrySendError::Full(batch)) => {
+                log::warn!(
+                    "ledger queue full: refusing {} requests as busy",
+                    batch.len()
+                );
+                for incoming in batch {
+                    self.refuse(
+                        &incoming.route,
+                        "the node is busy; try again shortly".into(),
+                    );
+                }
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Checks a decoded request that is not a payment: peer envelopes against
+    /// the server list, and the payments they carry.
+    fn check(&mut self, request: Request) -> Result<Inbound, String> {
+        let Request::Peer(envelope) = request else {
+            return Ok(Inbound::Query(request));
+        };
+        let from = self
+            .config
+            .servers
+            .verify(&self.config.chain, &envelope)
+            .map_err(|e| e.to_string())?;
+        let message = envelope.message().map_err(|e| e.to_string())?;
+        let message = self.verify_payments(from, envelope.slot, message)?;
+        Ok(Inbound::Peer {
+            from,
+            slot: envelope.slot,
+            message,
+        })
+    }
+
+    /// Checks the payments a peer message carries. A round's payments are
+    /// checked as one batch and those that fail are dropped (every server
+    /// drops the same ones); a forwarded payment must verify.
+    fn verify_payments(
+        &mut self,
+        from: ServerId,
+        slot: Slot,
+        message: PeerMessage<Transaction>,
+    ) -> Result<PeerMessage<VerifiedTx>, String> {
+        Ok(match message {
+            PeerMessage::Register(status) => PeerMessage::Register(status),
+            PeerMessage::Heart(status) => PeerMessage::Heart(status),
+            PeerMessage::Vote { hash } => PeerMessage::Vote { hash },
+            PeerMessage::Result(decision) => PeerMessage::Result(decision),
+            PeerMessage::Push { packed } => PeerMessage::Push { packed },
+            PeerMessage::Round { hash, transactions } => {
+                let count = transactions.len();
+                let verified: Vec<VerifiedTx> = self
+                    .verifier
+                    .verify_batch(&transactions)
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .collect();
+                if verified.len() < count {
+                    log::warn!(
+                        "round {slot} from server {from}: {} of {count} payments have bad signatures and are skipped",
+                        count - verified.len()
+                    );
+                }
+                PeerMessage::Round {
+                    hash,
+                    transactions: verified,
+                }
+            }
+            PeerMessage::Forward { transaction } => PeerMessage::Forward {
+                transaction: self
+                    .verifier
+                    .verify(transaction)
+                    .map_err(|e| format!("forward: {e}"))?,
+            },
+        })
+    }
+}
+
+/// Splits a ROUTER message into its route (identity, and the empty delimiter
+/// if a REQ socket sent it) and its body.
+fn split_route(family: Family, mut frames: Vec<Vec<u8>>) -> Option<(Route, Vec<Vec<u8>>)> {
+    if frames.is_empty() {
+        return None;
+    }
+    let cut = if frames.get(1).is_some_and(|f| f.is_empty()) {
+        2
+    } else {
+        1
+    };
+    let body = frames.split_off(cut.min(frames.len()));
+    Some((
+        Route {
+            family,
+            envelope: frames,
+        },
+        body,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dealer_route_is_the_identity_alone() {
+        let frames = vec![b"id".to_vec(), b"chain".to_vec(), b"I".to_vec()];
+        let (route, body) = split_route(Family::V4, frames).unwrap();
+        assert_eq!(route.envelope, vec![b"id".to_vec()]);
+        assert_eq!(body, vec![b"chain".to_vec(), b"I".to_vec()]);
+    }
+
+    #[test]
+    fn a_req_route_keeps_the_empty_delimiter() {
+        let frames = vec![b"id".to_vec(), vec![], b"chain".to_vec(), b"I".to_vec()];
+        let (route, body) = split_route(Family::V6, frames).unwrap();
+        assert_eq!(route.envelope, vec![b"id".to_vec(), vec![]]);
+        assert_eq!(body.len(), 2);
+    }
+}

@@ -1,0 +1,18 @@
+//! rota-peer: the shared vocabulary of rota, with no threads and no sockets.
+//!
+//! Everything two rota processes must agree on byte for byte lives here: key
+//! pairs and seed files, the 140-byte transaction and its signature check, the
+//! packed balance database and its hash, blocks, the slot schedule, and the
+//! wire protocol (client requests and replies, signed peer messages).
+
+pub mod balances;
+pub mod block;
+pub mod error;
+pub mod keys;
+pub mod schedule;
+pub mod transaction;
+pub mod types;
+pub mod wire;
+
+pub use error::{Error, Result};
+pub use types::{Amount, BlockNumber, Hash, Millis, PublicKey, ServerId, Slot, TxId};

@@ -1,0 +1,308 @@
+//! The client side: talking to nodes as `rota pay`, `balance`, `info`,
+//! `status` and `watch` do.
+//!
+//! A [`Connection`] is one DEALER socket to one server, with a timeout on
+//! every request. [`pay`] signs a payment with the client's seed, waits out a
+//! blackout rather than sending into it, sends it to the current alpha (or a
+//! chosen server, which forwards or holds it), and can wait until the payment
+//! is committed or reported lost.
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use rota_peer::keys::Keypair;
+use rota_peer::schedule::unix_now_ms;
+use rota_peer::transaction::Transaction;
+use rota_peer::wire::{Disposition, Reply, Request, TxStatus};
+use rota_peer::{Amount, Millis, PublicKey, ServerId, TxId};
+
+use crate::config::{Config, endpoint};
+use crate::error::{Error, Result};
+
+/// How long a request waits for its reply by default.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+
+/// One DEALER socket to one server.
+pub struct Connection {
+    socket: zmq::Socket,
+    chain: String,
+    address: SocketAddr,
+    timeout_ms: u64,
+}
+
+impl Connection {
+    pub fn open(
+        ctx: &zmq::Context,
+        chain: &str,
+        address: SocketAddr,
+        timeout_ms: u64,
+    ) -> Result<Connection> {
+        let socket = ctx.socket(zmq::DEALER)?;
+        socket.set_linger(0)?;
+        socket.set_ipv6(address.is_ipv6())?;
+        socket.connect(&endpoint(&address))?;
+        Ok(Connection {
+            socket,
+            chain: chain.to_string(),
+            address,
+            timeout_ms,
+        })
+    }
+
+    /// Sends a request and waits for its reply. An `E` reply is returned as
+    /// [`Error::Remote`] with the node's message.
+    pub fn call(&mut self, request: &Request) -> Result<Reply> {
+        self.socket.send_multipart(request.encode(&self.chain), 0)?;
+        if self.socket.poll(zmq::POLLIN, self.timeout_ms as i64)? == 0 {
+            return Err(Error::Remote(format!(
+                "{} did not answer {} within {} ms",
+                self.address,
+                request.command(),
+                self.timeout_ms
+            )));
+        }
+        let frames = self.socket.recv_multipart(0)?;
+        let parts: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
+        match Reply::decode(&parts)? {
+            Reply::Error(message) => Err(Error::Remote(format!("{}: {message}", self.address))),
+            reply => Ok(reply),
+        }
+    }
+}
+
+/// Opens a connection to server `id` of `config`.
+pub fn connect(
+    ctx: &zmq::Context,
+    config: &Config,
+    id: ServerId,
+    timeout_ms: u64,
+) -> Result<Connection> {
+    Connection::open(ctx, &config.chain, config.server_address(id), timeout_ms)
+}
+
+/// Checks a `--server` number against the conf.
+pub fn server_id(config: &Config, number: u32) -> Result<ServerId> {
+    if number == 0 || number as usize > config.servers.len() {
+        return Err(Error::Config(format!(
+            "--server {number}: the conf lists servers 1 to {}",
+            config.servers.len()
+        )));
+    }
+    Ok(ServerId(number))
+}
+
+/// Sends `request` to the chosen server, or to each server in turn until one
+/// answers. Returns the reply and who gave it.
+pub fn ask(
+    ctx: &zmq::Context,
+    config: &Config,
+    server: Option<ServerId>,
+    request: &Request,
+    timeout_ms: u64,
+) -> Result<(ServerId, Reply)> {
+    let candidates: Vec<ServerId> = match server {
+        Some(id) => vec![id],
+        None => config.server_list().ids().collect(),
+    };
+    let mut last = None;
+    for id in candidates {
+        match connect(ctx, config, id, timeout_ms)?.call(request) {
+            Ok(reply) => return Ok((id, reply)),
+            Err(Error::Remote(message)) if message.contains("did not answer") => {
+                log::info!("server {id}: {message}");
+                last = Some(Error::Remote(message));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Remote("no server to ask".into())))
+}
+
+/// What `rota pay` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayOutcome {
+    pub id: TxId,
+    pub disposition: Disposition,
+    /// The server the payment was sent to.
+    pub sent_to: ServerId,
+    /// With `--wait`: the final status, or the last one seen at the deadline.
+    pub status: Option<TxStatus>,
+}
+
+/// Options of `rota pay`.
+#[derive(Debug, Clone)]
+pub struct PayOptions {
+    pub to: PublicKey,
+    pub amount: Amount,
+    pub server: Option<ServerId>,
+    pub wait: bool,
+    pub timeout_ms: u64,
+}
+
+/// Sleeps until an alpha window is open with a margin, so the payment is not
+/// sent into a blackout. Returns the slot it will be sent in.
+fn wait_for_window(config: &Config) -> u64 {
+    let schedule = config.schedule();
+    let margin = (schedule.blackout_ms / 4).clamp(5, 200);
+    let now = unix_now_ms();
+    let (slot, opens) = schedule.next_open(now + margin);
+    if opens > now + margin {
+        let wait = opens - now;
+        log::info!(
+            "slot {} is in its blackout: waiting {wait} ms for slot {slot}",
+            slot - 1
+        );
+        thread::sleep(Duration::from_millis(wait + margin.min(20)));
+    }
+    schedule.slot_at(unix_now_ms())
+}
+
+/// Signs and sends a payment; see the module documentation.
+pub fn pay(config: &Config, payer: &Keypair, options: &PayOptions) -> Result<PayOutcome> {
+    let ctx = zmq::Context::new();
+    let schedule = config.schedule();
+    let slot = wait_for_window(config);
+    let first = options.server.unwrap_or_else(|| schedule.alpha(slot));
+    let tx = Transaction::sign(payer, options.to, options.amount, unix_now_ms());
+    let request = Request::Submit(tx);
+    let mut order: Vec<ServerId> = vec![first];
+    if options.server.is_none() {
+        order.extend(config.server_list().ids().filter(|id| *id != first));
+    }
+    let mut answered = None;
+    let mut last_error = None;
+    for id in order {
+        let mut connection = connect(&ctx, config, id, options.timeout_ms)?;
+        match connection.call(&request) {
+            Ok(Reply::Submitted {
+                id: tx_id,
+                disposition,
+            }) => {
+                answered = Some((id, tx_id, disposition, connection));
+                break;
+            }
+            Ok(other) => return Err(Error::Remote(format!("unexpected reply {other:?}"))),
+            Err(Error::Remote(message)) if message.contains("did not answer") => {
+                eprintln!("server {id} did not answer; trying the next server");
+                last_error = Some(Error::Remote(message));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let Some((sent_to, id, disposition, mut connection)) = answered else {
+        return Err(last_error.unwrap_or_else(|| Error::Remote("no server answered".into())));
+    };
+    let status = if options.wait {
+        let round = match disposition {
+            Disposition::Held(_) => slot + 1,
+            Disposition::Accepted(_) | Disposition::Forwarded(_) => slot,
+        };
+        let deadline = schedule.vote_deadline(round) + 2 * schedule.slot_ms;
+        Some(wait_for_commit(
+            &mut connection,
+            id,
+            deadline,
+            schedule.slot_ms,
+        )?)
+    } else {
+        None
+    };
+    Ok(PayOutcome {
+        id,
+        disposition,
+        sent_to,
+        status,
+    })
+}
+
+/// Polls `S` until the payment is committed or lost, or the deadline passes.
+fn wait_for_commit(
+    connection: &mut Connection,
+    id: TxId,
+    deadline: Millis,
+    slot_ms: u64,
+) -> Result<TxStatus> {
+    let pause = Duration::from_millis((slot_ms / 10).clamp(50, 1_000));
+    loop {
+        let status = match connection.call(&Request::Status(id))? {
+            Reply::Status(status) => status,
+            other => return Err(Error::Remote(format!("unexpected reply {other:?}"))),
+        };
+        match status {
+            TxStatus::Committed(_) | TxStatus::Lost => return Ok(status),
+            TxStatus::Pending | TxStatus::Unknown if unix_now_ms() >= deadline => {
+                return Ok(status);
+            }
+            TxStatus::Pending | TxStatus::Unknown => thread::sleep(pause),
+        }
+    }
+}
+
+/// The word and block number of a status, for printing.
+pub fn status_words(status: TxStatus) -> (&'static str, Option<u64>) {
+    match status {
+        TxStatus::Pending => ("pending", None),
+        TxStatus::Committed(block) => ("committed", Some(block)),
+        TxStatus::Lost => ("lost", None),
+        TxStatus::Unknown => ("unknown", None),
+    }
+}
+
+/// Prints every event published by the chosen servers (all that list a
+/// `publish` address when none is chosen) until `stop` returns true.
+pub fn watch(
+    config: &Config,
+    server: Option<ServerId>,
+    topics: &[String],
+    mut print: impl FnMut(ServerId, &str, &serde_json::Value),
+    stop: impl Fn() -> bool,
+) -> Result<()> {
+    let ctx = zmq::Context::new();
+    let socket = ctx.socket(zmq::SUB)?;
+    socket.set_linger(0)?;
+    let ids: Vec<ServerId> = match server {
+        Some(id) => vec![id],
+        None => config.server_list().ids().collect(),
+    };
+    let mut watched = 0;
+    for id in ids {
+        let Some(address) = config.server_publish(id) else {
+            continue;
+        };
+        socket.set_ipv6(address.is_ipv6())?;
+        socket.connect(&endpoint(&address))?;
+        watched += 1;
+    }
+    if watched == 0 {
+        return Err(Error::Config(
+            "no server in the conf has a publish address; add `publish = \"host:port\"` to its [[servers]] entry".into(),
+        ));
+    }
+    // A subscription matches the first frame only (the chain); topics are
+    // the second frame, so they are filtered after receiving.
+    let prefix = config.chain.as_bytes();
+    socket.set_subscribe(prefix)?;
+    while !stop() {
+        if socket.poll(zmq::POLLIN, 200)? == 0 {
+            continue;
+        }
+        let frames = socket.recv_multipart(0)?;
+        let [chain, topic, body] = frames.as_slice() else {
+            continue;
+        };
+        if chain.as_slice() != prefix {
+            continue;
+        }
+        let topic = String::from_utf8_lossy(topic);
+        if !topics.is_empty() && !topics.iter().any(|t| *t == topic) {
+            continue;
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            continue;
+        };
+        let from = value.get("server").and_then(|s| s.as_u64()).unwrap_or(0) as u32;
+        print(ServerId(from), &topic, &value);
+    }
+    Ok(())
+}

@@ -1,0 +1,576 @@
+//! The configuration file: TOML, written by hand, one per server or client.
+//!
+//! [`Config`] mirrors the file; every field has its default in
+//! [`Config::default`] and friends, and [`Config::validate`] checks every value,
+//! naming the key and what is allowed. Relative paths are taken from the conf
+//! file's own directory, so a conf and its files can be moved together.
+//! [`Config::load`] reads, validates and resolves a file in one step.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rota_peer::schedule::Schedule;
+use rota_peer::wire::{MAX_CHAIN_LEN, ServerList};
+use rota_peer::{PublicKey, ServerId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A rota conf file.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The chain's name; every request and peer message names it.
+    pub chain: String,
+    /// Where a server keeps its balance database, blocks and archive.
+    pub data_dir: PathBuf,
+    /// This server's (or client's) seed file.
+    pub seed_file: PathBuf,
+    /// The initial accounts, shared by all servers of the chain.
+    pub genesis_file: PathBuf,
+    /// Server sockets; a client conf leaves this out.
+    pub listen: Option<Listen>,
+    pub schedule: ScheduleConf,
+    pub peering: Peering,
+    pub archive: Archive,
+    /// The ordered server list; a server's identifier is its position from 1.
+    pub servers: Vec<ServerEntry>,
+}
+
+/// Addresses a server binds.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listen {
+    /// IPv4 address and port of the peering/request socket, e.g. "127.0.0.1:2130".
+    pub ipv4: Option<String>,
+    /// IPv6 address and port of the peering/request socket, e.g. "[::1]:2130".
+    pub ipv6: Option<String>,
+    /// Addresses of the event publisher (PUB) socket.
+    pub publish: Vec<String>,
+    /// Largest message the request sockets take (ZMQ_MAXMSGSIZE), in bytes.
+    /// It must hold a pushed database: 36 bytes an account.
+    pub max_message_bytes: i64,
+}
+
+/// Slot timings, identical on every server of a chain.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConf {
+    pub slot_ms: u64,
+    pub blackout_ms: u64,
+    pub tolerance_ms: u64,
+}
+
+/// Connector settings.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Peering {
+    /// Interval between heartbeats to each server.
+    pub heartbeat_ms: u64,
+    /// Heartbeats a server may miss before it is marked failed.
+    pub missed_heartbeats: u32,
+}
+
+/// Archive settings.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Archive {
+    /// How many archived databases to keep (the newest).
+    pub keep: usize,
+}
+
+/// One server of the chain.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerEntry {
+    /// The server's ed25519 public key, 64 hex characters.
+    pub public_key: String,
+    /// Where its peering socket listens, "host:port" ("[v6]:port" for IPv6).
+    pub address: String,
+    /// Where it publishes events, for `rota watch`; optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            chain: "local".into(),
+            data_dir: "data".into(),
+            seed_file: "rota.seed".into(),
+            genesis_file: "genesis.json".into(),
+            listen: None,
+            schedule: ScheduleConf::default(),
+            peering: Peering::default(),
+            archive: Archive::default(),
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl Default for Listen {
+    fn default() -> Listen {
+        Listen {
+            ipv4: None,
+            ipv6: None,
+            publish: Vec::new(),
+            max_message_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ScheduleConf {
+    fn default() -> ScheduleConf {
+        ScheduleConf {
+            slot_ms: 60_000,
+            blackout_ms: 15_000,
+            tolerance_ms: 5_000,
+        }
+    }
+}
+
+impl Default for Peering {
+    fn default() -> Peering {
+        Peering {
+            heartbeat_ms: 5_000,
+            missed_heartbeats: 3,
+        }
+    }
+}
+
+impl Default for Archive {
+    fn default() -> Archive {
+        Archive { keep: 10 }
+    }
+}
+
+/// Whether a conf is for a server (`rota run`) or a client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
+}
+
+fn bad(key: &str, message: impl std::fmt::Display) -> Error {
+    Error::Config(format!("{key}: {message}"))
+}
+
+/// Parses "host:port" where host is an IP address, naming the key on error.
+pub fn parse_address(key: &str, text: &str) -> Result<SocketAddr> {
+    text.parse::<SocketAddr>().map_err(|_| {
+        bad(
+            key,
+            format!(
+                "{text:?} is not an address; write \"127.0.0.1:2130\" for IPv4 or \"[::1]:2130\" for IPv6"
+            ),
+        )
+    })
+}
+
+impl Config {
+    /// Reads, validates and resolves the conf file at `path`.
+    pub fn load(path: &Path, role: Role) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config
+            .validate(role)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        Ok(config)
+    }
+
+    /// Makes relative paths relative to `base`, the conf file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for path in [
+            &mut self.data_dir,
+            &mut self.seed_file,
+            &mut self.genesis_file,
+        ] {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
+        }
+    }
+
+    /// Checks every value; the error names the first key that is wrong.
+    pub fn validate(&self, role: Role) -> Result<()> {
+        self.validate_chain()?;
+        self.validate_schedule()?;
+        self.validate_servers()?;
+        if self.peering.heartbeat_ms == 0 {
+            return Err(bad("peering.heartbeat_ms", "must be at least 1"));
+        }
+        if self.peering.missed_heartbeats == 0 {
+            return Err(bad("peering.missed_heartbeats", "must be at least 1"));
+        }
+        if !self.seed_file.is_file() {
+            return Err(bad(
+                "seed_file",
+                format!(
+                    "{} does not exist; make one with `rota keygen --seed-file {}`",
+                    self.seed_file.display(),
+                    self.seed_file.display()
+                ),
+            ));
+        }
+        if role == Role::Server {
+            self.validate_server_only()?;
+        }
+        Ok(())
+    }
+
+    fn validate_chain(&self) -> Result<()> {
+        let ok = !self.chain.is_empty()
+            && self.chain.len() <= MAX_CHAIN_LEN
+            && self
+                .chain
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if ok {
+            Ok(())
+        } else {
+            Err(bad(
+                "chain",
+                format!(
+                    "{:?} is not allowed; use 1 to {MAX_CHAIN_LEN} characters from a-z, 0-9, - and _",
+                    self.chain
+                ),
+            ))
+        }
+    }
+
+    fn validate_schedule(&self) -> Result<()> {
+        let s = &self.schedule;
+        if s.slot_ms < 100 {
+            return Err(bad(
+                "schedule.slot_ms",
+                format!("{} is too short; at least 100", s.slot_ms),
+            ));
+        }
+        if s.tolerance_ms == 0 {
+            return Err(bad("schedule.tolerance_ms", "must be at least 1"));
+        }
+        if s.blackout_ms <= 2 * s.tolerance_ms {
+            return Err(bad(
+                "schedule.blackout_ms",
+                format!(
+                    "{} must be more than 2 x schedule.tolerance_ms ({}), or one transaction \
+                     could be accepted by two alphas",
+                    s.blackout_ms,
+                    2 * s.tolerance_ms
+                ),
+            ));
+        }
+        if s.blackout_ms >= s.slot_ms {
+            return Err(bad(
+                "schedule.blackout_ms",
+                format!(
+                    "{} must be less than schedule.slot_ms ({}), or no transaction is ever accepted",
+                    s.blackout_ms, s.slot_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_servers(&self) -> Result<()> {
+        if self.servers.is_empty() {
+            return Err(bad(
+                "servers",
+                "the list is empty; add one [[servers]] table per server",
+            ));
+        }
+        let mut keys = HashSet::new();
+        let mut addresses = HashSet::new();
+        for (i, server) in self.servers.iter().enumerate() {
+            let key_name = format!("servers[{}].public_key", i + 1);
+            let key: PublicKey = server.public_key.parse().map_err(|e| bad(&key_name, e))?;
+            if !keys.insert(key) {
+                return Err(bad(
+                    &key_name,
+                    format!("{key} is listed twice; each server once"),
+                ));
+            }
+            let address_name = format!("servers[{}].address", i + 1);
+            let address = parse_address(&address_name, &server.address)?;
+            if !addresses.insert(address) {
+                return Err(bad(
+                    &address_name,
+                    format!("{address} is listed twice; each server has its own"),
+                ));
+            }
+            if let Some(publish) = &server.publish {
+                parse_address(&format!("servers[{}].publish", i + 1), publish)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_server_only(&self) -> Result<()> {
+        let Some(listen) = &self.listen else {
+            return Err(bad(
+                "listen",
+                "a server conf needs a [listen] table with ipv4 and/or ipv6",
+            ));
+        };
+        if listen.ipv4.is_none() && listen.ipv6.is_none() {
+            return Err(bad("listen", "give listen.ipv4, listen.ipv6 or both"));
+        }
+        if let Some(text) = &listen.ipv4
+            && !parse_address("listen.ipv4", text)?.is_ipv4()
+        {
+            return Err(bad(
+                "listen.ipv4",
+                format!("{text:?} is not an IPv4 address"),
+            ));
+        }
+        if let Some(text) = &listen.ipv6
+            && !parse_address("listen.ipv6", text)?.is_ipv6()
+        {
+            return Err(bad(
+                "listen.ipv6",
+                format!("{text:?} is not an IPv6 address"),
+            ));
+        }
+        for (i, text) in listen.publish.iter().enumerate() {
+            parse_address(&format!("listen.publish[{}]", i + 1), text)?;
+        }
+        if listen.max_message_bytes < 1024 {
+            return Err(bad(
+                "listen.max_message_bytes",
+                format!("{} is too small; at least 1024", listen.max_message_bytes),
+            ));
+        }
+        if self.archive.keep == 0 {
+            return Err(bad("archive.keep", "must be at least 1"));
+        }
+        if !self.genesis_file.is_file() {
+            return Err(bad(
+                "genesis_file",
+                format!("{} does not exist", self.genesis_file.display()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The server list with keys parsed. Only call after `validate`.
+    pub fn server_list(&self) -> ServerList {
+        ServerList::new(
+            self.servers
+                .iter()
+                .map(|s| s.public_key.parse().expect("validated"))
+                .collect(),
+        )
+    }
+
+    /// The peering address of server `id`. Only call after `validate`.
+    pub fn server_address(&self, id: ServerId) -> SocketAddr {
+        self.servers[id.index()].address.parse().expect("validated")
+    }
+
+    /// The publish address of server `id`, if the conf gives one.
+    pub fn server_publish(&self, id: ServerId) -> Option<SocketAddr> {
+        self.servers[id.index()]
+            .publish
+            .as_ref()
+            .map(|p| p.parse().expect("validated"))
+    }
+
+    /// The slot schedule.
+    pub fn schedule(&self) -> Schedule {
+        Schedule {
+            slot_ms: self.schedule.slot_ms,
+            blackout_ms: self.schedule.blackout_ms,
+            tolerance_ms: self.schedule.tolerance_ms,
+            servers: self.servers.len(),
+        }
+    }
+
+    /// This server's identifier, given its public key; the error says the key
+    /// is missing from the list.
+    pub fn identify(&self, key: &PublicKey) -> Result<ServerId> {
+        self.server_list().id_of(key).ok_or_else(|| {
+            bad(
+                "servers",
+                format!(
+                    "this server's public key {key} (from {}) is not in the list; \
+                     add a [[servers]] entry for it",
+                    self.seed_file.display()
+                ),
+            )
+        })
+    }
+}
+
+/// A ZeroMQ endpoint for a socket address.
+pub fn endpoint(address: &SocketAddr) -> String {
+    format!("tcp://{address}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const KEY_B: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn sample(dir: &Path) -> String {
+        std::fs::write(dir.join("rota.seed"), "00".repeat(32)).unwrap();
+        std::fs::write(dir.join("genesis.json"), "{}").unwrap();
+        format!(
+            r#"
+chain = "test"
+[listen]
+ipv4 = "127.0.0.1:4000"
+[schedule]
+slot_ms = 2000
+blackout_ms = 600
+tolerance_ms = 200
+[[servers]]
+public_key = "{KEY_A}"
+address = "127.0.0.1:4000"
+[[servers]]
+public_key = "{KEY_B}"
+address = "127.0.0.1:4001"
+"#
+        )
+    }
+
+    fn load(text: &str, dir: &Path) -> Result<Config> {
+        let path = dir.join("rota.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path, Role::Server)
+    }
+
+    fn error(text: &str, dir: &Path) -> String {
+        load(text, dir).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_good_conf_loads_with_defaults_and_resolved_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&sample(dir.path()), dir.path()).unwrap();
+        assert_eq!(config.peering.heartbeat_ms, 5_000);
+        assert_eq!(config.archive.keep, 10);
+        assert_eq!(config.data_dir, dir.path().join("data"));
+        assert_eq!(config.server_list().majority(), 2);
+        assert_eq!(config.schedule().slot_ms, 2000);
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace("slot_ms", "slotms");
+        let err = error(&text, dir.path());
+        assert!(err.contains("unknown field `slotms`"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_key_is_named_with_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace(KEY_B, "abc");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("servers[2].public_key") && err.contains("64 hex"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_server_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace(KEY_B, KEY_A);
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("servers[2].public_key") && err.contains("listed twice"),
+            "{err}"
+        );
+        let text = sample(dir.path()).replace("4001", "4000");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("servers[2].address") && err.contains("listed twice"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn blackout_must_exceed_twice_the_tolerance() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace("blackout_ms = 600", "blackout_ms = 400");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("schedule.blackout_ms") && err.contains("2 x"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unparseable_address_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace("ipv4 = \"127.0.0.1:4000\"", "ipv4 = \"localhost\"");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("listen.ipv4") && err.contains("not an address"),
+            "{err}"
+        );
+        let text = sample(dir.path()).replace("ipv4 = \"127.0.0.1:4000\"", "ipv4 = \"[::1]:4000\"");
+        let err = error(&text, dir.path());
+        assert!(err.contains("not an IPv4 address"), "{err}");
+    }
+
+    #[test]
+    fn missing_seed_and_genesis_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path());
+        std::fs::remove_file(dir.path().join("genesis.json")).unwrap();
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("genesis_file") && err.contains("does not exist"),
+            "{err}"
+        );
+        let text = sample(dir.path());
+        std::fs::remove_file(dir.path().join("rota.seed")).unwrap();
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("seed_file") && err.contains("rota keygen"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_key_missing_from_the_list_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&sample(dir.path()), dir.path()).unwrap();
+        let err = config
+            .identify(&PublicKey([3; 32]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("is not in the list"), "{err}");
+        assert_eq!(
+            config.identify(&KEY_B.parse().unwrap()).unwrap(),
+            ServerId(2)
+        );
+    }
+
+    #[test]
+    fn a_client_conf_needs_no_listen_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace("[listen]\nipv4 = \"127.0.0.1:4000\"\n", "");
+        let path = dir.path().join("client.toml");
+        std::fs::write(&path, &text).unwrap();
+        assert!(Config::load(&path, Role::Client).is_ok());
+        let err = Config::load(&path, Role::Server).unwrap_err().to_string();
+        assert!(err.contains("[listen]"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_chain_name_says_what_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace("chain = \"test\"", "chain = \"Big Chain\"");
+        let err = error(&text, dir.path());
+        assert!(err.contains("chain") && err.contains("a-z, 0-9"), "{err}");
+    }
+}

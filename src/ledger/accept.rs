@@ -1,0 +1,251 @@
+//! Taking payments: the alpha's acceptance rules, forwarding to the alpha,
+//! and holding a payment through a blackout for the next alpha.
+//!
+//! A client may send to any server. The alpha checks a payment against its
+//! working database and adds it to its open round. Any other server checks
+//! the timestamp, passes the payment to the current alpha, and tells the
+//! client so. In a blackout no alpha is open; the payment is held and handed
+//! to the next alpha when its slot opens, if its timestamp will still be
+//! within tolerance then, and refused with the reason otherwise.
+
+use std::sync::Arc;
+
+use rota_peer::balances::PaymentRefusal;
+use rota_peer::transaction::VerifiedTx;
+use rota_peer::wire::{Disposition, PeerMessage};
+use rota_peer::{Millis, ServerId, Slot};
+
+use super::core::{Action, Core, Held, MAX_HELD, MAX_ROUND_TRANSACTIONS, Target, Tracked};
+use crate::events::Event;
+
+/// Why a payment was refused. Each rule has its own reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(
+        "the timestamp is {offset_ms} ms from this server's clock; at most {tolerance_ms} ms \
+         either way is allowed (check the client's clock)"
+    )]
+    Timestamp { offset_ms: i64, tolerance_ms: u64 },
+    #[error("this server is not the alpha of slot {slot}; server {alpha} is")]
+    NotAlpha { slot: Slot, alpha: ServerId },
+    #[error(
+        "slot {slot} is in its blackout; the next alpha, server {next}, opens at {opens_ms} ms"
+    )]
+    Blackout {
+        slot: Slot,
+        next: ServerId,
+        opens_ms: Millis,
+    },
+    #[error(
+        "held through the blackout, the payment would reach server {alpha} {offset_ms} ms from \
+         its timestamp; at most {tolerance_ms} ms is allowed: send it again once slot {slot} opens"
+    )]
+    HeldTooLate {
+        offset_ms: i64,
+        tolerance_ms: u64,
+        alpha: ServerId,
+        slot: Slot,
+    },
+    #[error("a payment with this id is already in the round")]
+    Duplicate,
+    #[error("{0}")]
+    Payment(#[from] PaymentRefusal),
+    #[error(
+        "this server is catching up with the others and takes no payments yet; \
+         try again shortly or send to another server"
+    )]
+    CatchingUp,
+    #[error("the round is full ({MAX_ROUND_TRANSACTIONS} payments); try again in the next slot")]
+    RoundFull,
+    #[error("this server already holds {MAX_HELD} payments for the next alpha; try again later")]
+    HoldFull,
+}
+
+fn offset(timestamp: Millis, clock: Millis) -> i64 {
+    timestamp as i64 - clock as i64
+}
+
+impl Core {
+    /// A payment from a client: accepted here, forwarded, or held.
+    pub fn submit(
+        &mut self,
+        tx: VerifiedTx,
+        now: Millis,
+    ) -> (Result<Disposition, Refusal>, Vec<Action>) {
+        let slot = self.schedule.slot_at(now);
+        if !self.schedule.window_open(now) {
+            return (self.hold(tx, now), Vec::new());
+        }
+        let alpha = self.schedule.alpha(slot);
+        if alpha == self.me {
+            self.open_window(now);
+            let result = self.accept(tx, now).map(|_| Disposition::Accepted(self.me));
+            return (result, Vec::new());
+        }
+        if !self.schedule.timestamp_ok(tx.timestamp(), now) {
+            return (Err(self.timestamp_refusal(tx.timestamp(), now)), Vec::new());
+        }
+        self.tracked.insert(tx.id(), Tracked::Pending { slot });
+        let forward = Action::Send {
+            to: Target::Only(vec![alpha]),
+            slot,
+            message: PeerMessage::Forward { transaction: tx },
+        };
+        (Ok(Disposition::Forwarded(alpha)), vec![forward])
+    }
+
+    /// A payment forwarded by another server that believes this one is, or
+    /// is about to be, the alpha.
+    pub fn on_forward(
+        &mut self,
+        from: ServerId,
+        tx: VerifiedTx,
+        now: Millis,
+    ) -> Result<(), String> {
+        let slot = self.schedule.slot_at(now);
+        let result = if self.schedule.window_open(now) {
+            self.open_window(now);
+            self.accept(tx, now).map(|_| ())
+        } else if self.schedule.alpha(slot + 1) == self.me {
+            self.hold(tx, now).map(|_| ())
+        } else {
+            Err(self.not_alpha(now))
+        };
+        result.map_err(|refusal| {
+            log::debug!(
+                "payment {} forwarded by server {from} refused: {refusal}",
+                tx.id().short()
+            );
+            refusal.to_string()
+        })
+    }
+
+    fn not_alpha(&self, now: Millis) -> Refusal {
+        let slot = self.schedule.slot_at(now);
+        if self.schedule.window_open(now) {
+            Refusal::NotAlpha {
+                slot,
+                alpha: self.schedule.alpha(slot),
+            }
+        } else {
+            Refusal::Blackout {
+                slot,
+                next: self.schedule.alpha(slot + 1),
+                opens_ms: self.schedule.start(slot + 1),
+            }
+        }
+    }
+
+    fn timestamp_refusal(&self, timestamp: Millis, clock: Millis) -> Refusal {
+        Refusal::Timestamp {
+            offset_ms: offset(timestamp, clock),
+            tolerance_ms: self.schedule.tolerance_ms,
+        }
+    }
+
+    /// The alpha's acceptance rules, in order: its window is open, it is in
+    /// sync, the timestamp is within tolerance, the id is new to the round,
+    /// the round has room, and the payment applies to the working database.
+    pub fn accept(&mut self, tx: VerifiedTx, now: Millis) -> Result<(), Refusal> {
+        let slot = self.schedule.slot_at(now);
+        if self.schedule.alpha(slot) != self.me || !self.schedule.window_open(now) {
+            return Err(self.not_alpha(now));
+        }
+        if !self.synced {
+            return Err(Refusal::CatchingUp);
+        }
+        if !self.schedule.timestamp_ok(tx.timestamp(), now) {
+            return Err(self.timestamp_refusal(tx.timestamp(), now));
+        }
+        let pending = self
+            .pending
+            .as_mut()
+            .filter(|p| p.slot == slot)
+            .ok_or(Refusal::CatchingUp)?;
+        if pending.ids.contains(&tx.id()) {
+            return Err(Refusal::Duplicate);
+        }
+        if pending.transactions.len() >= MAX_ROUND_TRANSACTIONS {
+            return Err(Refusal::RoundFull);
+        }
+        Arc::make_mut(&mut self.working).pay(&tx.payer(), &tx.payee(), tx.amount())?;
+        pending.ids.insert(tx.id());
+        pending.transactions.push(tx);
+        self.tracked.insert(tx.id(), Tracked::Pending { slot });
+        Ok(())
+    }
+
+    /// Keeps a payment through the blackout for the next alpha.
+    fn hold(&mut self, tx: VerifiedTx, now: Millis) -> Result<Disposition, Refusal> {
+        let next = self.schedule.slot_at(now) + 1;
+        let opens = self.schedule.start(next);
+        let alpha = self.schedule.alpha(next);
+        if !self.schedule.timestamp_ok(tx.timestamp(), opens) {
+            return Err(Refusal::HeldTooLate {
+                offset_ms: offset(opens, tx.timestamp()),
+                tolerance_ms: self.schedule.tolerance_ms,
+                alpha,
+                slot: next,
+            });
+        }
+        if self.held.len() >= MAX_HELD {
+            return Err(Refusal::HoldFull);
+        }
+        self.held.push(Held { tx, slot: next });
+        self.tracked
+            .insert(tx.id(), Tracked::Pending { slot: next });
+        Ok(Disposition::Held(alpha))
+    }
+
+    /// Hands held payments to the alpha whose slot has opened: accepted here
+    /// when that is this server, forwarded otherwise.
+    pub(super) fn release_held(&mut self, now: Millis) -> Vec<Action> {
+        let slot = self.schedule.slot_at(now);
+        if self.held.is_empty() || !self.schedule.window_open(now) {
+            return Vec::new();
+        }
+        let (due, later): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.slot <= slot);
+        self.held = later;
+        let alpha = self.schedule.alpha(slot);
+        let mut actions = Vec::new();
+        let mut forward = Vec::new();
+        for held in due.into_iter() {
+            let id = held.tx.id();
+            if held.slot < slot {
+                log::warn!(
+                    "held payment {} missed slot {}; dropped",
+                    id.short(),
+                    held.slot
+                );
+                continue;
+            }
+            if alpha != self.me {
+                forward.push(held.tx);
+                continue;
+            }
+            self.open_window(now);
+            if let Err(refusal) = self.accept(held.tx, now) {
+                log::info!(
+                    "held payment {} refused at slot {slot}: {refusal}",
+                    id.short()
+                );
+                self.tracked.insert(id, Tracked::Lost { slot });
+                actions.push(Action::Publish(Event::Tx {
+                    id,
+                    state: "lost",
+                    server: self.me,
+                }));
+            }
+        }
+        for tx in forward {
+            actions.push(Action::Send {
+                to: Target::Only(vec![alpha]),
+                slot,
+                message: PeerMessage::Forward { transaction: tx },
+            });
+        }
+        actions
+    }
+}

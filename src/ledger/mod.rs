@@ -1,0 +1,517 @@
+//! The ledger thread: the edge around the pure [`core::Core`].
+//!
+//! It owns the core (balances and rounds) and the [`store::Store`] (blocks,
+//! the database file, the archive). It answers the requests the listener
+//! passes on, feeds peer messages and the connector's events to the core,
+//! ticks the core at its deadlines, and carries out what the core asks:
+//! persisting commits, handing peer messages to the connector, publishing
+//! events, stopping.
+
+pub mod accept;
+pub mod core;
+pub mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use rota_connector::machine::State;
+use rota_connector::{ConnectorEvent, ConnectorInput};
+use rota_listener::{Inbound, Incoming, Outgoing, Stats, Waker};
+use rota_peer::balances::Balances;
+use rota_peer::block::{Block, BlockHeader, merkle_root};
+use rota_peer::keys::Keypair;
+use rota_peer::schedule::unix_now_ms;
+use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, Status, TxStatus};
+use rota_peer::{Millis, ServerId};
+use serde_json::json;
+
+use self::core::{Action, Commit, Committed, Core, Target, Tracked};
+use self::store::{Appended, Store, Tip};
+use crate::events::Event;
+
+/// Queues `item` for a thread that sleeps in `poll` until woken. When the
+/// queue is full the thread is woken first, so that it drains the queue
+/// while this one waits.
+fn send_waking<T>(queue: &Sender<T>, waker: &Waker, item: T) {
+    match queue.try_send(item) {
+        Ok(()) => {}
+        Err(TrySendError::Full(item)) => {
+            waker.wake();
+            let _ = queue.send(item);
+        }
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+/// Why the ledger thread ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop (SIGINT or SIGTERM).
+    Shutdown,
+    /// No majority is possible; the servers must be restarted by hand.
+    ConsensusLost(String),
+    /// A local failure (the disk, a thread gone).
+    Failed(String),
+}
+
+/// The channels and wakers the ledger thread uses.
+pub struct Channels {
+    pub requests: Receiver<Vec<Incoming>>,
+    pub connector_events: Receiver<ConnectorEvent>,
+    pub shutdown: Receiver<()>,
+    pub to_listener: Sender<Outgoing>,
+    pub listener_waker: Waker,
+    pub to_connector: Sender<ConnectorInput>,
+    pub connector_waker: Waker,
+}
+
+/// The ledger thread's state.
+pub struct LedgerThread {
+    core: Core,
+    store: Store,
+    tip: Tip,
+    keypair: Keypair,
+    chain: String,
+    channels: Channels,
+    stats: Arc<Stats>,
+    connector: State,
+    peers: BTreeMap<ServerId, bool>,
+    started: Millis,
+}
+
+impl LedgerThread {
+    pub fn new(
+        core: Core,
+        store: Store,
+        keypair: Keypair,
+        chain: String,
+        channels: Channels,
+        stats: Arc<Stats>,
+    ) -> crate::Result<Self> {
+        let tip = store.tip()?;
+        Ok(LedgerThread {
+            core,
+            store,
+            tip,
+            keypair,
+            chain,
+            channels,
+            stats,
+            connector: State::Connecting,
+            peers: BTreeMap::new(),
+            started: unix_now_ms(),
+        })
+    }
+
+    /// This server's committed state, as heartbeats report it.
+    pub fn status(&self) -> Status {
+        let committed = self.core.committed();
+        Status {
+            slot: committed.slot,
+            balance_hash: committed.hash,
+            height: self.tip.height,
+            block_hash: self.tip.hash,
+        }
+    }
+
+    /// The ledger thread body. Owns the core and the store; reads requests
+    /// from the listener, events from the connector and the shutdown channel;
+    /// sends replies and events to the listener and peer messages to the
+    /// connector, waking each. Returns why it stopped.
+    pub fn run(mut self) -> Exit {
+        self.send_own();
+        loop {
+            let now = unix_now_ms();
+            let wait = Duration::from_millis(self.core.next_deadline(now).saturating_sub(now));
+            let mut actions = Vec::new();
+            select! {
+                recv(self.channels.requests) -> batch => match batch {
+                    Ok(batch) => {
+                        for incoming in batch {
+                            actions.extend(self.handle(incoming));
+                        }
+                    }
+                    Err(_) => return self.exit(Exit::Failed("the listener thread has gone".into())),
+                },
+                recv(self.channels.connector_events) -> event => match event {
+                    Ok(event) => actions.extend(self.on_connector(event)),
+                    Err(_) => return self.exit(Exit::Failed("the connector thread has gone".into())),
+                },
+                recv(self.channels.shutdown) -> _ => return self.exit(Exit::Shutdown),
+                default(wait) => {}
+            }
+            actions.extend(self.core.tick(unix_now_ms()));
+            if let Some(exit) = self.perform(actions) {
+                return self.exit(exit);
+            }
+            self.channels.listener_waker.wake();
+        }
+    }
+
+    fn exit(&mut self, exit: Exit) -> Exit {
+        let pending = self.core.pending_count() + self.core.held_count();
+        if pending > 0 {
+            log::warn!("stopping with {pending} payments taken but not committed; they are lost");
+        }
+        let reason = match &exit {
+            Exit::Shutdown => "shutdown".to_string(),
+            Exit::ConsensusLost(reason) => format!("consensus lost: {reason}"),
+            Exit::Failed(reason) => format!("failed: {reason}"),
+        };
+        self.publish(Event::Stop { reason });
+        self.channels.listener_waker.wake();
+        exit
+    }
+
+    fn reply(&self, route: rota_listener::Route, reply: Reply) {
+        let outgoing = Outgoing::Reply { route, reply };
+        send_waking(
+            &self.channels.to_listener,
+            &self.channels.listener_waker,
+            outgoing,
+        );
+    }
+
+    fn publish(&self, event: Event) {
+        let body = event.to_json(self.core.me, unix_now_ms());
+        let outgoing = Outgoing::Publish {
+            topic: event.topic(),
+            body,
+        };
+        send_waking(
+            &self.channels.to_listener,
+            &self.channels.listener_waker,
+            outgoing,
+        );
+    }
+
+    fn to_connector(&self, input: ConnectorInput) {
+        send_waking(
+            &self.channels.to_connector,
+            &self.channels.connector_waker,
+            input,
+        );
+        self.channels.connector_waker.wake();
+    }
+
+    /// Answers one request, returning what the core asks for.
+    fn handle(&mut self, incoming: Incoming) -> Vec<Action> {
+        let Incoming { route, inbound } = incoming;
+        let now = unix_now_ms();
+        match inbound {
+            Inbound::Query(request) => {
+                let reply = self
+                    .query(request)
+                    .unwrap_or_else(|e| Reply::Error(e.to_string()));
+                self.reply(route, reply);
+                Vec::new()
+            }
+            Inbound::Submit(tx) => {
+                let (result, actions) = self.core.submit(tx, now);
+                let reply = match result {
+                    Ok(disposition) => {
+                        self.publish(Event::Tx {
+                            id: tx.id(),
+                            state: disposition.word(),
+                            server: disposition.server(),
+                        });
+                        Reply::Submitted {
+                            id: tx.id(),
+                            disposition,
+                        }
+                    }
+                    Err(refusal) => Reply::Error(format!("payment refused: {refusal}")),
+                };
+                self.reply(route, reply);
+                actions
+            }
+            Inbound::Peer {
+                from,
+                slot,
+                message,
+            } => {
+                let command = message.command();
+                let (reply, actions) = match self.on_peer(from, slot, message, now) {
+                    Ok((Some(reply), actions)) => (reply, actions),
+                    Ok((None, actions)) => (Reply::Ack(command), actions),
+                    Err(message) => {
+                        log::info!("{} from server {from} refused: {message}", command.name());
+                        (Reply::Error(message), Vec::new())
+                    }
+                };
+                self.reply(route, reply);
+                actions
+            }
+        }
+    }
+
+    /// A peer message: registrations and heartbeats are answered with this
+    /// server's signed status; the rest go to the core.
+    fn on_peer(
+        &mut self,
+        from: ServerId,
+        slot: u64,
+        message: PeerMessage<rota_peer::transaction::VerifiedTx>,
+        now: Millis,
+    ) -> Result<(Option<Reply>, Vec<Action>), String> {
+        let actions = match message {
+            PeerMessage::Register(_) | PeerMessage::Heart(_) => {
+                let answer = match message {
+                    PeerMessage::Register(_) => {
+                        PeerMessage::<rota_peer::transaction::Transaction>::Register(self.status())
+                    }
+                    _ => PeerMessage::Heart(self.status()),
+                };
+                let slot = self.core.schedule.slot_at(now);
+                let envelope = Envelope::sign(&self.keypair, &self.chain, slot, &answer);
+                return Ok((Some(Reply::Signed(envelope)), Vec::new()));
+            }
+            PeerMessage::Round { hash, transactions } => {
+                self.core.on_round(from, slot, hash, transactions, now)?
+            }
+            PeerMessage::Vote { hash } => self.core.on_vote(from, slot, hash)?,
+            PeerMessage::Result(decision) => self.core.on_result(from, slot, decision, now)?,
+            PeerMessage::Push { packed } => self.core.on_push(from, slot, &packed, now)?,
+            PeerMessage::Forward { transaction } => {
+                self.core.on_forward(from, transaction, now)?;
+                Vec::new()
+            }
+        };
+        Ok((None, actions))
+    }
+
+    /// Answers a client query from the committed state and the block store.
+    fn query(&mut self, request: Request) -> crate::Result<Reply> {
+        let committed = self.core.committed();
+        Ok(match request {
+            Request::Info => Reply::Info(self.info().to_string()),
+            Request::Height => Reply::Height(self.tip.height),
+            Request::Block(n) => match self.store.block(n)? {
+                Some(bytes) => Reply::Block(bytes),
+                None => Reply::error(format!(
+                    "block {n} not found; the height is {}",
+                    self.tip.height
+                )),
+            },
+            Request::BlockHash(n) => match self.store.block_hash(n)? {
+                Some(hash) => Reply::BlockHash(hash),
+                None => Reply::error(format!(
+                    "block {n} not found; the height is {}",
+                    self.tip.height
+                )),
+            },
+            Request::Account(key) => match committed.snapshot.get(&key) {
+                Some(balance) => Reply::Account(balance),
+                None => Reply::error(format!("no account for {key}")),
+            },
+            Request::Status(id) => Reply::Status(match self.store.tx_block(&id)? {
+                Some(block) => TxStatus::Committed(block),
+                None => match self.core.tracked(&id) {
+                    Some(Tracked::Pending { .. }) => TxStatus::Pending,
+                    Some(Tracked::Lost { .. }) => TxStatus::Lost,
+                    None => TxStatus::Unknown,
+                },
+            }),
+            Request::Database => Reply::Database {
+                hash: committed.hash,
+                slot: committed.slot,
+                height: self.tip.height,
+                packed: committed
+                    .snapshot
+                    .packed()
+                    .expect("committed snapshots are packed")
+                    .to_vec(),
+            },
+            Request::Submit(_) | Request::Peer(_) => Reply::error("not a query"),
+        })
+    }
+
+    fn info(&self) -> serde_json::Value {
+        let now = unix_now_ms();
+        let schedule = &self.core.schedule;
+        let slot = schedule.slot_at(now);
+        let committed = self.core.committed();
+        let peers: serde_json::Map<String, serde_json::Value> = self
+            .peers
+            .iter()
+            .map(|(id, alive)| {
+                (
+                    id.to_string(),
+                    json!(if *alive { "alive" } else { "failed" }),
+                )
+            })
+            .collect();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "chain": self.chain,
+            "public_key": self.keypair.public(),
+            "identifier": self.core.me,
+            "servers": self.core.servers.len(),
+            "slot": slot,
+            "alpha": schedule.alpha(slot),
+            "window_open": schedule.window_open(now),
+            "role": self.core.role_at(now),
+            "height": self.tip.height,
+            "block_hash": self.tip.hash,
+            "balance_hash": committed.hash,
+            "committed_slot": committed.slot,
+            "accounts": committed.snapshot.len(),
+            "supply": committed.snapshot.supply(),
+            "pending": self.core.pending_count(),
+            "held": self.core.held_count(),
+            "connector": self.connector.name(),
+            "in_sync": self.core.is_synced(),
+            "peers": peers,
+            "connections": {
+                "open": self.stats.open.load(Ordering::Relaxed),
+                "accepted": self.stats.accepted.load(Ordering::Relaxed),
+            },
+            "requests": self.stats.requests.load(Ordering::Relaxed),
+            "refused": self.stats.refused.load(Ordering::Relaxed),
+            "uptime_ms": now.saturating_sub(self.started),
+        })
+    }
+
+    fn on_connector(&mut self, event: ConnectorEvent) -> Vec<Action> {
+        let now = unix_now_ms();
+        match event {
+            ConnectorEvent::State(state) => {
+                self.connector = state;
+                self.core.set_synced(state == State::Sampling, now);
+                self.publish(Event::Connector {
+                    state: state.name(),
+                });
+                Vec::new()
+            }
+            ConnectorEvent::Peer { id, alive } => {
+                self.peers.insert(id, alive);
+                self.publish(Event::Peer {
+                    peer: id,
+                    state: if alive { "alive" } else { "failed" },
+                });
+                Vec::new()
+            }
+            ConnectorEvent::Install { slot, hash, packed } => {
+                match Balances::from_packed(&packed).map(|mut b| (b.hash(), b)) {
+                    Ok((got, balances)) if got == hash => {
+                        log::info!("installing the fetched database {}", hash.short());
+                        self.core.install(slot, hash, balances)
+                    }
+                    Ok((got, _)) => {
+                        log::warn!(
+                            "fetched database hashes to {}, not {}; refused",
+                            got.short(),
+                            hash.short()
+                        );
+                        vec![Action::OutOfSync]
+                    }
+                    Err(e) => {
+                        log::warn!("fetched database refused: {e}");
+                        vec![Action::OutOfSync]
+                    }
+                }
+            }
+            ConnectorEvent::Blocks(blocks) => {
+                match self.store.append_fetched(&blocks) {
+                    Ok(Appended::Tip(tip)) => {
+                        self.tip = tip;
+                        self.send_own();
+                    }
+                    Ok(Appended::Fork { from }) => self.to_connector(ConnectorInput::Fork { from }),
+                    Err(e) => log::warn!("fetched blocks not stored: {e}"),
+                }
+                Vec::new()
+            }
+            ConnectorEvent::LostMajority { alive, needed } => vec![Action::Stop(format!(
+                "only {alive} of {} servers are alive; a majority needs {needed}",
+                self.core.servers.len()
+            ))],
+        }
+    }
+
+    fn send_own(&self) {
+        self.to_connector(ConnectorInput::Own(self.status()));
+    }
+
+    /// Carries out the core's actions; returns an exit when one is asked for.
+    fn perform(&mut self, actions: Vec<Action>) -> Option<Exit> {
+        let mut exit = None;
+        for action in actions {
+            match action {
+                Action::Send { to, slot, message } => {
+                    let to = match to {
+                        Target::All => rota_connector::Target::All,
+                        Target::Only(ids) => rota_connector::Target::Only(ids),
+                    };
+                    self.to_connector(ConnectorInput::Send { to, slot, message });
+                }
+                Action::Commit(commit) => {
+                    if let Err(e) = self.commit(commit) {
+                        exit = Some(Exit::Failed(format!("could not persist a commit: {e}")));
+                    }
+                }
+                Action::Publish(event) => self.publish(event),
+                Action::OutOfSync => self.to_connector(ConnectorInput::OutOfSync),
+                Action::Stop(reason) => exit = Some(Exit::ConsensusLost(reason)),
+            }
+        }
+        exit
+    }
+
+    fn commit(&mut self, commit: Commit) -> crate::Result<()> {
+        let block = commit
+            .block
+            .then(|| build_block(self.tip, &commit, self.core.schedule.start(commit.slot)));
+        let committed = Committed {
+            slot: commit.slot,
+            hash: commit.hash,
+            snapshot: commit.snapshot.clone(),
+        };
+        self.store
+            .commit(commit.slot, &committed, block.as_ref(), commit.installed)?;
+        if let Some(block) = block {
+            self.tip = Tip {
+                height: block.header.number,
+                hash: block.header.hash(),
+            };
+            log::info!(
+                "block {} ({} payments) appended, hash {}",
+                self.tip.height,
+                block.transactions.len(),
+                self.tip.hash.short()
+            );
+            self.publish(Event::Block {
+                number: self.tip.height,
+                hash: self.tip.hash,
+                slot: commit.slot,
+                transactions: block.transactions.len(),
+            });
+        }
+        self.send_own();
+        Ok(())
+    }
+}
+
+/// The block for a committed round: a pure function of the round and the
+/// chain's tip, so every server in consensus builds the same one.
+pub fn build_block(tip: Tip, commit: &Commit, timestamp: Millis) -> Block {
+    let ids: Vec<_> = commit.transactions.iter().map(|tx| tx.id()).collect();
+    Block {
+        header: BlockHeader {
+            number: tip.height + 1,
+            previous: tip.hash,
+            slot: commit.slot,
+            timestamp,
+            merkle_root: merkle_root(&ids),
+            balance_hash: commit.hash,
+            difficulty: 0,
+            nonce: 0,
+        },
+        transactions: commit.transactions.iter().map(|tx| *tx.tx()).collect(),
+    }
+}

@@ -1,0 +1,20 @@
+//! rota: a ZeroMQ peer node for a small signed-ledger currency run by a fixed,
+//! ordered set of servers.
+//!
+//! The library holds everything the `rota` binary does: the configuration,
+//! the node (thread wiring, the ledger thread and its pure core, the block
+//! store), and the client side (payments, queries, the event watcher, the
+//! local network generator). The shared formats live in `rota-peer`, the
+//! sockets in `rota-listener` and `rota-connector`.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod genesis;
+pub mod ledger;
+pub mod node;
+pub mod testnet;
+
+pub use error::{Error, Result};

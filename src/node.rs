@@ -1,0 +1,183 @@
+//! Starting and stopping a server: every thread and channel is created here.
+//!
+//! ```text
+//!             requests (batches)              peer messages to send
+//!  listener ----------------------> ledger ------------------------> connector
+//!           <----------------------        <------------------------
+//!             replies and events    |        states, databases, blocks
+//!             (+ wake on signal)    |
+//!                               shutdown <-- SIGINT / SIGTERM watcher
+//! ```
+//!
+//! The ledger thread decides when the node ends. On SIGINT or SIGTERM it is
+//! told to stop; when consensus is lost it stops by itself. Either way this
+//! function then stops the listener and the connector through their signal
+//! pairs, joins every thread, and returns why the node ended.
+
+use std::sync::Arc;
+use std::thread;
+
+use crossbeam_channel::bounded;
+use rota_connector::{Connector, ConnectorConfig};
+use rota_listener::{Listener, ListenerConfig, Stats, Waker};
+use rota_peer::keys::load_seed_file;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::{Config, parse_address};
+use crate::error::{Error, Result};
+use crate::genesis::Genesis;
+use crate::ledger::core::Core;
+use crate::ledger::store::{Loaded, Store};
+use crate::ledger::{Channels, Exit, LedgerThread};
+
+/// Batches of requests queued from the listener to the ledger.
+const REQUEST_QUEUE: usize = 256;
+/// Replies and events queued from the ledger to the listener.
+const REPLY_QUEUE: usize = 65_536;
+/// Messages queued between the ledger and the connector.
+const PEER_QUEUE: usize = 4_096;
+
+/// Runs a server until it is stopped or stops itself.
+pub fn run(config: &Config) -> Result<Exit> {
+    let keypair = load_seed_file(&config.seed_file)?;
+    let me = config.identify(&keypair.public())?;
+    let servers = config.server_list();
+    let schedule = config.schedule();
+    log::info!(
+        "rota {}: server {me} of {} on chain {:?}, public key {}",
+        env!("CARGO_PKG_VERSION"),
+        servers.len(),
+        config.chain,
+        keypair.public()
+    );
+    let genesis = Genesis::load(&config.genesis_file, &config.chain)?.balances()?;
+    let store = Store::open(&config.data_dir, config.archive.keep, schedule.slot_ms)?;
+    let committed = match store.load(genesis)? {
+        Loaded::Intact(committed) => committed,
+        Loaded::Damaged { reason, .. } if servers.len() == 1 => {
+            return Err(Error::Store(format!(
+                "{reason}; a single server has no one to fetch from: restore balances.db from \
+                 the archive by hand (see docs/OPERATIONS.md)"
+            )));
+        }
+        Loaded::Damaged { best, reason } => {
+            log::error!(
+                "{reason}; starting out of sync: the other servers' database will replace it"
+            );
+            best
+        }
+    };
+    log::info!(
+        "resuming at round {} with balance hash {} ({} accounts)",
+        committed.slot,
+        committed.hash.short(),
+        committed.snapshot.len()
+    );
+    let core = Core::new(me, servers.clone(), schedule, committed);
+    let listen = config.listen.as_ref().expect("validated server conf");
+    let address =
+        |key: &str, text: &Option<String>| text.as_ref().map(|t| parse_address(key, t)).transpose();
+    let listener_config = ListenerConfig {
+        chain: config.chain.clone(),
+        ipv4: address("listen.ipv4", &listen.ipv4)?,
+        ipv6: address("listen.ipv6", &listen.ipv6)?,
+        publish: listen
+            .publish
+            .iter()
+            .map(|t| parse_address("listen.publish", t))
+            .collect::<Result<_>>()?,
+        max_message_bytes: listen.max_message_bytes,
+        servers: servers.clone(),
+    };
+    let connector_config = ConnectorConfig {
+        chain: config.chain.clone(),
+        keypair: keypair.clone(),
+        me,
+        addresses: servers.ids().map(|id| config.server_address(id)).collect(),
+        servers,
+        slot_ms: schedule.slot_ms,
+        heartbeat_ms: config.peering.heartbeat_ms,
+        missed_heartbeats: config.peering.missed_heartbeats,
+    };
+
+    let ctx = zmq::Context::new();
+    let (requests_tx, requests_rx) = bounded(REQUEST_QUEUE);
+    let (replies_tx, replies_rx) = bounded(REPLY_QUEUE);
+    let (to_connector_tx, to_connector_rx) = bounded(PEER_QUEUE);
+    let (connector_events_tx, connector_events_rx) = bounded(PEER_QUEUE);
+    let (shutdown_tx, shutdown_rx) = bounded(1);
+    let stats = Arc::new(Stats::default());
+
+    let listener = Listener::bind(
+        &ctx,
+        listener_config,
+        requests_tx,
+        replies_rx,
+        stats.clone(),
+    )
+    .map_err(Error::Config)?;
+    let ledger = LedgerThread::new(
+        core,
+        store,
+        keypair,
+        config.chain.clone(),
+        Channels {
+            requests: requests_rx,
+            connector_events: connector_events_rx,
+            shutdown: shutdown_rx,
+            to_listener: replies_tx,
+            listener_waker: Waker::connect(&ctx, rota_listener::SIGNAL)?,
+            to_connector: to_connector_tx,
+            connector_waker: Waker::connect(&ctx, rota_connector::SIGNAL)?,
+        },
+        stats,
+    )?;
+    let connector = Connector::new(
+        &ctx,
+        connector_config,
+        ledger.status(),
+        to_connector_rx,
+        connector_events_tx,
+    )
+    .map_err(Error::Config)?;
+    let stop_listener = Waker::connect(&ctx, rota_listener::SIGNAL)?;
+    let stop_connector = Waker::connect(&ctx, rota_connector::SIGNAL)?;
+
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
+    let signal_handle = signals.handle();
+    let watcher = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("signal {signal} received: stopping");
+                let _ = shutdown_tx.send(());
+            }
+        })
+        .map_err(|e| Error::io("signal thread", e))?;
+    let spawn = |name: &str| thread::Builder::new().name(name.into());
+    let listener = spawn("listener")
+        .spawn(move || listener.run())
+        .map_err(|e| Error::io("listener thread", e))?;
+    let connector = spawn("connector")
+        .spawn(move || connector.run())
+        .map_err(|e| Error::io("connector thread", e))?;
+    let ledger = spawn("ledger")
+        .spawn(move || ledger.run())
+        .map_err(|e| Error::io("ledger thread", e))?;
+
+    let exit = ledger
+        .join()
+        .unwrap_or_else(|_| Exit::Failed("the ledger thread panicked".into()));
+    stop_connector.stop();
+    stop_listener.stop();
+    signal_handle.close();
+    for (name, handle) in [("connector", connector), ("listener", listener)] {
+        if handle.join().is_err() {
+            log::error!("the {name} thread panicked");
+        }
+    }
+    let _ = watcher.join();
+    Ok(exit)
+}

@@ -1,0 +1,512 @@
+//! `rota testnet`: a local network of N servers on one machine.
+//!
+//! `init` writes everything the network needs into one directory:
+//!
+//! ```text
+//! <dir>/genesis.json            the funded client accounts
+//! <dir>/client.toml             a client conf for `rota pay`, `balance`, `watch`...
+//! <dir>/clients/client-K.seed   the client seed files
+//! <dir>/node-N/rota.toml        server N's conf (loopback ports, IPv4 and IPv6)
+//! <dir>/node-N/rota.seed        server N's seed file
+//! ```
+//!
+//! `up` starts one `rota run` process per server (logs in `node-N/node.log`),
+//! prints each round's result as the servers publish it, and stops them all
+//! on Ctrl-C.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt::Write as _;
+use std::fs;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rota_peer::keys::create_seed_file;
+use rota_peer::{PublicKey, ServerId};
+
+use crate::config::{Config, Role};
+use crate::error::{Error, Result};
+use crate::genesis::{Genesis, GenesisAccount};
+
+/// The chain name of a generated network.
+pub const CHAIN: &str = "local";
+/// The default slot of a generated network: short enough to watch rounds go by.
+pub const DEFAULT_SLOT_MS: u64 = 5_000;
+/// The default number of servers.
+pub const DEFAULT_NODES: usize = 3;
+/// Funded client accounts written by `init`.
+pub const CLIENTS: usize = 3;
+/// The balance of each funded client.
+pub const CLIENT_BALANCE: u32 = 1_000_000;
+
+/// What `init` writes.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    pub nodes: usize,
+    pub dir: PathBuf,
+    pub slot_ms: u64,
+    /// Fixed ports from here (server N: base + 2(N-1) for requests, one more
+    /// for events) instead of free ones picked at random.
+    pub base_port: Option<u16>,
+}
+
+/// The timings a network with this slot length gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timings {
+    pub slot_ms: u64,
+    pub blackout_ms: u64,
+    pub tolerance_ms: u64,
+    pub heartbeat_ms: u64,
+}
+
+impl Timings {
+    /// Blackout a quarter of the slot, tolerance a tenth (so the blackout is
+    /// more than twice the tolerance), heartbeats four times a slot.
+    pub fn for_slot(slot_ms: u64) -> Timings {
+        Timings {
+            slot_ms,
+            blackout_ms: slot_ms / 4,
+            tolerance_ms: slot_ms / 10,
+            heartbeat_ms: (slot_ms / 4).clamp(50, 5_000),
+        }
+    }
+}
+
+struct Ports {
+    request: u16,
+    publish: u16,
+}
+
+fn ipv6_available() -> bool {
+    TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok()
+}
+
+/// Ports free on both loopback addresses, distinct from each other.
+fn free_ports(count: usize, ipv6: bool) -> Result<Vec<u16>> {
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    let mut seen = HashSet::new();
+    for _ in 0..count * 50 {
+        if ports.len() == count {
+            break;
+        }
+        let v4 =
+            TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| Error::io("127.0.0.1", e))?;
+        let port = v4
+            .local_addr()
+            .map_err(|e| Error::io("127.0.0.1", e))?
+            .port();
+        if !seen.insert(port) {
+            continue;
+        }
+        if ipv6 {
+            match TcpListener::bind((Ipv6Addr::LOCALHOST, port)) {
+                Ok(v6) => held.push(v6),
+                Err(_) => continue,
+            }
+        }
+        held.push(v4);
+        ports.push(port);
+    }
+    if ports.len() < count {
+        return Err(Error::Config(
+            "could not find enough free loopback ports".into(),
+        ));
+    }
+    Ok(ports)
+}
+
+fn quote(text: &str) -> String {
+    format!("{text:?}")
+}
+
+/// The commented `[schedule]`, `[[servers]]` parts shared by server and client confs.
+fn shared_sections(
+    out: &mut String,
+    timings: &Timings,
+    servers: &[(PublicKey, SocketAddr, SocketAddr)],
+) {
+    let _ = write!(
+        out,
+        r#"
+[schedule]
+# Length of a slot in milliseconds. Slots are aligned to the Unix epoch (UTC);
+# slot s has alpha server (s mod N) + 1. Every server and client of a chain
+# must use the same three timings.
+slot_ms = {}
+# The end of each slot in which the alpha takes no payments. Must be more
+# than 2 x tolerance_ms (so one payment cannot be taken by two alphas) and
+# less than slot_ms.
+blackout_ms = {}
+# How far a payment's timestamp may be from the alpha's clock, either way.
+tolerance_ms = {}
+
+# The servers of the chain, in order: a server's identifier is its position
+# (1, 2, 3...). The list must be identical on every server and client.
+"#,
+        timings.slot_ms, timings.blackout_ms, timings.tolerance_ms
+    );
+    for (i, (key, address, publish)) in servers.iter().enumerate() {
+        let _ = write!(
+            out,
+            r#"
+[[servers]]
+# Server {}: its ed25519 public key, 64 hex characters (from `rota keygen`).
+public_key = "{key}"
+# Where its request and peering socket listens: "host:port", "[v6]:port".
+address = {}
+# Where it publishes events (optional; `rota watch` subscribes here).
+publish = {}
+"#,
+            i + 1,
+            quote(&address.to_string()),
+            quote(&publish.to_string())
+        );
+    }
+}
+
+fn server_conf(
+    id: usize,
+    timings: &Timings,
+    ports: &Ports,
+    ipv6: bool,
+    servers: &[(PublicKey, SocketAddr, SocketAddr)],
+) -> String {
+    let mut out = format!(
+        r#"# rota server conf: server {id} of {n} on chain "{CHAIN}".
+# Written by `rota testnet init`. Check it with `rota config-test --conf FILE`.
+
+# The chain's name. Every request and peer message carries it. 1 to 32
+# characters from a-z, 0-9, - and _.
+chain = "{CHAIN}"
+
+# Where this server keeps balances.db, blocks.redb and archive/. Relative
+# paths are taken from this file's directory.
+data_dir = "data"
+
+# This server's seed file: 64 hex characters, mode 0600. Its public key must
+# be in the [[servers]] list below.
+seed_file = "rota.seed"
+
+# The initial accounts, identical on every server of the chain.
+genesis_file = "../genesis.json"
+
+[listen]
+# The request and peering socket (ZeroMQ ROUTER), on IPv4 and on IPv6.
+# Either may be left out, not both.
+ipv4 = "127.0.0.1:{port}"
+{v6}
+# Where events are published (ZeroMQ PUB) as [chain][topic][JSON].
+publish = [{publish}]
+# The largest request taken, in bytes (ZMQ_MAXMSGSIZE). A pushed database
+# needs 36 bytes an account.
+max_message_bytes = 67108864
+
+[peering]
+# Interval between heartbeats to each other server, in milliseconds.
+heartbeat_ms = {heartbeat}
+# Heartbeats a server may miss in a row before it is marked failed.
+missed_heartbeats = 3
+
+[archive]
+# How many archived databases (archive/<hash>.<seconds>) to keep.
+keep = 10
+"#,
+        n = servers.len(),
+        port = ports.request,
+        v6 = if ipv6 {
+            format!("ipv6 = \"[::1]:{}\"", ports.request)
+        } else {
+            "# ipv6 = \"[::1]:PORT\" (this machine has no IPv6 loopback)".to_string()
+        },
+        publish = quote(&format!("127.0.0.1:{}", ports.publish)),
+        heartbeat = timings.heartbeat_ms,
+    );
+    shared_sections(&mut out, timings, servers);
+    out
+}
+
+fn client_conf(timings: &Timings, servers: &[(PublicKey, SocketAddr, SocketAddr)]) -> String {
+    let mut out = format!(
+        r#"# rota client conf for chain "{CHAIN}", written by `rota testnet init`.
+# Use it with `rota pay`, `rota balance`, `rota info`, `rota status` and
+# `rota watch` (`--conf FILE`).
+
+# The chain's name, as the servers have it.
+chain = "{CHAIN}"
+
+# The client's seed file: its key signs payments. `--seed-file` overrides it
+# (clients/client-2.seed, clients/client-3.seed are funded too).
+seed_file = "clients/client-1.seed"
+"#
+    );
+    shared_sections(&mut out, timings, servers);
+    out
+}
+
+/// Writes a new network; refuses a directory that already holds one.
+pub fn init(options: &InitOptions) -> Result<()> {
+    if options.nodes == 0 || options.nodes > 64 {
+        return Err(Error::Config(format!(
+            "--nodes {}: between 1 and 64",
+            options.nodes
+        )));
+    }
+    let timings = Timings::for_slot(options.slot_ms);
+    if options.slot_ms < 400 {
+        return Err(Error::Config(format!(
+            "--slot-ms {}: at least 400",
+            options.slot_ms
+        )));
+    }
+    let dir = &options.dir;
+    if dir.join("client.toml").exists() || dir.join("genesis.json").exists() {
+        return Err(Error::Config(format!(
+            "{} already holds a network; remove it or choose another --dir",
+            dir.display()
+        )));
+    }
+    fs::create_dir_all(dir.join("clients")).map_err(|e| Error::io(dir, e))?;
+    let ipv6 = ipv6_available();
+    let ports: Vec<Ports> = match options.base_port {
+        Some(base) => (0..options.nodes)
+            .map(|i| Ports {
+                request: base + 2 * i as u16,
+                publish: base + 2 * i as u16 + 1,
+            })
+            .collect(),
+        None => free_ports(2 * options.nodes, ipv6)?
+            .chunks(2)
+            .map(|p| Ports {
+                request: p[0],
+                publish: p[1],
+            })
+            .collect(),
+    };
+    let mut servers = Vec::new();
+    for (i, ports) in ports.iter().enumerate() {
+        let node = dir.join(format!("node-{}", i + 1));
+        fs::create_dir_all(&node).map_err(|e| Error::io(&node, e))?;
+        let (keypair, _) = create_seed_file(&node.join("rota.seed"))?;
+        let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        servers.push((
+            keypair.public(),
+            SocketAddr::new(localhost.ip(), ports.request),
+            SocketAddr::new(localhost.ip(), ports.publish),
+        ));
+    }
+    for (i, ports) in ports.iter().enumerate() {
+        let path = dir.join(format!("node-{}/rota.toml", i + 1));
+        fs::write(&path, server_conf(i + 1, &timings, ports, ipv6, &servers))
+            .map_err(|e| Error::io(&path, e))?;
+    }
+    let mut accounts = Vec::new();
+    for k in 1..=CLIENTS {
+        let (keypair, _) = create_seed_file(&dir.join(format!("clients/client-{k}.seed")))?;
+        accounts.push(GenesisAccount {
+            public_key: keypair.public(),
+            balance: CLIENT_BALANCE,
+        });
+    }
+    Genesis {
+        chain: CHAIN.into(),
+        accounts,
+    }
+    .write(&dir.join("genesis.json"))?;
+    let path = dir.join("client.toml");
+    fs::write(&path, client_conf(&timings, &servers)).map_err(|e| Error::io(&path, e))?;
+    for i in 1..=options.nodes {
+        Config::load(&dir.join(format!("node-{i}/rota.toml")), Role::Server)?;
+    }
+    Config::load(&path, Role::Client)?;
+    Ok(())
+}
+
+/// The server confs of a network, in order.
+pub fn node_confs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut confs = Vec::new();
+    for i in 1.. {
+        let conf = dir.join(format!("node-{i}/rota.toml"));
+        if !conf.exists() {
+            break;
+        }
+        confs.push(conf);
+    }
+    if confs.is_empty() {
+        return Err(Error::Config(format!(
+            "{} holds no network (no node-1/rota.toml); make one with `rota testnet init`",
+            dir.display()
+        )));
+    }
+    Ok(confs)
+}
+
+/// What an exit code of `rota run` means.
+pub fn exit_meaning(code: Option<i32>) -> &'static str {
+    match code {
+        Some(0) => "stopped",
+        Some(1) => "failed",
+        Some(3) => "stopped: consensus lost",
+        Some(_) => "exited",
+        None => "killed by a signal",
+    }
+}
+
+/// Starts every server of the network in `dir`, prints round results as
+/// they are published, and stops the servers when `stop` is set. Returns
+/// once all servers have exited.
+pub fn up(dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
+    let confs = node_confs(dir)?;
+    let client = Config::load(&dir.join("client.toml"), Role::Client)?;
+    let exe = std::env::current_exe().map_err(|e| Error::io("rota executable", e))?;
+    let mut children: Vec<Option<Child>> = Vec::new();
+    for (i, conf) in confs.iter().enumerate() {
+        let log_path = conf.with_file_name("node.log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(&log_path, e))?;
+        let err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+        let child = Command::new(&exe)
+            .args(["run", "--conf"])
+            .arg(conf)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| Error::io(&exe, e))?;
+        println!(
+            "server {} started (pid {}), log {}",
+            i + 1,
+            child.id(),
+            log_path.display()
+        );
+        children.push(Some(child));
+    }
+    println!("watching rounds; Ctrl-C stops the network");
+    let mut printed_blocks = BTreeSet::new();
+    let watch_stop = stop.clone();
+    let exited = std::cell::RefCell::new(0usize);
+    let children = std::cell::RefCell::new(children);
+    let result = crate::client::watch(
+        &client,
+        None,
+        &[],
+        |server, topic, event| print_event(server, topic, event, &mut printed_blocks),
+        || {
+            reap(&children, &exited);
+            watch_stop.load(Ordering::Relaxed) || *exited.borrow() == confs.len()
+        },
+    );
+    stop_all(&mut children.borrow_mut());
+    result
+}
+
+fn reap(children: &std::cell::RefCell<Vec<Option<Child>>>, exited: &std::cell::RefCell<usize>) {
+    for (i, slot) in children.borrow_mut().iter_mut().enumerate() {
+        let Some(child) = slot else { continue };
+        if let Ok(Some(status)) = child.try_wait() {
+            println!(
+                "server {} {} (exit code {}); see node-{}/node.log",
+                i + 1,
+                exit_meaning(status.code()),
+                status.code().map_or("none".into(), |c| c.to_string()),
+                i + 1
+            );
+            *slot = None;
+            *exited.borrow_mut() += 1;
+        }
+    }
+}
+
+/// Sends SIGTERM to every running server, waits up to ten seconds, then
+/// kills what is left.
+fn stop_all(children: &mut [Option<Child>]) {
+    for child in children.iter().flatten() {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, slot) in children.iter_mut().enumerate() {
+        let Some(child) = slot else { continue };
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    println!("server {} {}", i + 1, exit_meaning(status.code()));
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    println!("server {} killed after not stopping in time", i + 1);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn print_event(
+    server: ServerId,
+    topic: &str,
+    event: &serde_json::Value,
+    blocks: &mut BTreeSet<u64>,
+) {
+    let field = |name: &str| event.get(name).cloned().unwrap_or_default();
+    let text = |name: &str| field(name).as_str().map(str::to_string).unwrap_or_default();
+    match topic {
+        "round" => {
+            let beta = field("beta").as_u64().unwrap_or(0);
+            let outcome = text("outcome");
+            if beta == server.0 as u64 || outcome != "consensus" {
+                let hash = text("hash");
+                println!(
+                    "slot {:>10}  round {:<11} {}/{} votes  hash {}  payments {}  beta {}{}",
+                    field("slot"),
+                    outcome,
+                    field("agreeing"),
+                    field("voters"),
+                    hash.get(..8).unwrap_or("-"),
+                    field("transactions"),
+                    beta,
+                    if beta == server.0 as u64 {
+                        String::new()
+                    } else {
+                        format!("  (seen by server {server})")
+                    }
+                );
+            }
+        }
+        "block" => {
+            let number = field("number").as_u64().unwrap_or(0);
+            if blocks.insert(number) {
+                println!(
+                    "block {number} with {} payments, hash {}",
+                    field("transactions"),
+                    text("hash").get(..8).unwrap_or("-")
+                );
+            }
+        }
+        "peer" => println!(
+            "server {server}: server {} is {}",
+            field("peer"),
+            text("state")
+        ),
+        "connector" => println!("server {server}: connector {}", text("state")),
+        "stop" => println!("server {server}: stopping: {}", text("reason")),
+        _ => {}
+    }
+}
