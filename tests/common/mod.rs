@@ -1,0 +1,297 @@
+//! A small harness for tests that run real `rota` processes.
+//!
+//! [`Net::init`] writes a network with `rota testnet init` (free loopback
+//! ports, short slots) in a temporary directory; [`Net::start`] runs
+//! `rota run` for a server. Every wait is a condition polled against a
+//! deadline ([`Net::wait_for`]); a timeout fails the test with the tail of
+//! each server's log. Dropping the `Net` kills every process it started.
+//! Networks inside one test binary run one at a time, so that tests with
+//! second-long slots do not starve each other of the machine's two cores.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rota::client::Connection;
+use rota::config::{Config, Role};
+use rota_peer::keys::{Keypair, load_seed_file};
+use rota_peer::wire::{Reply, Request};
+use rota_peer::{PublicKey, ServerId};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The `rota` binary under test.
+pub fn rota_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rota")
+}
+
+/// Runs `rota` with `args` and returns its output.
+pub fn rota(args: &[&str]) -> Output {
+    Command::new(rota_bin())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run rota")
+}
+
+/// A network of servers in a temporary directory.
+pub struct Net {
+    pub dir: tempfile::TempDir,
+    pub client: Config,
+    children: Vec<Option<Child>>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Net {
+    /// Writes an `nodes`-server network with `slot_ms` slots; starts nothing.
+    pub fn init(nodes: usize, slot_ms: u64) -> Net {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let out = rota(&[
+            "testnet",
+            "init",
+            "--nodes",
+            &nodes.to_string(),
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--slot-ms",
+            &slot_ms.to_string(),
+        ]);
+        assert!(out.status.success(), "testnet init failed: {}", String::from_utf8_lossy(&out.stderr));
+        let client = Config::load(&dir.path().join("client.toml"), Role::Client).expect("client conf");
+        Net {
+            dir,
+            client,
+            children: (0..nodes).map(|_| None).collect(),
+            _serial: serial,
+        }
+    }
+
+    /// Writes and starts every server.
+    pub fn up(nodes: usize, slot_ms: u64) -> Net {
+        let mut net = Net::init(nodes, slot_ms);
+        for i in 1..=nodes {
+            net.start(i);
+        }
+        net
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn node_dir(&self, i: usize) -> PathBuf {
+        self.path().join(format!("node-{i}"))
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("data")
+    }
+
+    pub fn conf(&self, i: usize) -> PathBuf {
+        self.node_dir(i).join("rota.toml")
+    }
+
+    pub fn client_conf(&self) -> PathBuf {
+        self.path().join("client.toml")
+    }
+
+    pub fn slot_ms(&self) -> u64 {
+        self.client.schedule.slot_ms
+    }
+
+    /// The funded client `k` (1 to 3).
+    pub fn payer(&self, k: usize) -> Keypair {
+        load_seed_file(&self.path().join(format!("clients/client-{k}.seed"))).expect("client seed")
+    }
+
+    /// The key pair of server `i`.
+    pub fn server_key(&self, i: usize) -> Keypair {
+        load_seed_file(&self.node_dir(i).join("rota.seed")).expect("server seed")
+    }
+
+    /// Starts `rota run` for server `i`, appending to its `node.log`.
+    pub fn start(&mut self, i: usize) {
+        assert!(self.children[i - 1].is_none(), "server {i} is already running");
+        let log_path = self.node_dir(i).join("node.log");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log");
+        let child = Command::new(rota_bin())
+            .args(["run", "--conf"])
+            .arg(self.conf(i))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start rota run");
+        self.children[i - 1] = Some(child);
+    }
+
+    /// Whether server `i`'s process is still running.
+    pub fn running(&mut self, i: usize) -> bool {
+        match &mut self.children[i - 1] {
+            Some(child) => child.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    /// Stops server `i` with SIGTERM and returns how it exited.
+    pub fn stop(&mut self, i: usize) -> ExitStatus {
+        let mut child = self.children[i - 1].take().expect("server running");
+        // SAFETY: kill(2) on a child this harness spawned and still owns.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("server {i} did not stop within 15 s of SIGTERM\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills server `i` with SIGKILL, as a crash would.
+    pub fn kill(&mut self, i: usize) {
+        let mut child = self.children[i - 1].take().expect("server running");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+    }
+
+    /// Waits for server `i` to exit by itself and returns its status.
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.children[i - 1].as_mut().expect("server started");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.children[i - 1] = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("server {i} did not exit within {within:?}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A connection to server `i` with a short timeout.
+    pub fn connect(&self, i: usize) -> Connection {
+        rota::client::connect(&zmq::Context::new(), &self.client, ServerId(i as u32), 1_000).expect("connect")
+    }
+
+    /// Sends one request to server `i`.
+    pub fn request(&self, i: usize, request: &Request) -> rota::Result<Reply> {
+        self.connect(i).call(request)
+    }
+
+    /// Server `i`'s `I` reply, or `None` when it does not answer.
+    pub fn info(&self, i: usize) -> Option<serde_json::Value> {
+        match self.request(i, &Request::Info) {
+            Ok(Reply::Info(text)) => serde_json::from_str(&text).ok(),
+            _ => None,
+        }
+    }
+
+    /// A field of server `i`'s info.
+    pub fn field(&self, i: usize, name: &str) -> Option<serde_json::Value> {
+        self.info(i).and_then(|info| info.get(name).cloned())
+    }
+
+    pub fn height(&self, i: usize) -> Option<u64> {
+        self.field(i, "height").and_then(|v| v.as_u64())
+    }
+
+    pub fn balance_hash(&self, i: usize) -> Option<String> {
+        self.field(i, "balance_hash").and_then(|v| v.as_str().map(str::to_string))
+    }
+
+    pub fn committed_slot(&self, i: usize) -> Option<u64> {
+        self.field(i, "committed_slot").and_then(|v| v.as_u64())
+    }
+
+    /// The balance of `key` on server `i` (`None` if no account or no answer).
+    pub fn balance(&self, i: usize, key: &PublicKey) -> Option<u32> {
+        match self.request(i, &Request::Account(*key)) {
+            Ok(Reply::Account(balance)) => Some(balance),
+            _ => None,
+        }
+    }
+
+    /// Whether server `i` is in sync (its connector sampling).
+    pub fn in_sync(&self, i: usize) -> bool {
+        self.field(i, "in_sync").and_then(|v| v.as_bool()) == Some(true)
+    }
+
+    /// Waits until every listed server is in sync.
+    pub fn wait_in_sync(&self, servers: &[usize], within: Duration) {
+        self.wait_for(&format!("servers {servers:?} in sync"), within, || {
+            servers.iter().all(|i| self.in_sync(*i))
+        });
+    }
+
+    /// Waits until every listed server has committed a round after `slot`.
+    pub fn wait_committed_after(&self, servers: &[usize], slot: u64, within: Duration) {
+        self.wait_for(&format!("servers {servers:?} committing after slot {slot}"), within, || {
+            servers.iter().all(|i| self.committed_slot(*i).is_some_and(|s| s > slot))
+        });
+    }
+
+    /// The current slot by this machine's clock.
+    pub fn slot_now(&self) -> u64 {
+        rota_peer::schedule::unix_now_ms() / self.slot_ms()
+    }
+
+    /// Polls `condition` every 50 ms until it holds; fails the test with the
+    /// servers' logs when `within` passes first.
+    pub fn wait_for(&self, what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        while !condition() {
+            if Instant::now() > deadline {
+                panic!("timed out after {within:?} waiting for {what}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs a client command against this network's client conf.
+    pub fn client_command(&self, args: &[&str]) -> Output {
+        let conf = self.client_conf();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--conf", conf.to_str().unwrap()]);
+        rota(&all)
+    }
+
+    /// The last lines of every server's log.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for i in 1..=self.children.len() {
+            let text = fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            out.push_str(&format!("---- node-{i}/node.log (last {} lines)\n{}\n", tail.len(), tail.join("\n")));
+        }
+        out
+    }
+
+    /// The whole log of server `i`.
+    pub fn log(&self, i: usize) -> String {
+        fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
