@@ -19,10 +19,11 @@
 //!   checks the hash again and installs it, then fetch the missing blocks one
 //!   window at a time, then back to hash-compare.
 //! - **sampling**: heartbeats to every server every `heartbeat_ms`; a server
-//!   that misses `missed_heartbeats` in a row is failed. When the live servers
-//!   are fewer than a majority, consensus is impossible and the node stops.
-//!   Leave for hash-compare when the ledger says it is out of sync, or when
-//!   two heartbeat rounds in a row show a majority ahead of this server.
+//!   that misses more than `missed_heartbeats` in a row is failed. When the
+//!   live servers are fewer than a majority, consensus is impossible and the
+//!   node stops. Leave for hash-compare when the ledger says it is out of
+//!   sync, or when two heartbeat rounds in a row show a majority ahead of
+//!   this server.
 //!
 //! [`Machine::step`] takes an [`Input`] and the time and returns [`Output`]s.
 
@@ -253,7 +254,7 @@ impl Machine {
             }
             // An answer marks its sender alive, then means what the state says.
             Input::Answer { from, answer } => {
-                if from != self.settings.me && from.index() < self.peers.len() {
+                if from.0 >= 1 && from != self.settings.me && from.index() < self.peers.len() {
                     self.on_answer(from, answer, now, &mut out);
                 }
             }
@@ -411,6 +412,10 @@ impl Machine {
                 self.target = Some(target);
                 self.enter(State::FetchSnapshot, now, out);
             }
+            // Decided early, when every server has answered: ask again only
+            // when the round is due, or the servers would be asked as fast as
+            // they answer.
+            None if now < self.deadline => {}
             None => {
                 log::info!(
                     "connector: no majority state among {} answers; asking again",
@@ -560,15 +565,16 @@ impl Machine {
     fn heartbeat(&mut self, now: Millis, out: &mut Vec<Output>) {
         for id in self.others() {
             let peer = &mut self.peers[id.index()];
-            peer.unanswered += 1;
+            // Counted before this round's heartbeat, which has not been missed yet.
             if peer.alive && peer.unanswered > self.settings.missed_heartbeats {
                 peer.alive = false;
                 log::warn!(
                     "connector: server {id} missed {} heartbeats: failed",
-                    self.settings.missed_heartbeats
+                    peer.unanswered
                 );
                 out.push(Output::Peer { id, alive: false });
             }
+            peer.unanswered += 1;
             out.push(Output::Send {
                 to: id,
                 request: Request::Heart(self.own),
