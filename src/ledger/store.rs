@@ -13,8 +13,9 @@
 //! the database file (temporary file, fsync, rename, fsync of the directory),
 //! then the archive copy. The block store is therefore the record of what was
 //! committed. A kill between the two writes leaves a database file one round
-//! behind; [`Store::load`] finds the committed state in the archive or
-//! replays the last block onto the older file, so nothing committed is lost.
+//! behind; [`Store::load`] finds the committed state in the archive, takes
+//! the genesis when no round has changed it, or replays the last block onto
+//! the older file, so nothing committed is lost.
 
 use std::fs;
 use std::io::Write;
@@ -181,6 +182,15 @@ impl Store {
                 meta.hash.short()
             );
             let c = committed(balances);
+            self.write_balances(&c)?;
+            return Ok(Loaded::Intact(c));
+        }
+        // A kill between recording the genesis and writing its file leaves
+        // no file and no archive; no round has changed the genesis since.
+        let mut genesis = genesis;
+        if genesis.hash() == meta.hash {
+            log::warn!("balances.db does not hold the committed state; restored the genesis");
+            let c = committed(genesis);
             self.write_balances(&c)?;
             return Ok(Loaded::Intact(c));
         }

@@ -1,0 +1,619 @@
+//! The block store, the database file and the archive, through the public
+//! API only: what a commit leaves on disk, how [`Store::load`] comes back
+//! after a crash or a damaged file, and how fetched blocks are appended.
+//!
+//! Each test works in its own temporary data directory. A "crash" is
+//! simulated by putting the files back as a kill between two writes would
+//! have left them, then reopening the store.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use rota::ledger::build_block;
+use rota::ledger::core::{Commit, Committed};
+use rota::ledger::store::{Appended, Loaded, Store, Tip, write_atomic};
+use rota_peer::balances::Balances;
+use rota_peer::block::Block;
+use rota_peer::keys::Keypair;
+use rota_peer::transaction::{Transaction, VerifiedTx};
+use rota_peer::{Hash, PublicKey, Slot};
+
+/// The slot length: 1.5 s, so that naming archives needs the integer
+/// division (slot * 1500 / 1000) to be done right.
+const SLOT_MS: u64 = 1_500;
+
+/// A realistic first slot, about the Unix time of 2024 in 1.5 s slots.
+const FIRST: Slot = 1_154_000_001;
+
+/// How many archives a test store keeps unless it says otherwise.
+const KEEP: usize = 10;
+
+fn keypair(n: u8) -> Keypair {
+    Keypair::from_seed(&[n; 32])
+}
+
+fn key(n: u8) -> PublicKey {
+    keypair(n).public()
+}
+
+/// Accounts 1 and 2 start with money; others get accounts when paid.
+fn genesis() -> Balances {
+    Balances::from_accounts(&[(key(1), 1_000), (key(2), 500)]).expect("genesis")
+}
+
+fn genesis_hash() -> Hash {
+    genesis().hash()
+}
+
+/// The Unix seconds an archive of `slot` is named by.
+fn seconds(slot: Slot) -> u64 {
+    slot * SLOT_MS / 1000
+}
+
+/// A round at `slot` applying `payments` (payer, payee, amount) to `before`.
+fn round(before: &Balances, slot: Slot, payments: &[(u8, u8, u32)]) -> Commit {
+    let mut after = before.clone();
+    let transactions = payments
+        .iter()
+        .enumerate()
+        .map(|(i, &(payer, payee, amount))| {
+            let tx = Transaction::sign(
+                &keypair(payer),
+                key(payee),
+                amount,
+                slot * SLOT_MS + i as u64,
+            );
+            after
+                .pay(&key(payer), &key(payee), amount)
+                .expect("a valid payment");
+            VerifiedTx::from_trusted_store(tx)
+        })
+        .collect();
+    let hash = after.hash();
+    Commit {
+        slot,
+        hash,
+        snapshot: Arc::new(after),
+        transactions,
+        block: !payments.is_empty(),
+        installed: false,
+    }
+}
+
+fn committed(commit: &Commit) -> Committed {
+    Committed {
+        slot: commit.slot,
+        hash: commit.hash,
+        snapshot: commit.snapshot.clone(),
+    }
+}
+
+/// Commits `commit` as the ledger thread does: a block on the current tip
+/// when the round asks for one. Returns the block.
+fn commit_round(store: &Store, commit: &Commit) -> Option<Block> {
+    let block = commit.block.then(|| {
+        let tip = store.tip().expect("tip");
+        build_block(tip, commit, commit.slot * SLOT_MS)
+    });
+    store
+        .commit(
+            commit.slot,
+            &committed(commit),
+            block.as_ref(),
+            commit.installed,
+        )
+        .expect("commit");
+    block
+}
+
+fn open(dir: &Path) -> Store {
+    open_keeping(dir, KEEP)
+}
+
+fn open_keeping(dir: &Path, keep: usize) -> Store {
+    Store::open(dir, keep, SLOT_MS).expect("open the store")
+}
+
+/// Opens and loads a store, expecting the committed state back whole.
+fn load_intact(store: &Store) -> Committed {
+    match store.load(genesis()).expect("load") {
+        Loaded::Intact(committed) => committed,
+        Loaded::Damaged { reason, .. } => panic!("expected an intact load, got damaged: {reason}"),
+    }
+}
+
+fn archive_path(dir: &Path, hash: Hash, slot: Slot) -> std::path::PathBuf {
+    dir.join("archive")
+        .join(format!("{hash}.{}", seconds(slot)))
+}
+
+/// Every file name in `dir`, sorted.
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A chain of `rounds` committed rounds with payments, built in a scratch
+/// store, returned as its blocks. Round `i` (from 0) is at slot FIRST + i.
+fn chain(rounds: usize) -> Vec<Block> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut state = load_intact(&store).snapshot.as_ref().clone();
+    (0..rounds)
+        .map(|i| {
+            let commit = round(&state, FIRST + i as u64, &[(1, 3, 10 + i as u32)]);
+            state = commit.snapshot.as_ref().clone();
+            commit_round(&store, &commit).expect("a round with payments has a block")
+        })
+        .collect()
+}
+
+fn tip_of(block: &Block) -> Tip {
+    Tip {
+        height: block.header.number,
+        hash: block.header.hash(),
+    }
+}
+
+#[test]
+fn a_new_store_starts_from_the_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+
+    let committed = load_intact(&store);
+
+    assert_eq!(committed.slot, 0);
+    assert_eq!(committed.hash, genesis_hash());
+    assert_eq!(*committed.snapshot, genesis());
+    assert_eq!(
+        fs::read(dir.path().join("balances.db")).unwrap(),
+        genesis().pack()
+    );
+    assert!(archive_path(dir.path(), genesis_hash(), 0).is_file());
+    assert_eq!(store.archive(), vec![(genesis_hash().to_string(), 0)]);
+    assert_eq!(store.tip().unwrap(), Tip::default());
+}
+
+#[test]
+fn a_committed_block_is_stored_indexed_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let commit;
+    let block;
+    {
+        let store = open(dir.path());
+        let state = load_intact(&store);
+        commit = round(
+            &state.snapshot,
+            FIRST,
+            &[(1, 3, 100), (2, 1, 50), (3, 4, 7)],
+        );
+        block = commit_round(&store, &commit).unwrap();
+
+        assert_eq!(block.header.number, 1);
+        assert_eq!(block.header.previous, Hash::default());
+        assert_eq!(block.header.balance_hash, commit.hash);
+        assert_eq!(store.tip().unwrap(), tip_of(&block));
+        let bytes = store.block(1).unwrap().expect("block 1 is stored");
+        assert_eq!(Block::decode(&bytes).unwrap(), block);
+        assert_eq!(store.block_hash(1).unwrap(), Some(block.header.hash()));
+        assert_eq!(store.block(2).unwrap(), None);
+        assert_eq!(store.block_hash(2).unwrap(), None);
+        for tx in &commit.transactions {
+            assert_eq!(store.tx_block(&tx.id()).unwrap(), Some(1));
+        }
+        assert_eq!(store.tx_block(&Hash::of(b"no such payment")).unwrap(), None);
+    }
+
+    let store = open(dir.path());
+    let loaded = load_intact(&store);
+    assert_eq!(loaded.hash, commit.hash);
+    assert_eq!(loaded.slot, FIRST);
+    assert_eq!(*loaded.snapshot, *commit.snapshot);
+    assert_eq!(store.tip().unwrap(), tip_of(&block));
+    for tx in &commit.transactions {
+        assert_eq!(store.tx_block(&tx.id()).unwrap(), Some(1));
+    }
+}
+
+#[test]
+fn a_crash_between_the_block_store_and_the_database_file_replays_the_last_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances_db = dir.path().join("balances.db");
+    let second;
+    {
+        let store = open(dir.path());
+        let state = load_intact(&store);
+        let first = round(&state.snapshot, FIRST, &[(1, 3, 100)]);
+        commit_round(&store, &first).unwrap();
+        let before = fs::read(&balances_db).unwrap();
+        second = round(&first.snapshot, FIRST + 2, &[(3, 4, 40), (2, 3, 5)]);
+        commit_round(&store, &second).unwrap();
+
+        // The kill came after the block store's commit and before the
+        // database file and its archive copy were written.
+        fs::write(&balances_db, &before).unwrap();
+        fs::remove_file(archive_path(dir.path(), second.hash, second.slot)).unwrap();
+    }
+
+    let store = open(dir.path());
+    let loaded = load_intact(&store);
+
+    assert_eq!(loaded.hash, second.hash);
+    assert_eq!(loaded.slot, second.slot);
+    assert_eq!(*loaded.snapshot, *second.snapshot);
+    let mut rewritten = Balances::from_packed(&fs::read(&balances_db).unwrap()).unwrap();
+    assert_eq!(rewritten.hash(), second.hash);
+    assert!(archive_path(dir.path(), second.hash, second.slot).is_file());
+    // A second load finds the file already right.
+    assert_eq!(load_intact(&store).hash, second.hash);
+}
+
+#[test]
+fn a_corrupted_database_file_is_restored_from_the_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances_db = dir.path().join("balances.db");
+    let commit;
+    {
+        let store = open(dir.path());
+        let state = load_intact(&store);
+        commit = round(&state.snapshot, FIRST, &[(1, 3, 100)]);
+        commit_round(&store, &commit).unwrap();
+    }
+    fs::write(&balances_db, b"not a packed database").unwrap();
+
+    let store = open(dir.path());
+    let loaded = load_intact(&store);
+
+    assert_eq!(loaded.hash, commit.hash);
+    assert_eq!(loaded.slot, FIRST);
+    assert_eq!(*loaded.snapshot, *commit.snapshot);
+    assert_eq!(
+        fs::read(&balances_db).unwrap(),
+        commit.snapshot.packed().unwrap()
+    );
+}
+
+#[test]
+fn a_corrupted_database_file_without_an_archive_or_a_block_to_replay_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let commit;
+    {
+        let store = open(dir.path());
+        let state = load_intact(&store);
+        commit = round(&state.snapshot, FIRST, &[(1, 3, 100)]);
+        commit_round(&store, &commit).unwrap();
+    }
+    fs::write(dir.path().join("balances.db"), b"garbage").unwrap();
+    for name in file_names(&dir.path().join("archive")) {
+        fs::remove_file(dir.path().join("archive").join(name)).unwrap();
+    }
+
+    let store = open(dir.path());
+    match store.load(genesis()).unwrap() {
+        Loaded::Damaged { best, reason } => {
+            assert!(
+                reason.contains("balances.db is unreadable"),
+                "reason: {reason}"
+            );
+            assert!(reason.contains(&commit.hash.short()), "reason: {reason}");
+            // Nothing readable: the best state is the genesis.
+            assert_eq!(best.hash, genesis_hash());
+            assert_eq!(*best.snapshot, genesis());
+            assert_eq!(best.slot, FIRST);
+        }
+        Loaded::Intact(c) => panic!("expected damaged, got intact at {}", c.hash),
+    }
+}
+
+#[test]
+fn a_database_file_a_round_behind_without_a_block_for_that_round_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances_db = dir.path().join("balances.db");
+    let first;
+    let installed;
+    {
+        let store = open(dir.path());
+        let state = load_intact(&store);
+        first = round(&state.snapshot, FIRST, &[(1, 3, 100)]);
+        commit_round(&store, &first).unwrap();
+        let before = fs::read(&balances_db).unwrap();
+        // A state installed from another server comes without a block.
+        installed = Commit {
+            block: false,
+            installed: true,
+            ..round(&first.snapshot, FIRST + 1, &[(2, 4, 9)])
+        };
+        assert_eq!(commit_round(&store, &installed), None);
+        fs::write(&balances_db, &before).unwrap();
+        fs::remove_file(archive_path(dir.path(), installed.hash, installed.slot)).unwrap();
+    }
+
+    let store = open(dir.path());
+    match store.load(genesis()).unwrap() {
+        Loaded::Damaged { best, reason } => {
+            assert!(reason.contains(&first.hash.short()), "reason: {reason}");
+            assert!(reason.contains(&installed.hash.short()), "reason: {reason}");
+            // The file parses, so it is the best state found.
+            assert_eq!(best.hash, first.hash);
+            assert_eq!(best.slot, installed.slot);
+        }
+        Loaded::Intact(c) => panic!("expected damaged, got intact at {}", c.hash),
+    }
+}
+
+#[test]
+fn a_new_store_killed_before_writing_the_genesis_file_starts_from_the_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        load_intact(&store);
+    }
+    // The kill came after the block store recorded the genesis and before
+    // the database file and its archive copy were written.
+    fs::remove_file(dir.path().join("balances.db")).unwrap();
+    fs::remove_file(archive_path(dir.path(), genesis_hash(), 0)).unwrap();
+
+    let store = open(dir.path());
+    let loaded = load_intact(&store);
+
+    assert_eq!(loaded.hash, genesis_hash());
+    assert_eq!(loaded.slot, 0);
+    assert_eq!(
+        fs::read(dir.path().join("balances.db")).unwrap(),
+        genesis().pack()
+    );
+}
+
+#[test]
+fn the_archive_keeps_the_newest_entries_named_by_hash_and_slot_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_keeping(dir.path(), 3);
+    let mut state = load_intact(&store).snapshot.as_ref().clone();
+    let mut commits = Vec::new();
+    for i in 0..5u64 {
+        // Slots two apart, so that the 1.5 s slots land on whole and half
+        // seconds alike.
+        let commit = round(&state, FIRST + 2 * i + (i % 2), &[(1, 3, 1 + i as u32)]);
+        commit_round(&store, &commit).unwrap();
+        state = commit.snapshot.as_ref().clone();
+        commits.push(commit);
+    }
+
+    let expected: Vec<(String, u64)> = commits[2..]
+        .iter()
+        .map(|c| (c.hash.to_string(), seconds(c.slot)))
+        .collect();
+    assert_eq!(store.archive(), expected);
+    let mut names: Vec<String> = expected
+        .iter()
+        .map(|(hash, s)| format!("{hash}.{s}"))
+        .collect();
+    names.sort();
+    assert_eq!(file_names(&dir.path().join("archive")), names);
+    for c in &commits[2..] {
+        let bytes = fs::read(archive_path(dir.path(), c.hash, c.slot)).unwrap();
+        assert_eq!(bytes, c.snapshot.packed().unwrap());
+    }
+    // FIRST is odd: its start, FIRST * 1.5 s, ends in half a second, which
+    // the name drops.
+    assert_eq!(seconds(FIRST), 1_731_000_001);
+}
+
+#[test]
+fn a_commit_that_does_not_change_the_database_writes_no_archive_entry_but_records_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let first;
+    {
+        let store = open(dir.path());
+        let state = load_intact(&store);
+        first = round(&state.snapshot, FIRST, &[(1, 3, 100)]);
+        commit_round(&store, &first).unwrap();
+        let archive = store.archive();
+        let file = fs::read(dir.path().join("balances.db")).unwrap();
+
+        let empty = round(&first.snapshot, FIRST + 5, &[]);
+        assert_eq!(empty.hash, first.hash);
+        assert_eq!(commit_round(&store, &empty), None);
+
+        assert_eq!(store.archive(), archive);
+        assert_eq!(fs::read(dir.path().join("balances.db")).unwrap(), file);
+        assert_eq!(store.meta().unwrap().unwrap().slot, FIRST + 5);
+    }
+
+    let store = open(dir.path());
+    let meta = store.meta().unwrap().expect("meta is recorded");
+    assert_eq!(meta.slot, FIRST + 5);
+    assert_eq!(meta.hash, first.hash);
+    let loaded = load_intact(&store);
+    assert_eq!(loaded.slot, FIRST + 5);
+    assert_eq!(loaded.hash, first.hash);
+}
+
+#[test]
+fn an_installed_database_archives_the_one_it_replaces_by_the_hash_of_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let state = load_intact(&store);
+    let first = round(&state.snapshot, FIRST, &[(1, 3, 100)]);
+    commit_round(&store, &first).unwrap();
+
+    // The file holds something else than the committed state (a server out
+    // of sync): the archive copy must be named after what it holds.
+    let mut strayed = Balances::from_accounts(&[(key(7), 77)]).unwrap();
+    let strayed_bytes = strayed.pack().to_vec();
+    write_atomic(&dir.path().join("balances.db"), &strayed_bytes).unwrap();
+
+    let installed = Commit {
+        installed: true,
+        block: false,
+        ..round(&first.snapshot, FIRST + 4, &[(2, 5, 20)])
+    };
+    assert_eq!(commit_round(&store, &installed), None);
+
+    let replaced = archive_path(dir.path(), strayed.hash(), first.slot);
+    assert_eq!(fs::read(&replaced).unwrap(), strayed_bytes);
+    assert!(
+        store
+            .archive()
+            .contains(&(strayed.hash().to_string(), seconds(first.slot)))
+    );
+    assert_eq!(
+        fs::read(archive_path(dir.path(), installed.hash, installed.slot)).unwrap(),
+        installed.snapshot.packed().unwrap()
+    );
+    assert_eq!(
+        fs::read(dir.path().join("balances.db")).unwrap(),
+        installed.snapshot.packed().unwrap()
+    );
+    assert_eq!(store.tip().unwrap().height, 1);
+}
+
+#[test]
+fn fetched_blocks_that_follow_the_tip_are_appended_and_indexed() {
+    let blocks = chain(3);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    load_intact(&store);
+
+    assert_eq!(
+        store.append_fetched(&blocks[..1]).unwrap(),
+        Appended::Tip(tip_of(&blocks[0]))
+    );
+    assert_eq!(
+        store.append_fetched(&blocks[1..]).unwrap(),
+        Appended::Tip(tip_of(&blocks[2]))
+    );
+
+    for block in &blocks {
+        let n = block.header.number;
+        assert_eq!(
+            Block::decode(&store.block(n).unwrap().unwrap()).unwrap(),
+            *block
+        );
+        assert_eq!(store.block_hash(n).unwrap(), Some(block.header.hash()));
+        for tx in &block.transactions {
+            assert_eq!(store.tx_block(&tx.id()).unwrap(), Some(n));
+        }
+    }
+    assert_eq!(store.tip().unwrap(), tip_of(&blocks[2]));
+}
+
+#[test]
+fn a_fetched_block_already_held_is_skipped() {
+    let blocks = chain(3);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append_fetched(&blocks[..2]).unwrap();
+
+    assert_eq!(
+        store.append_fetched(&blocks).unwrap(),
+        Appended::Tip(tip_of(&blocks[2]))
+    );
+    assert_eq!(
+        store.append_fetched(&blocks[..2]).unwrap(),
+        Appended::Tip(tip_of(&blocks[2]))
+    );
+    for block in &blocks {
+        assert_eq!(
+            store.block_hash(block.header.number).unwrap(),
+            Some(block.header.hash())
+        );
+    }
+}
+
+#[test]
+fn a_fetched_block_that_differs_drops_the_held_blocks_from_there_on_with_their_index() {
+    let ours = chain(3);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append_fetched(&ours).unwrap();
+
+    // The majority's block 2 carries a different payment on our block 1.
+    let mut theirs = ours[1].clone();
+    let tx = Transaction::sign(&keypair(2), key(6), 3, FIRST * SLOT_MS);
+    theirs.transactions = vec![tx];
+    theirs.header.merkle_root = rota_peer::block::merkle_root(&[tx.id()]);
+    theirs.header.balance_hash = Hash::of(b"their state");
+    assert_eq!(theirs.header.previous, ours[0].header.hash());
+
+    assert_eq!(
+        store.append_fetched(std::slice::from_ref(&theirs)).unwrap(),
+        Appended::Tip(tip_of(&theirs))
+    );
+
+    assert_eq!(store.block_hash(1).unwrap(), Some(ours[0].header.hash()));
+    assert_eq!(store.block_hash(2).unwrap(), Some(theirs.header.hash()));
+    assert_eq!(store.block(3).unwrap(), None);
+    for dropped in ours[1..].iter().flat_map(|b| &b.transactions) {
+        assert_eq!(store.tx_block(&dropped.id()).unwrap(), None);
+    }
+    for kept in &ours[0].transactions {
+        assert_eq!(store.tx_block(&kept.id()).unwrap(), Some(1));
+    }
+    assert_eq!(store.tx_block(&tx.id()).unwrap(), Some(2));
+}
+
+#[test]
+fn a_fetched_block_that_does_not_follow_the_tip_is_a_fork() {
+    let ours = chain(2);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append_fetched(&ours).unwrap();
+
+    let mut stranger = chain(3).remove(2);
+    stranger.header.previous = Hash::of(b"another chain's block 2");
+    assert_eq!(stranger.header.number, 3);
+
+    assert_eq!(
+        store.append_fetched(&[stranger]).unwrap(),
+        Appended::Fork { from: 2 }
+    );
+    assert_eq!(store.tip().unwrap(), tip_of(&ours[1]));
+    assert_eq!(store.block(3).unwrap(), None);
+}
+
+#[test]
+fn a_fetched_block_past_a_gap_appends_nothing_and_returns_the_tip() {
+    let blocks = chain(4);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append_fetched(&blocks[..1]).unwrap();
+
+    assert_eq!(
+        store.append_fetched(&blocks[2..]).unwrap(),
+        Appended::Tip(tip_of(&blocks[0]))
+    );
+    assert_eq!(store.block(3).unwrap(), None);
+    assert_eq!(store.block(4).unwrap(), None);
+    for tx in blocks[2..].iter().flat_map(|b| &b.transactions) {
+        assert_eq!(store.tx_block(&tx.id()).unwrap(), None);
+    }
+}
+
+#[test]
+fn a_fetched_block_numbered_zero_is_refused() {
+    let mut block = chain(1).remove(0);
+    block.header.number = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+
+    assert!(store.append_fetched(&[block]).is_err());
+    assert_eq!(store.tip().unwrap(), Tip::default());
+}
+
+#[test]
+fn write_atomic_leaves_no_tmp_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("balances.db");
+
+    write_atomic(&path, b"first").unwrap();
+    write_atomic(&path, b"second").unwrap();
+
+    assert_eq!(fs::read(&path).unwrap(), b"second");
+    assert_eq!(file_names(dir.path()), vec!["balances.db".to_string()]);
+}
