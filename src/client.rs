@@ -14,7 +14,7 @@ use std::time::Duration;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::transaction::Transaction;
-use rota_peer::wire::{Disposition, Reply, Request, TxStatus};
+use rota_peer::wire::{ALPHA_DOWN, Disposition, Reply, Request, TxStatus};
 use rota_peer::{Amount, Millis, PublicKey, ServerId, TxId};
 
 use crate::config::{Config, endpoint};
@@ -23,7 +23,9 @@ use crate::error::{Error, Result};
 /// How long a request waits for its reply by default.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
-/// One DEALER socket to one server.
+/// One DEALER socket to one server. `ZMQ_IMMEDIATE` keeps requests from
+/// queueing for a server that is not connected, so a dead server costs one
+/// timeout, not a hang.
 pub struct Connection {
     socket: zmq::Socket,
     chain: String,
@@ -40,6 +42,8 @@ impl Connection {
     ) -> Result<Connection> {
         let socket = ctx.socket(zmq::DEALER)?;
         socket.set_linger(0)?;
+        socket.set_immediate(true)?;
+        socket.set_sndtimeo(timeout_ms.min(i32::MAX as u64) as i32)?;
         socket.set_ipv6(address.is_ipv6())?;
         socket.connect(&endpoint(&address))?;
         Ok(Connection {
@@ -50,17 +54,25 @@ impl Connection {
         })
     }
 
+    fn no_answer(&self, request: &Request) -> Error {
+        Error::NoAnswer(format!(
+            "{} did not answer {} within {} ms",
+            self.address,
+            request.command(),
+            self.timeout_ms
+        ))
+    }
+
     /// Sends a request and waits for its reply. An `E` reply is returned as
-    /// [`Error::Remote`] with the node's message.
+    /// [`Error::Remote`] with the node's message; silence as [`Error::NoAnswer`].
     pub fn call(&mut self, request: &Request) -> Result<Reply> {
-        self.socket.send_multipart(request.encode(&self.chain), 0)?;
+        match self.socket.send_multipart(request.encode(&self.chain), 0) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => return Err(self.no_answer(request)),
+            Err(e) => return Err(e.into()),
+        }
         if self.socket.poll(zmq::POLLIN, self.timeout_ms as i64)? == 0 {
-            return Err(Error::Remote(format!(
-                "{} did not answer {} within {} ms",
-                self.address,
-                request.command(),
-                self.timeout_ms
-            )));
+            return Err(self.no_answer(request));
         }
         let frames = self.socket.recv_multipart(0)?;
         let parts: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
@@ -109,14 +121,14 @@ pub fn ask(
     for id in candidates {
         match connect(ctx, config, id, timeout_ms)?.call(request) {
             Ok(reply) => return Ok((id, reply)),
-            Err(Error::Remote(message)) if message.contains("did not answer") => {
+            Err(Error::NoAnswer(message)) => {
                 log::info!("server {id}: {message}");
-                last = Some(Error::Remote(message));
+                last = Some(Error::NoAnswer(message));
             }
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::Remote("no server to ask".into())))
+    Err(last.unwrap_or_else(|| Error::NoAnswer("no server to ask".into())))
 }
 
 /// What `rota pay` did.
@@ -149,7 +161,7 @@ fn wait_for_window(config: &Config) -> u64 {
     let (slot, opens) = schedule.next_open(now + margin);
     if opens > now + margin {
         let wait = opens - now;
-        log::info!(
+        eprintln!(
             "slot {} is in its blackout: waiting {wait} ms for slot {slot}",
             slot - 1
         );
@@ -158,61 +170,151 @@ fn wait_for_window(config: &Config) -> u64 {
     schedule.slot_at(unix_now_ms())
 }
 
-/// Signs and sends a payment; see the module documentation.
-pub fn pay(config: &Config, payer: &Keypair, options: &PayOptions) -> Result<PayOutcome> {
-    let ctx = zmq::Context::new();
-    let schedule = config.schedule();
-    let slot = wait_for_window(config);
-    let first = options.server.unwrap_or_else(|| schedule.alpha(slot));
-    let tx = Transaction::sign(payer, options.to, options.amount, unix_now_ms());
-    let request = Request::Submit(tx);
-    let mut order: Vec<ServerId> = vec![first];
-    if options.server.is_none() {
-        order.extend(config.server_list().ids().filter(|id| *id != first));
+fn sleep_until(at: Millis) {
+    let now = unix_now_ms();
+    if at > now {
+        thread::sleep(Duration::from_millis(at - now));
     }
-    let mut answered = None;
-    let mut last_error = None;
+}
+
+/// How one attempt to hand a signed payment to a server ended.
+enum Attempt {
+    Taken {
+        sent_to: ServerId,
+        id: TxId,
+        disposition: Disposition,
+        connection: Connection,
+    },
+    /// No server took it for this slot: the alpha is down or unreachable.
+    NoAlpha(String),
+}
+
+/// Offers one signed payment to the chosen server, or to the slot's alpha and
+/// then to every other server. Offering the same bytes again is safe: they
+/// have one id, and their timestamp fits one round only.
+fn offer(
+    ctx: &zmq::Context,
+    config: &Config,
+    options: &PayOptions,
+    slot: u64,
+    tx: Transaction,
+) -> Result<Attempt> {
+    let alpha = config.schedule().alpha(slot);
+    let order: Vec<ServerId> = match options.server {
+        Some(id) => vec![id],
+        None => std::iter::once(alpha)
+            .chain(config.server_list().ids().filter(|id| *id != alpha))
+            .collect(),
+    };
+    let request = Request::Submit(tx);
+    let mut silent = Vec::new();
     for id in order {
-        let mut connection = connect(&ctx, config, id, options.timeout_ms)?;
+        let mut connection = connect(ctx, config, id, options.timeout_ms)?;
         match connection.call(&request) {
             Ok(Reply::Submitted {
                 id: tx_id,
                 disposition,
             }) => {
-                answered = Some((id, tx_id, disposition, connection));
-                break;
+                return Ok(Attempt::Taken {
+                    sent_to: id,
+                    id: tx_id,
+                    disposition,
+                    connection,
+                });
             }
             Ok(other) => return Err(Error::Remote(format!("unexpected reply {other:?}"))),
-            Err(Error::Remote(message)) if message.contains("did not answer") => {
-                eprintln!("server {id} did not answer; trying the next server");
-                last_error = Some(Error::Remote(message));
+            Err(Error::NoAnswer(message)) => {
+                eprintln!("server {id} did not answer ({message})");
+                silent.push(id);
+            }
+            Err(Error::Remote(message)) if message.contains(ALPHA_DOWN) => {
+                return Ok(Attempt::NoAlpha(message));
             }
             Err(e) => return Err(e),
         }
     }
-    let Some((sent_to, id, disposition, mut connection)) = answered else {
-        return Err(last_error.unwrap_or_else(|| Error::Remote("no server answered".into())));
-    };
-    let status = if options.wait {
-        let round = match disposition {
-            Disposition::Held(_) => slot + 1,
-            Disposition::Accepted(_) | Disposition::Forwarded(_) => slot,
-        };
-        let deadline = schedule.vote_deadline(round) + 2 * schedule.slot_ms;
-        Some(wait_for_commit(
-            &mut connection,
-            id,
-            deadline,
-            schedule.slot_ms,
-        )?)
-    } else {
-        None
-    };
-    Ok(PayOutcome {
-        id,
-        disposition,
-        sent_to,
-        status,
+    if silent.contains(&alpha) && silent.len() < config.servers.len() {
+        return Ok(Attempt::NoAlpha(format!(
+            "server {alpha}, the alpha of slot {slot}, did not answer"
+        )));
+    }
+    Err(Error::NoAnswer(format!("no server answered: {silent:?}")))
+}
+
+/// Signs and sends a payment; see the module documentation. When no alpha
+/// takes it, it waits until that round has been decided and checks the
+/// payment is not in it before signing a new one for a later slot, so a
+/// payment is never made twice.
+pub fn pay(config: &Config, payer: &Keypair, options: &PayOptions) -> Result<PayOutcome> {
+    let ctx = zmq::Context::new();
+    let schedule = config.schedule();
+    for _ in 0..=config.servers.len() {
+        let slot = wait_for_window(config);
+        let tx = Transaction::sign(payer, options.to, options.amount, unix_now_ms());
+        match offer(&ctx, config, options, slot, tx)? {
+            Attempt::Taken {
+                sent_to,
+                id,
+                disposition,
+                mut connection,
+            } => {
+                let status = if options.wait {
+                    let round = match disposition {
+                        Disposition::Held(_) => slot + 1,
+                        Disposition::Accepted(_) | Disposition::Forwarded(_) => slot,
+                    };
+                    let deadline = schedule.vote_deadline(round) + 2 * schedule.slot_ms;
+                    Some(wait_for_commit(
+                        &mut connection,
+                        id,
+                        deadline,
+                        schedule.slot_ms,
+                    )?)
+                } else {
+                    None
+                };
+                return Ok(PayOutcome {
+                    id,
+                    disposition,
+                    sent_to,
+                    status,
+                });
+            }
+            Attempt::NoAlpha(reason) => {
+                eprintln!("{reason}; waiting for round {slot} to be decided before trying again");
+                sleep_until(schedule.vote_deadline(slot) + schedule.slot_ms / 10);
+                if let Some((server, block)) =
+                    committed_somewhere(&ctx, config, tx.id(), options.timeout_ms)
+                {
+                    return Ok(PayOutcome {
+                        id: tx.id(),
+                        disposition: Disposition::Accepted(schedule.alpha(slot)),
+                        sent_to: server,
+                        status: Some(TxStatus::Committed(block)),
+                    });
+                }
+            }
+        }
+    }
+    Err(Error::Remote(format!(
+        "no alpha took the payment in {} slots; the network may be down",
+        config.servers.len() + 1
+    )))
+}
+
+/// Whether any server reports `id` committed, and in which block.
+fn committed_somewhere(
+    ctx: &zmq::Context,
+    config: &Config,
+    id: TxId,
+    timeout_ms: u64,
+) -> Option<(ServerId, u64)> {
+    config.server_list().ids().find_map(|server| {
+        let mut connection = connect(ctx, config, server, timeout_ms).ok()?;
+        match connection.call(&Request::Status(id)) {
+            Ok(Reply::Status(TxStatus::Committed(block))) => Some((server, block)),
+            _ => None,
+        }
     })
 }
 

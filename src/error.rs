@@ -30,9 +30,13 @@ pub enum Error {
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),
 
-    /// A node answered with an error, or did not answer.
+    /// A node answered with an error.
     #[error("{0}")]
     Remote(String),
+
+    /// A node did not answer in time (down, or not reachable).
+    #[error("{0}")]
+    NoAnswer(String),
 }
 
 impl Error {

@@ -193,8 +193,13 @@ impl Connector {
             ConnectorInput::OutOfSync => self.machine.step(Input::OutOfSync, now),
             ConnectorInput::Fork { from } => self.machine.step(Input::Fork { from }, now),
             ConnectorInput::Send { to, slot, message } => {
-                let envelope =
-                    Envelope::sign(&self.config.keypair, &self.config.chain, slot, &message);
+                let envelope = Envelope::sign_payload(
+                    &self.config.keypair,
+                    &self.config.chain,
+                    slot,
+                    message.command(),
+                    message.payload(),
+                );
                 let frames = Request::Peer(envelope).encode(&self.config.chain);
                 let ids: Vec<ServerId> = match to {
                     Target::All => self

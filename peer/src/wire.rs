@@ -24,6 +24,10 @@ use crate::types::{Amount, BlockNumber, Hash, PublicKey, ServerId, Slot, TxId, b
 /// Longest chain name allowed.
 pub const MAX_CHAIN_LEN: usize = 32;
 
+/// How an `E` reply to `T` begins when the slot's alpha is known to be down,
+/// so that a client can wait for the next slot instead of giving up.
+pub const ALPHA_DOWN: &str = "alpha down";
+
 /// The reply command of an error.
 pub const ERROR: &[u8] = b"E";
 
@@ -487,14 +491,19 @@ impl Envelope {
         out
     }
 
-    pub fn sign<Tx: AsTransaction>(
+    /// Signs `message` for `slot` on `chain`.
+    pub fn sign(keypair: &Keypair, chain: &str, slot: Slot, message: &PeerMessage) -> Envelope {
+        Envelope::sign_payload(keypair, chain, slot, message.command(), message.payload())
+    }
+
+    /// Signs an encoded payload; [`Envelope::sign`] for a decoded message.
+    pub fn sign_payload(
         keypair: &Keypair,
         chain: &str,
         slot: Slot,
-        message: &PeerMessage<Tx>,
+        command: PeerCommand,
+        payload: Vec<u8>,
     ) -> Envelope {
-        let command = message.command();
-        let payload = message.payload();
         let signature = keypair.sign(&Envelope::signed_bytes(chain, command, slot, &payload));
         Envelope {
             command,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use rota_peer::balances::PaymentRefusal;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{Disposition, PeerMessage};
+use rota_peer::wire::{ALPHA_DOWN, Disposition, PeerMessage};
 use rota_peer::{Millis, ServerId, Slot};
 
 use super::core::{Action, Core, Held, MAX_HELD, MAX_ROUND_TRANSACTIONS, Target, Tracked};
@@ -46,6 +46,16 @@ pub enum Refusal {
         alpha: ServerId,
         slot: Slot,
     },
+    #[error(
+        "{ALPHA_DOWN}: server {alpha}, the alpha of slot {slot}, is not answering its peers; \
+         no server takes payments until slot {next} opens at {opens_ms} ms: send it again then"
+    )]
+    AlphaDown {
+        slot: Slot,
+        alpha: ServerId,
+        next: Slot,
+        opens_ms: Millis,
+    },
     #[error("a payment with this id is already in the round")]
     Duplicate,
     #[error("{0}")]
@@ -78,12 +88,20 @@ impl Core {
         }
         let alpha = self.schedule.alpha(slot);
         if alpha == self.me {
-            self.open_window(now);
             let result = self.accept(tx, now).map(|_| Disposition::Accepted(self.me));
             return (result, Vec::new());
         }
         if !self.schedule.timestamp_ok(tx.timestamp(), now) {
             return (Err(self.timestamp_refusal(tx.timestamp(), now)), Vec::new());
+        }
+        if self.failed.contains(&alpha) {
+            let refusal = Refusal::AlphaDown {
+                slot,
+                alpha,
+                next: slot + 1,
+                opens_ms: self.schedule.start(slot + 1),
+            };
+            return (Err(refusal), Vec::new());
         }
         self.tracked.insert(tx.id(), Tracked::Pending { slot });
         let forward = Action::Send {
@@ -104,7 +122,6 @@ impl Core {
     ) -> Result<(), String> {
         let slot = self.schedule.slot_at(now);
         let result = if self.schedule.window_open(now) {
-            self.open_window(now);
             self.accept(tx, now).map(|_| ())
         } else if self.schedule.alpha(slot + 1) == self.me {
             self.hold(tx, now).map(|_| ())
@@ -154,6 +171,7 @@ impl Core {
         if !self.synced {
             return Err(Refusal::CatchingUp);
         }
+        self.open_window(now);
         if !self.schedule.timestamp_ok(tx.timestamp(), now) {
             return Err(self.timestamp_refusal(tx.timestamp(), now));
         }
@@ -225,7 +243,6 @@ impl Core {
                 forward.push(held.tx);
                 continue;
             }
-            self.open_window(now);
             if let Err(refusal) = self.accept(held.tx, now) {
                 log::info!(
                     "held payment {} refused at slot {slot}: {refusal}",

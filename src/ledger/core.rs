@@ -179,6 +179,8 @@ pub struct Core {
     /// The highest slot of a round applied or closed here.
     highest_round: Option<Slot>,
     pub(super) synced: bool,
+    /// Servers the connector reports failed: payments are not forwarded to them.
+    pub(super) failed: HashSet<ServerId>,
     pub(super) tracked: HashMap<TxId, Tracked>,
     role: &'static str,
     stopped: bool,
@@ -228,6 +230,7 @@ impl Core {
             consensus: None,
             highest_round: None,
             synced,
+            failed: HashSet::new(),
             tracked: HashMap::new(),
             role: "follower",
             stopped: false,
@@ -762,6 +765,15 @@ impl Core {
         })];
         actions.extend(self.reapply_pending());
         actions
+    }
+
+    /// The connector's word on another server: alive or failed.
+    pub fn set_peer_alive(&mut self, id: ServerId, alive: bool) {
+        if alive {
+            self.failed.remove(&id);
+        } else {
+            self.failed.insert(id);
+        }
     }
 
     /// The connector's verdict: in sync (sampling) or not.

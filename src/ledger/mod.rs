@@ -262,9 +262,7 @@ impl LedgerThread {
         let actions = match message {
             PeerMessage::Register(_) | PeerMessage::Heart(_) => {
                 let answer = match message {
-                    PeerMessage::Register(_) => {
-                        PeerMessage::<rota_peer::transaction::Transaction>::Register(self.status())
-                    }
+                    PeerMessage::Register(_) => PeerMessage::Register(self.status()),
                     _ => PeerMessage::Heart(self.status()),
                 };
                 let slot = self.core.schedule.slot_at(now);
@@ -390,6 +388,7 @@ impl LedgerThread {
             }
             ConnectorEvent::Peer { id, alive } => {
                 self.peers.insert(id, alive);
+                self.core.set_peer_alive(id, alive);
                 self.publish(Event::Peer {
                     peer: id,
                     state: if alive { "alive" } else { "failed" },
@@ -422,8 +421,14 @@ impl LedgerThread {
                         self.tip = tip;
                         self.send_own();
                     }
-                    Ok(Appended::Fork { from }) => self.to_connector(ConnectorInput::Fork { from }),
-                    Err(e) => log::warn!("fetched blocks not stored: {e}"),
+                    Ok(Appended::Fork { from }) => {
+                        self.refresh_tip();
+                        self.to_connector(ConnectorInput::Fork { from });
+                    }
+                    Err(e) => {
+                        log::warn!("fetched blocks not stored: {e}");
+                        self.refresh_tip();
+                    }
                 }
                 Vec::new()
             }
@@ -431,6 +436,15 @@ impl LedgerThread {
                 "only {alive} of {} servers are alive; a majority needs {needed}",
                 self.core.servers.len()
             ))],
+        }
+    }
+
+    /// Reads the tip again after the store changed in ways the thread did not
+    /// follow (blocks dropped or appended before a fork was found).
+    fn refresh_tip(&mut self) {
+        match self.store.tip() {
+            Ok(tip) => self.tip = tip,
+            Err(e) => log::error!("cannot read the block tip: {e}"),
         }
     }
 
