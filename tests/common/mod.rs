@@ -61,8 +61,13 @@ impl Net {
             "--slot-ms",
             &slot_ms.to_string(),
         ]);
-        assert!(out.status.success(), "testnet init failed: {}", String::from_utf8_lossy(&out.stderr));
-        let client = Config::load(&dir.path().join("client.toml"), Role::Client).expect("client conf");
+        assert!(
+            out.status.success(),
+            "testnet init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let client =
+            Config::load(&dir.path().join("client.toml"), Role::Client).expect("client conf");
         Net {
             dir,
             client,
@@ -116,9 +121,16 @@ impl Net {
 
     /// Starts `rota run` for server `i`, appending to its `node.log`.
     pub fn start(&mut self, i: usize) {
-        assert!(self.children[i - 1].is_none(), "server {i} is already running");
+        assert!(
+            self.children[i - 1].is_none(),
+            "server {i} is already running"
+        );
         let log_path = self.node_dir(i).join("node.log");
-        let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log");
         let child = Command::new(rota_bin())
             .args(["run", "--conf"])
             .arg(self.conf(i))
@@ -153,7 +165,10 @@ impl Net {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("server {i} did not stop within 15 s of SIGTERM\n{}", self.logs());
+                panic!(
+                    "server {i} did not stop within 15 s of SIGTERM\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -184,7 +199,13 @@ impl Net {
 
     /// A connection to server `i` with a short timeout.
     pub fn connect(&self, i: usize) -> Connection {
-        rota::client::connect(&zmq::Context::new(), &self.client, ServerId(i as u32), 1_000).expect("connect")
+        rota::client::connect(
+            &zmq::Context::new(),
+            &self.client,
+            ServerId(i as u32),
+            1_000,
+        )
+        .expect("connect")
     }
 
     /// Sends one request to server `i`.
@@ -210,7 +231,8 @@ impl Net {
     }
 
     pub fn balance_hash(&self, i: usize) -> Option<String> {
-        self.field(i, "balance_hash").and_then(|v| v.as_str().map(str::to_string))
+        self.field(i, "balance_hash")
+            .and_then(|v| v.as_str().map(str::to_string))
     }
 
     pub fn committed_slot(&self, i: usize) -> Option<u64> {
@@ -239,9 +261,15 @@ impl Net {
 
     /// Waits until every listed server has committed a round after `slot`.
     pub fn wait_committed_after(&self, servers: &[usize], slot: u64, within: Duration) {
-        self.wait_for(&format!("servers {servers:?} committing after slot {slot}"), within, || {
-            servers.iter().all(|i| self.committed_slot(*i).is_some_and(|s| s > slot))
-        });
+        self.wait_for(
+            &format!("servers {servers:?} committing after slot {slot}"),
+            within,
+            || {
+                servers
+                    .iter()
+                    .all(|i| self.committed_slot(*i).is_some_and(|s| s > slot))
+            },
+        );
     }
 
     /// The current slot by this machine's clock.
@@ -255,7 +283,10 @@ impl Net {
         let deadline = Instant::now() + within;
         while !condition() {
             if Instant::now() > deadline {
-                panic!("timed out after {within:?} waiting for {what}\n{}", self.logs());
+                panic!(
+                    "timed out after {within:?} waiting for {what}\n{}",
+                    self.logs()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -276,7 +307,11 @@ impl Net {
             let text = fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             let tail = &lines[lines.len().saturating_sub(40)..];
-            out.push_str(&format!("---- node-{i}/node.log (last {} lines)\n{}\n", tail.len(), tail.join("\n")));
+            out.push_str(&format!(
+                "---- node-{i}/node.log (last {} lines)\n{}\n",
+                tail.len(),
+                tail.join("\n")
+            ));
         }
         out
     }

@@ -1,0 +1,260 @@
+//! Several real servers in consensus, two-second slots: the test list of the
+//! consensus description (all up; one stopped; rejoining; two stopped; payments
+//! during rounds; catching up through a push or a fetch), and hostile peers.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Net;
+use rota_peer::keys::Keypair;
+use rota_peer::wire::{Envelope, PeerMessage, Request};
+use rota_peer::{Hash, PublicKey};
+
+const SLOT_MS: u64 = 2_000;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn pay(net: &Net, server: usize, to: &PublicKey, amount: u32) -> serde_json::Value {
+    let out = net.client_command(&[
+        "pay",
+        "--to",
+        &to.to_string(),
+        "--amount",
+        &amount.to_string(),
+        "--server",
+        &server.to_string(),
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "rota pay via server {server} failed: {}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        net.logs()
+    );
+    serde_json::from_slice(&out.stdout).expect("pay prints JSON")
+}
+
+/// Waits until the listed servers hold the same balance hash and height.
+fn wait_agree(net: &Net, servers: &[usize], within: Duration) {
+    net.wait_for(&format!("servers {servers:?} to agree"), within, || {
+        let states: Vec<_> = servers
+            .iter()
+            .map(|i| (net.balance_hash(*i), net.height(*i)))
+            .collect();
+        states[0].0.is_some() && states.iter().all(|s| *s == states[0])
+    });
+}
+
+/// Waits until each observer's connector reports server `down` failed.
+fn wait_failed(net: &Net, observers: &[usize], down: usize, within: Duration) {
+    net.wait_for(
+        &format!("servers {observers:?} to see server {down} failed"),
+        within,
+        || {
+            observers.iter().all(|i| {
+                net.field(*i, "peers")
+                    .and_then(|p| p.get(down.to_string()).cloned())
+                    .is_some_and(|state| state == "failed")
+            })
+        },
+    );
+}
+
+fn archive(net: &Net, i: usize) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(net.data_dir(i).join("archive"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn one_server_stops_the_others_go_on_and_it_rejoins() {
+    let mut net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    let slot = net.slot_now();
+    net.wait_committed_after(&[1, 2, 3], slot + 1, secs(15));
+    wait_agree(&net, &[1, 2, 3], secs(10));
+
+    assert_eq!(net.stop(3).code(), Some(0));
+    let slot = net.slot_now();
+    net.wait_committed_after(&[1, 2], slot + 3, secs(20));
+    assert!(net.running(1) && net.running(2));
+
+    net.start(3);
+    net.wait_in_sync(&[3], secs(20));
+    let slot = net.slot_now();
+    net.wait_committed_after(&[1, 2, 3], slot, secs(15));
+    wait_agree(&net, &[1, 2, 3], secs(10));
+}
+
+#[test]
+fn two_servers_stop_and_the_third_stops_itself() {
+    let mut net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    net.stop(2);
+    net.stop(3);
+    let status = net.wait_exit(1, secs(30));
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "exit code 3 means consensus lost\n{}",
+        net.logs()
+    );
+    let log = net.log(1);
+    assert!(log.contains("consensus lost"), "{log}");
+}
+
+#[test]
+fn payments_during_the_rounds_keep_consensus() {
+    let net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    let payee = Keypair::from_seed(&[50; 32]).public();
+    let mut blocks = Vec::new();
+    for (round, server) in [1, 2, 3, 1].into_iter().enumerate() {
+        let paid = pay(&net, server, &payee, round as u32 + 1);
+        assert_eq!(paid["status"], "committed", "{paid}");
+        blocks.push(paid["block"].as_u64().unwrap());
+    }
+    wait_agree(&net, &[1, 2, 3], secs(10));
+    for i in 1..=3 {
+        assert_eq!(net.balance(i, &payee), Some(10), "server {i}");
+        for number in &blocks {
+            let hash = net.request(i, &Request::BlockHash(*number)).unwrap();
+            assert_eq!(hash, net.request(1, &Request::BlockHash(*number)).unwrap());
+        }
+    }
+}
+
+#[test]
+fn a_stopped_server_catches_up_and_its_archive_shows_it() {
+    let mut net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    net.stop(3);
+    wait_failed(&net, &[1, 2], 3, secs(15));
+    let before = archive(&net, 3);
+    let payee = Keypair::from_seed(&[51; 32]).public();
+    pay(&net, 1, &payee, 7);
+    pay(&net, 2, &payee, 8);
+    let hash = net.balance_hash(1).unwrap();
+
+    net.start(3);
+    net.wait_in_sync(&[3], secs(20));
+    wait_agree(&net, &[1, 2, 3], secs(20));
+    assert_eq!(net.balance(3, &payee), Some(15));
+    let after = archive(&net, 3);
+    assert!(
+        after
+            .iter()
+            .any(|name| name.starts_with(&format!("{hash}."))),
+        "archive of server 3 before {before:?}, after {after:?}, expected {hash}"
+    );
+    let log = net.log(3);
+    assert!(
+        log.contains("installing the database pushed")
+            || log.contains("installing the fetched database"),
+        "server 3 caught up through a push or a fetch\n{log}"
+    );
+}
+
+#[test]
+fn a_server_started_with_a_corrupted_database_rejoins() {
+    let mut net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    let payee = Keypair::from_seed(&[52; 32]).public();
+    pay(&net, 1, &payee, 9);
+    wait_agree(&net, &[1, 2, 3], secs(10));
+    net.stop(3);
+    std::fs::write(
+        net.data_dir(3).join("balances.db"),
+        b"this is not a database",
+    )
+    .unwrap();
+    std::fs::remove_dir_all(net.data_dir(3).join("archive")).unwrap();
+    std::fs::create_dir(net.data_dir(3).join("archive")).unwrap();
+
+    net.start(3);
+    net.wait_in_sync(&[3], secs(30));
+    wait_agree(&net, &[1, 2, 3], secs(20));
+    assert_eq!(net.balance(3, &payee), Some(9));
+    assert!(net.log(3).contains("starting out of sync"));
+}
+
+#[test]
+fn a_message_signed_by_a_key_not_in_the_conf_is_refused() {
+    let net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    let stranger = Keypair::from_seed(&[66; 32]);
+    let vote = Envelope::sign(
+        &stranger,
+        "local",
+        net.slot_now(),
+        &PeerMessage::Vote {
+            hash: Hash([1; 32]),
+        },
+    );
+    let err = net
+        .request(2, &Request::Peer(vote))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not in this chain's server list"), "{err}");
+    assert!(net.info(2).is_some(), "still serving");
+}
+
+#[test]
+fn a_round_replayed_from_an_earlier_slot_is_refused() {
+    let net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    let slot = net.slot_now();
+    net.wait_committed_after(&[2], slot + 1, secs(15));
+    // An empty round: its ROUND carried the committed hash and no payments.
+    // Signatures are deterministic, so this is byte for byte the ROUND that
+    // its alpha sent.
+    let round = net.committed_slot(2).unwrap();
+    let alpha = (round % 3) as usize + 1;
+    let hash: Hash = net.balance_hash(2).unwrap().parse().unwrap();
+    let replay = Envelope::sign(
+        &net.server_key(alpha),
+        "local",
+        round,
+        &PeerMessage::Round {
+            hash,
+            transactions: vec![],
+        },
+    );
+    let target = if alpha == 2 { 3 } else { 2 };
+    let err = net
+        .request(target, &Request::Peer(replay))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("already applied") || err.contains("stale"),
+        "{err}"
+    );
+    wait_agree(&net, &[1, 2, 3], secs(10));
+}
+
+#[test]
+fn five_servers_keep_going_with_two_down() {
+    let mut net = Net::up(5, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3, 4, 5], secs(30));
+    net.stop(4);
+    net.stop(5);
+    wait_failed(&net, &[1, 2, 3], 4, secs(15));
+    wait_failed(&net, &[1, 2, 3], 5, secs(15));
+    let payee = Keypair::from_seed(&[53; 32]).public();
+    for server in [1, 2, 3] {
+        let paid = pay(&net, server, &payee, 1);
+        assert_eq!(paid["status"], "committed", "{paid}");
+    }
+    let slot = net.slot_now();
+    net.wait_committed_after(&[1, 2, 3], slot + 2, secs(30));
+    wait_agree(&net, &[1, 2, 3], secs(10));
+    assert_eq!(net.balance(3, &payee), Some(3));
+}
