@@ -567,6 +567,20 @@ address = "127.0.0.1:4001"
     }
 
     #[test]
+    fn the_sample_rig_in_conf_is_valid() {
+        let rig = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/rig");
+        for i in 1..=3 {
+            let config =
+                Config::load(&rig.join(format!("node-{i}/rota.toml")), Role::Server).unwrap();
+            let key = rota_peer::keys::load_seed_file(&config.seed_file)
+                .unwrap()
+                .public();
+            assert_eq!(config.identify(&key).unwrap(), ServerId(i));
+        }
+        Config::load(&rig.join("client.toml"), Role::Client).unwrap();
+    }
+
+    #[test]
     fn a_bad_chain_name_says_what_is_allowed() {
         let dir = tempfile::tempdir().unwrap();
         let text = sample(dir.path()).replace("chain = \"test\"", "chain = \"Big Chain\"");
