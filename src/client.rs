@@ -386,10 +386,17 @@ pub fn watch(
     let prefix = config.chain.as_bytes();
     socket.set_subscribe(prefix)?;
     while !stop() {
-        if socket.poll(zmq::POLLIN, 200)? == 0 {
-            continue;
+        // A signal (Ctrl-C) interrupts the wait; `stop` then says whether to end.
+        match socket.poll(zmq::POLLIN, 200) {
+            Ok(0) | Err(zmq::Error::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(e.into()),
         }
-        let frames = socket.recv_multipart(0)?;
+        let frames = match socket.recv_multipart(0) {
+            Ok(frames) => frames,
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let [chain, topic, body] = frames.as_slice() else {
             continue;
         };

@@ -145,6 +145,9 @@ impl Default for Archive {
     }
 }
 
+/// The smallest `listen.max_message_bytes` allowed.
+pub const MIN_MESSAGE_BYTES: i64 = 1 << 20;
+
 /// Whether a conf is for a server (`rota run`) or a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -338,10 +341,14 @@ impl Config {
         for (i, text) in listen.publish.iter().enumerate() {
             parse_address(&format!("listen.publish[{}]", i + 1), text)?;
         }
-        if listen.max_message_bytes < 1024 {
+        if listen.max_message_bytes < MIN_MESSAGE_BYTES {
             return Err(bad(
                 "listen.max_message_bytes",
-                format!("{} is too small; at least 1024", listen.max_message_bytes),
+                format!(
+                    "{} is too small; at least {MIN_MESSAGE_BYTES} (1 MiB), and more than 36 bytes \
+                     an account so that a pushed database fits",
+                    listen.max_message_bytes
+                ),
             ));
         }
         if self.archive.keep == 0 {

@@ -1,7 +1,7 @@
 //! Events a node publishes on its PUB socket as `[chain][topic][JSON]`, for
 //! monitoring scripts, `rota watch` and `rota testnet up`.
 //!
-//! Topics: `tx` (a transaction accepted, forwarded, held or refused), `round`
+//! Topics: `tx` (a payment accepted, forwarded, held, or lost), `round`
 //! (a round's result), `block` (a block appended), `peer` (a server alive or
 //! failed), `connector` (the connector's state), `role` (this server's role),
 //! `stop` (the node is stopping, and why).
@@ -15,10 +15,10 @@ use serde::Serialize;
 pub enum Event {
     Tx {
         id: TxId,
-        /// accepted, forwarded, held, dropped or lost
+        /// accepted, forwarded, held or lost
         state: &'static str,
-        /// The server that has or will have it.
-        server: ServerId,
+        /// The alpha that has it, will have it, or had its round.
+        alpha: ServerId,
     },
     Round {
         slot: Slot,

@@ -29,6 +29,10 @@ use rota_peer::{BlockNumber, Hash, ServerId, Slot};
 /// The inproc endpoint of the connector's signal pair.
 pub const SIGNAL: &str = "inproc://rota-connector-signal";
 
+/// How long a DEALER may keep trying to deliver its last messages when the
+/// node stops.
+const LINGER_MS: i32 = 500;
+
 /// Where a ledger message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -101,7 +105,7 @@ pub struct Connector {
 
 fn dealer(ctx: &zmq::Context, address: &SocketAddr) -> zmq::Result<zmq::Socket> {
     let socket = ctx.socket(zmq::DEALER)?;
-    socket.set_linger(0)?;
+    socket.set_linger(LINGER_MS)?;
     socket.set_immediate(true)?;
     socket.set_sndhwm(100_000)?;
     socket.set_rcvhwm(100_000)?;
@@ -172,6 +176,14 @@ impl Connector {
                 }
             };
             if ready.signal && self.signal.drain() == Some(Signal::Stop) {
+                // The ledger's last messages (a failed RESULT that stops the
+                // other servers, say) go out first; the DEALERs linger briefly
+                // to deliver them.
+                while let Ok(input) = self.from_ledger.try_recv() {
+                    if let ConnectorInput::Send { .. } = input {
+                        self.handle_ledger(input);
+                    }
+                }
                 log::debug!("connector stopping");
                 return;
             }

@@ -24,8 +24,8 @@ use crate::types::{Amount, BlockNumber, Hash, PublicKey, ServerId, Slot, TxId, b
 /// Longest chain name allowed.
 pub const MAX_CHAIN_LEN: usize = 32;
 
-/// How an `E` reply to `T` begins when the slot's alpha is known to be down,
-/// so that a client can wait for the next slot instead of giving up.
+/// Words an `E` reply to `T` contains when the slot's alpha is known to be
+/// down, so that a client can wait for the next slot instead of giving up.
 pub const ALPHA_DOWN: &str = "alpha down";
 
 /// The reply command of an error.
@@ -65,7 +65,7 @@ fn expect_params(command: &str, params: &[&[u8]], wanted: &[&str]) -> Result<()>
             "{} parameter{} ({})",
             wanted.len(),
             if wanted.len() == 1 { "" } else { "s" },
-            wanted.join(", ")
+            wanted.join("; ")
         )
     };
     Err(Error::Invalid(format!(
@@ -96,34 +96,34 @@ impl Request {
             b"I" => expect_params("I", params, &[]).map(|_| Request::Info),
             b"N" => expect_params("N", params, &[]).map(|_| Request::Height),
             b"B" => {
-                expect_params("B", params, &["block number, 8 bytes"])?;
+                expect_params("B", params, &["block number: 8 bytes"])?;
                 Ok(Request::Block(be_u64(
                     params[0],
                     "command B: the block number",
                 )?))
             }
             b"H" => {
-                expect_params("H", params, &["block number, 8 bytes"])?;
+                expect_params("H", params, &["block number: 8 bytes"])?;
                 Ok(Request::BlockHash(be_u64(
                     params[0],
                     "command H: the block number",
                 )?))
             }
             b"A" => {
-                expect_params("A", params, &["public key, 32 bytes"])?;
+                expect_params("A", params, &["public key: 32 bytes"])?;
                 Ok(Request::Account(PublicKey(bytes32(
                     params[0],
                     "command A: the public key",
                 )?)))
             }
             b"T" => {
-                expect_params("T", params, &["transaction, 140 bytes"])?;
+                expect_params("T", params, &["transaction: 140 bytes"])?;
                 Transaction::decode(params[0])
                     .map(Request::Submit)
                     .map_err(|e| Error::Invalid(format!("command T: {e}")))
             }
             b"S" => {
-                expect_params("S", params, &["transaction id, 32 bytes"])?;
+                expect_params("S", params, &["transaction id: 32 bytes"])?;
                 Ok(Request::Status(Hash(bytes32(
                     params[0],
                     "command S: the transaction id",
@@ -750,8 +750,12 @@ impl PeerMessage {
         let name = command.name();
         let wrong = |what: String| Error::Invalid(format!("{name} payload: {what}"));
         match command {
-            PeerCommand::Register => Ok(PeerMessage::Register(Status::decode(payload)?)),
-            PeerCommand::Heart => Ok(PeerMessage::Heart(Status::decode(payload)?)),
+            PeerCommand::Register => Status::decode(payload)
+                .map(PeerMessage::Register)
+                .map_err(|e| wrong(e.to_string())),
+            PeerCommand::Heart => Status::decode(payload)
+                .map(PeerMessage::Heart)
+                .map_err(|e| wrong(e.to_string())),
             PeerCommand::Round => {
                 if payload.len() < 36 {
                     return Err(wrong(format!("at least 36 bytes, got {}", payload.len())));
@@ -793,9 +797,9 @@ impl PeerMessage {
             PeerCommand::Push => Ok(PeerMessage::Push {
                 packed: payload.to_vec(),
             }),
-            PeerCommand::Forward => Ok(PeerMessage::Forward {
-                transaction: Transaction::decode(payload)?,
-            }),
+            PeerCommand::Forward => Transaction::decode(payload)
+                .map(|transaction| PeerMessage::Forward { transaction })
+                .map_err(|e| wrong(e.to_string())),
         }
     }
 }
@@ -939,7 +943,7 @@ mod tests {
             ),
             (
                 vec![b"test".to_vec(), b"B".to_vec()],
-                "takes 1 parameter (block number, 8 bytes), got 0",
+                "takes 1 parameter (block number: 8 bytes), got 0",
             ),
             (
                 vec![b"test".to_vec(), b"B".to_vec(), vec![1, 2]],

@@ -37,8 +37,9 @@ pub enum Refusal {
         opens_ms: Millis,
     },
     #[error(
-        "held through the blackout, the payment would reach server {alpha} {offset_ms} ms from \
-         its timestamp; at most {tolerance_ms} ms is allowed: send it again once slot {slot} opens"
+        "held through the blackout, the payment's timestamp would be {offset_ms} ms from the \
+         start of slot {slot}, when server {alpha} opens; at most {tolerance_ms} ms either way is \
+         allowed: send it again once slot {slot} opens"
     )]
     HeldTooLate {
         offset_ms: i64,
@@ -117,14 +118,16 @@ impl Core {
     pub fn on_forward(
         &mut self,
         from: ServerId,
+        slot: Slot,
         tx: VerifiedTx,
         now: Millis,
-    ) -> Result<(), String> {
-        let slot = self.schedule.slot_at(now);
+    ) -> Result<Disposition, String> {
+        self.check_fresh("forward", slot, now, 1)?;
+        let current = self.schedule.slot_at(now);
         let result = if self.schedule.window_open(now) {
-            self.accept(tx, now).map(|_| ())
-        } else if self.schedule.alpha(slot + 1) == self.me {
-            self.hold(tx, now).map(|_| ())
+            self.accept(tx, now).map(|_| Disposition::Accepted(self.me))
+        } else if self.schedule.alpha(current + 1) == self.me {
+            self.hold(tx, now)
         } else {
             Err(self.not_alpha(now))
         };
@@ -200,7 +203,7 @@ impl Core {
         let alpha = self.schedule.alpha(next);
         if !self.schedule.timestamp_ok(tx.timestamp(), opens) {
             return Err(Refusal::HeldTooLate {
-                offset_ms: offset(opens, tx.timestamp()),
+                offset_ms: offset(tx.timestamp(), opens),
                 tolerance_ms: self.schedule.tolerance_ms,
                 alpha,
                 slot: next,
@@ -237,23 +240,36 @@ impl Core {
                     id.short(),
                     held.slot
                 );
+                self.tracked.insert(id, Tracked::Lost { slot: held.slot });
+                actions.push(Action::Publish(Event::Tx {
+                    id,
+                    state: "lost",
+                    alpha: self.schedule.alpha(held.slot),
+                }));
                 continue;
             }
             if alpha != self.me {
                 forward.push(held.tx);
                 continue;
             }
-            if let Err(refusal) = self.accept(held.tx, now) {
-                log::info!(
-                    "held payment {} refused at slot {slot}: {refusal}",
-                    id.short()
-                );
-                self.tracked.insert(id, Tracked::Lost { slot });
-                actions.push(Action::Publish(Event::Tx {
+            match self.accept(held.tx, now) {
+                Ok(()) => actions.push(Action::Publish(Event::Tx {
                     id,
-                    state: "lost",
-                    server: self.me,
-                }));
+                    state: "accepted",
+                    alpha: self.me,
+                })),
+                Err(refusal) => {
+                    log::info!(
+                        "held payment {} refused at slot {slot}: {refusal}",
+                        id.short()
+                    );
+                    self.tracked.insert(id, Tracked::Lost { slot });
+                    actions.push(Action::Publish(Event::Tx {
+                        id,
+                        state: "lost",
+                        alpha: self.me,
+                    }));
+                }
             }
         }
         for tx in forward {

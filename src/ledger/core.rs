@@ -393,7 +393,13 @@ impl Core {
     }
 
     /// Refuses a message for a slot too far from this server's clock.
-    fn check_fresh(&self, what: &str, slot: Slot, now: Millis, late: u64) -> Result<(), String> {
+    pub(super) fn check_fresh(
+        &self,
+        what: &str,
+        slot: Slot,
+        now: Millis,
+        late: u64,
+    ) -> Result<(), String> {
         let current = self.schedule.slot_at(now);
         if slot > current + 1 {
             Err(format!(
@@ -695,7 +701,7 @@ impl Core {
                 actions.push(Action::Publish(Event::Tx {
                     id: *id,
                     state: "lost",
-                    server: self.schedule.alpha(expected),
+                    alpha: self.schedule.alpha(expected),
                 }));
             }
         }
@@ -755,6 +761,11 @@ impl Core {
         };
         self.applied.clear();
         self.working = snapshot.clone();
+        // Whether payments expected in the replaced rounds made it is now
+        // unknown here until the blocks are fetched; they are not lost.
+        let through = self.committed.slot;
+        self.tracked
+            .retain(|_, t| !matches!(t, Tracked::Pending { slot } if *slot <= through));
         let mut actions = vec![Action::Commit(Commit {
             slot: self.committed.slot,
             hash,
@@ -806,7 +817,7 @@ impl Core {
                 actions.push(Action::Publish(Event::Tx {
                     id: tx.id(),
                     state: "lost",
-                    server: self.me,
+                    alpha: self.me,
                 }));
             }
             log::warn!(

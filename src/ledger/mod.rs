@@ -218,7 +218,7 @@ impl LedgerThread {
                         self.publish(Event::Tx {
                             id: tx.id(),
                             state: disposition.word(),
-                            server: disposition.server(),
+                            alpha: disposition.server(),
                         });
                         Reply::Submitted {
                             id: tx.id(),
@@ -260,12 +260,22 @@ impl LedgerThread {
         now: Millis,
     ) -> Result<(Option<Reply>, Vec<Action>), String> {
         let actions = match message {
+            // Answered with this server's signed status, by the ledger since
+            // it holds the status; registrations and heartbeats are not rounds,
+            // so only a slot far from this server's clock is refused.
             PeerMessage::Register(_) | PeerMessage::Heart(_) => {
+                let current = self.core.schedule.slot_at(now);
+                if slot.abs_diff(current) > 2 {
+                    return Err(format!(
+                        "{} signed for slot {slot} is stale: this server is at slot {current}",
+                        message.command().name()
+                    ));
+                }
                 let answer = match message {
                     PeerMessage::Register(_) => PeerMessage::Register(self.status()),
                     _ => PeerMessage::Heart(self.status()),
                 };
-                let slot = self.core.schedule.slot_at(now);
+                let slot = current;
                 let envelope = Envelope::sign(&self.keypair, &self.chain, slot, &answer);
                 return Ok((Some(Reply::Signed(envelope)), Vec::new()));
             }
@@ -276,7 +286,12 @@ impl LedgerThread {
             PeerMessage::Result(decision) => self.core.on_result(from, slot, decision, now)?,
             PeerMessage::Push { packed } => self.core.on_push(from, slot, &packed, now)?,
             PeerMessage::Forward { transaction } => {
-                self.core.on_forward(from, transaction, now)?;
+                let disposition = self.core.on_forward(from, slot, transaction, now)?;
+                self.publish(Event::Tx {
+                    id: transaction.id(),
+                    state: disposition.word(),
+                    alpha: disposition.server(),
+                });
                 Vec::new()
             }
         };
@@ -351,6 +366,9 @@ impl LedgerThread {
             "identifier": self.core.me,
             "servers": self.core.servers.len(),
             "slot": slot,
+            "slot_ms": schedule.slot_ms,
+            "blackout_ms": schedule.blackout_ms,
+            "tolerance_ms": schedule.tolerance_ms,
             "alpha": schedule.alpha(slot),
             "window_open": schedule.window_open(now),
             "role": self.core.role_at(now),

@@ -154,9 +154,9 @@ impl Sim {
                 PeerMessage::Vote { hash } => core.on_vote(from, slot, hash),
                 PeerMessage::Result(decision) => core.on_result(from, slot, decision, now),
                 PeerMessage::Push { packed } => core.on_push(from, slot, &packed, now),
-                PeerMessage::Forward { transaction } => {
-                    core.on_forward(from, transaction, now).map(|_| Vec::new())
-                }
+                PeerMessage::Forward { transaction } => core
+                    .on_forward(from, slot, transaction, now)
+                    .map(|_| Vec::new()),
                 PeerMessage::Register(_) | PeerMessage::Heart(_) => Ok(Vec::new()),
             };
             match result {
@@ -357,7 +357,7 @@ fn a_held_payment_that_would_fall_outside_the_tolerance_is_refused() {
         matches!(
             refusal,
             Refusal::HeldTooLate {
-                offset_ms: 250,
+                offset_ms: -250,
                 tolerance_ms: 100,
                 ..
             }
@@ -620,4 +620,61 @@ fn roles_follow_the_schedule() {
     let single =
         super::core::Core::new(ServerId(1), servers(1), schedule(1), committed(&genesis()));
     assert_eq!(single.role_at(T0 + 10), "alpha+beta");
+}
+
+#[test]
+fn a_payment_for_an_alpha_known_down_is_refused_with_the_next_slot() {
+    let mut core = core(2, 3, &genesis());
+    core.set_peer_alive(ServerId(1), false);
+    let (result, actions) = core.submit(payment(1, key(9), 5, T0 + 10), T0 + 10);
+    let refusal = result.unwrap_err();
+    assert!(
+        matches!(
+            refusal,
+            Refusal::AlphaDown {
+                alpha: ServerId(1),
+                next: 1000,
+                ..
+            }
+        ),
+        "{refusal:?}"
+    );
+    assert!(refusal.to_string().contains(rota_peer::wire::ALPHA_DOWN));
+    assert!(actions.is_empty(), "nothing forwarded");
+    core.set_peer_alive(ServerId(1), true);
+    let (result, _) = core.submit(payment(1, key(9), 5, T0 + 11), T0 + 11);
+    assert_eq!(result, Ok(Disposition::Forwarded(ServerId(1))));
+}
+
+#[test]
+fn a_stale_forward_is_refused() {
+    let mut core = core(1, 3, &genesis());
+    let err = core
+        .on_forward(ServerId(2), 990, payment(1, key(9), 5, T0 + 10), T0 + 10)
+        .unwrap_err();
+    assert!(err.contains("stale"), "{err}");
+}
+
+#[test]
+fn an_installed_database_leaves_the_fate_of_earlier_payments_unknown_not_lost() {
+    // Server 3 forwarded a payment, then fell out of sync and installed the
+    // majority's database: it cannot tell whether the payment made it.
+    let mut sim = Sim::new(3);
+    sim.now = T0 + 10;
+    let tx = payment(1, key(9), 5, T0 + 10);
+    sim.submit(3, tx).unwrap();
+    let mut other = Balances::from_accounts(&[(key(4), 4)]).unwrap();
+    let hash = other.hash();
+    let core3 = &mut sim.cores[2];
+    core3.install(999, hash, other);
+    assert_eq!(core3.tracked(&tx.id()), None);
+    let decision = Decision {
+        consensus: Some(hash),
+        agreeing: 2,
+        voters: 3,
+    };
+    core3
+        .on_result(ServerId(2), 1000, decision, T0 + SLOT + 800)
+        .unwrap();
+    assert_eq!(core3.tracked(&tx.id()), None, "not reported lost");
 }
