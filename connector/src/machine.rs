@@ -141,10 +141,20 @@ pub enum Output {
     },
 }
 
+/// What this server knows of another's liveness.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Liveness {
+    /// Not heard from since this server started.
+    #[default]
+    Unknown,
+    Alive,
+    Failed,
+}
+
 #[derive(Clone, Debug, Default)]
 struct Peer {
     registered: bool,
-    alive: bool,
+    liveness: Liveness,
     /// Heartbeats sent since the last answer.
     unanswered: u32,
     /// The last status received, with when.
@@ -167,6 +177,11 @@ enum Fetching {
     /// Fetching blocks; `through` is the last block requested.
     Blocks { through: BlockNumber },
 }
+
+/// The first registration retry. A server just started sends its first
+/// registrations before its connections are up, so those are lost; the
+/// retries then back off, doubling, to eight heartbeats.
+pub const FIRST_RETRY_MS: u64 = 100;
 
 /// Blocks requested at once.
 const BLOCK_WINDOW: u64 = 16;
@@ -198,7 +213,7 @@ impl Machine {
             state: State::Connecting,
             own,
             deadline: 0,
-            backoff: settings.heartbeat_ms,
+            backoff: FIRST_RETRY_MS.min(settings.heartbeat_ms),
             asked_at: 0,
             target: None,
             fetching: Fetching::Database,
@@ -220,13 +235,17 @@ impl Machine {
     pub fn alive(&self) -> usize {
         1 + self
             .others()
-            .filter(|id| self.peers[id.index()].alive)
+            .filter(|id| self.peers[id.index()].liveness == Liveness::Alive)
             .count()
     }
 
     /// Whether server `id` is alive as far as this server knows.
     pub fn is_alive(&self, id: ServerId) -> bool {
-        id == self.settings.me || self.peers.get(id.index()).is_some_and(|p| p.alive)
+        id == self.settings.me
+            || self
+                .peers
+                .get(id.index())
+                .is_some_and(|p| p.liveness == Liveness::Alive)
     }
 
     fn others(&self) -> impl Iterator<Item = ServerId> + use<> {
@@ -495,8 +514,8 @@ impl Machine {
 
     fn on_answer(&mut self, from: ServerId, answer: Answer, now: Millis, out: &mut Vec<Output>) {
         let peer = &mut self.peers[from.index()];
-        let was_alive = peer.alive;
-        peer.alive = true;
+        let was_alive = peer.liveness == Liveness::Alive;
+        peer.liveness = Liveness::Alive;
         peer.unanswered = 0;
         if !was_alive {
             log::info!("connector: server {from} is alive");
@@ -565,9 +584,12 @@ impl Machine {
     fn heartbeat(&mut self, now: Millis, out: &mut Vec<Output>) {
         for id in self.others() {
             let peer = &mut self.peers[id.index()];
-            // Counted before this round's heartbeat, which has not been missed yet.
-            if peer.alive && peer.unanswered > self.settings.missed_heartbeats {
-                peer.alive = false;
+            // Counted before this round's heartbeat, which has not been missed
+            // yet. A server never heard from fails the same way.
+            if peer.liveness != Liveness::Failed
+                && peer.unanswered > self.settings.missed_heartbeats
+            {
+                peer.liveness = Liveness::Failed;
                 log::warn!(
                     "connector: server {id} missed {} heartbeats: failed",
                     peer.unanswered

@@ -348,7 +348,7 @@ fn connecting_asks_unanswered_servers_again_with_a_growing_capped_backoff() {
 
     let mut last = 0;
     let mut gaps = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..9 {
         let due = rig.machine.next_deadline();
         assert_eq!(rig.tick(due - 1), [], "nothing before {due} ms");
         let out = rig.tick(due);
@@ -358,15 +358,18 @@ fn connecting_asks_unanswered_servers_again_with_a_growing_capped_backoff() {
         gaps.push(due - last);
         last = due;
     }
-    // Doubling from one heartbeat, then held at eight.
+    // Doubling from the first retry, then held at eight heartbeats.
+    let first = rota_connector::machine::FIRST_RETRY_MS;
     assert_eq!(
         gaps,
         [
-            HEARTBEAT,
-            2 * HEARTBEAT,
-            4 * HEARTBEAT,
-            8 * HEARTBEAT,
-            8 * HEARTBEAT,
+            first,
+            2 * first,
+            4 * first,
+            8 * first,
+            16 * first,
+            32 * first,
+            64 * first,
             8 * HEARTBEAT,
             8 * HEARTBEAT
         ]
@@ -677,6 +680,28 @@ fn sampling_reports_a_server_failed_once_after_more_than_missed_heartbeats() {
     assert!(!rig.machine.is_alive(ServerId(3)));
     assert_eq!(rig.machine.alive(), 2);
     assert_eq!(rig.state(), State::Sampling, "two of three is a majority");
+}
+
+#[test]
+fn sampling_reports_a_server_never_heard_from_failed_too() {
+    // Regression: server 3 stopped before its first answer reached this
+    // server, so it was never alive here and was never reported failed.
+    let own = status(3, 1, 2);
+    let mut rig = Rig::new(3, own);
+    rig.tick(0);
+    rig.status_from(2, own, 5);
+    let deadline = rig.machine.next_deadline();
+    rig.tick(deadline);
+    assert_eq!(rig.state(), State::Sampling, "two of three");
+    assert!(!rig.machine.is_alive(ServerId(3)));
+    let mut reported = Vec::new();
+    let mut at = rig.machine.next_deadline();
+    for _ in 0..(MISSED + 4) {
+        let (out, _) = round(&mut rig, at, &[2], own);
+        reported.extend(peer_events(&out));
+        at += HEARTBEAT;
+    }
+    assert_eq!(reported, [(3, false)], "reported failed, once");
 }
 
 #[test]

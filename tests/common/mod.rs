@@ -305,8 +305,13 @@ impl Net {
         let mut out = String::new();
         for i in 1..=self.children.len() {
             let text = fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
+            // Connections opened and closed by the test's own polling would
+            // bury everything else.
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.contains("rota_listener::monitor"))
+                .collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
             out.push_str(&format!(
                 "---- node-{i}/node.log (last {} lines)\n{}\n",
                 tail.len(),
