@@ -19,7 +19,7 @@ use std::thread;
 
 use crossbeam_channel::bounded;
 use rota_connector::{Connector, ConnectorConfig};
-use rota_listener::{Listener, ListenerConfig, Stats, Waker};
+use rota_listener::{Listener, ListenerConfig, Stats, Verifiers, Waker};
 use rota_peer::keys::load_seed_file;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -31,12 +31,23 @@ use crate::ledger::core::Core;
 use crate::ledger::store::{Loaded, Store};
 use crate::ledger::{Channels, Exit, LedgerThread};
 
-/// Batches of requests queued from the listener to the ledger.
+/// Decoded batches queued from the listener to the verifiers; more are
+/// refused as busy.
+const WORK_QUEUE: usize = 64;
+/// Verified batches queued from the verifiers to the ledger.
 const REQUEST_QUEUE: usize = 256;
 /// Replies and events queued from the ledger to the listener.
 const REPLY_QUEUE: usize = 65_536;
 /// Messages queued between the ledger and the connector.
 const PEER_QUEUE: usize = 4_096;
+
+/// One verifier thread per core: signature checks are most of the work of
+/// taking payments.
+fn verifier_count() -> usize {
+    thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+}
 
 /// Runs a server until it is stopped or stops itself.
 pub fn run(config: &Config) -> Result<Exit> {
@@ -95,13 +106,14 @@ pub fn run(config: &Config) -> Result<Exit> {
         keypair: keypair.clone(),
         me,
         addresses: servers.ids().map(|id| config.server_address(id)).collect(),
-        servers,
+        servers: servers.clone(),
         slot_ms: schedule.slot_ms,
         heartbeat_ms: config.peering.heartbeat_ms,
         missed_heartbeats: config.peering.missed_heartbeats,
     };
 
     let ctx = zmq::Context::new();
+    let (work_tx, work_rx) = bounded(WORK_QUEUE);
     let (requests_tx, requests_rx) = bounded(REQUEST_QUEUE);
     let (replies_tx, replies_rx) = bounded(REPLY_QUEUE);
     let (to_connector_tx, to_connector_rx) = bounded(PEER_QUEUE);
@@ -109,14 +121,13 @@ pub fn run(config: &Config) -> Result<Exit> {
     let (shutdown_tx, shutdown_rx) = bounded(1);
     let stats = Arc::new(Stats::default());
 
-    let listener = Listener::bind(
-        &ctx,
-        listener_config,
-        requests_tx,
-        replies_rx,
-        stats.clone(),
-    )
-    .map_err(Error::Config)?;
+    let verifiers = Verifiers {
+        chain: config.chain.clone(),
+        servers: servers.clone(),
+        stats: stats.clone(),
+    };
+    let listener = Listener::bind(&ctx, listener_config, work_tx, replies_rx, stats.clone())
+        .map_err(Error::Config)?;
     let ledger = LedgerThread::new(
         core,
         store,
@@ -160,6 +171,16 @@ pub fn run(config: &Config) -> Result<Exit> {
     let listener = spawn("listener")
         .spawn(move || listener.run())
         .map_err(|e| Error::io("listener thread", e))?;
+    let mut verifier_threads = Vec::new();
+    for i in 0..verifier_count() {
+        let (verifiers, work, to_ledger) =
+            (verifiers.clone(), work_rx.clone(), requests_tx.clone());
+        let handle = spawn(&format!("verify-{i}"))
+            .spawn(move || verifiers.run(work, to_ledger))
+            .map_err(|e| Error::io("verifier thread", e))?;
+        verifier_threads.push(handle);
+    }
+    drop((work_rx, requests_tx));
     let connector = spawn("connector")
         .spawn(move || connector.run())
         .map_err(|e| Error::io("connector thread", e))?;
@@ -176,6 +197,12 @@ pub fn run(config: &Config) -> Result<Exit> {
     for (name, handle) in [("connector", connector), ("listener", listener)] {
         if handle.join().is_err() {
             log::error!("the {name} thread panicked");
+        }
+    }
+    // The listener's end of the work queue is gone, so the verifiers finish.
+    for handle in verifier_threads {
+        if handle.join().is_err() {
+            log::error!("a verifier thread panicked");
         }
     }
     let _ = watcher.join();

@@ -1,36 +1,42 @@
-//! rota-listener: the listener thread and its sockets.
+//! rota-listener: the listener thread, its sockets, and the verifiers.
 //!
 //! The listener owns every socket the outside world connects to: a ROUTER on
 //! IPv4 and one on IPv6 (either may be left out), the PUB socket for events,
 //! a monitor on each ROUTER, and the PULL end of the inproc signal pair. It
-//! polls them all in one loop.
+//! polls them all in one loop and does only I/O: requests are read in
+//! batches and decoded; a malformed one is answered at once with `E`.
 //!
-//! Requests are read in batches. Each is decoded; a malformed one is answered
-//! at once with `E`. Signatures are checked here and nowhere else: payments in
-//! `T`, `forward` and `round` by a [`Verifier`] (a round's payments as one
-//! batch, so every server reaches the same verdict), peer envelopes against
-//! the server list. What passes goes to the ledger thread as [`Incoming`];
-//! the ledger's answers come back as [`Outgoing`] on a channel, with a wake-up
-//! on the signal pair.
+//! Decoded batches go, numbered, to a pool of verifier threads
+//! ([`verify::Verifiers`]). Signatures are checked there and nowhere else:
+//! payments in `T`, `forward` and `round` by a
+//! [`rota_peer::transaction::Verifier`] (a round's payments as one batch, so
+//! every server reaches the same verdict), peer envelopes against the server
+//! list. What passes goes to the ledger thread as a numbered [`Batch`] of
+//! [`Incoming`]; the ledger takes batches in number order, so requests are
+//! applied in the order they arrived although several threads verify them.
+//! The ledger's answers come back as [`Outgoing`] on a channel, with a
+//! wake-up on the signal pair.
 //!
-//! The queue to the ledger is bounded. When it is full the batch is answered
-//! with `E` ("busy") and the refusal is logged and counted, so a flood of
-//! requests cannot grow memory without limit.
+//! The queue to the verifiers is bounded. When it is full the batch is
+//! answered with `E` ("busy") and the refusal is logged and counted, so a
+//! flood of requests cannot grow memory without limit.
 
 mod monitor;
 mod signal;
+mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
-use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
+use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
 use rota_peer::{ServerId, Slot};
 
 pub use monitor::Stats;
 pub use signal::{Signal, SignalReceiver, Waker};
+pub use verify::{Batch, Verifiers, Work};
 
 /// The inproc endpoint of the listener's signal pair.
 pub const SIGNAL: &str = "inproc://rota-listener-signal";
@@ -66,6 +72,8 @@ pub enum Inbound {
         slot: Slot,
         message: PeerMessage<VerifiedTx>,
     },
+    /// A request that failed its checks: answer `E` with this message.
+    Refused(String),
 }
 
 /// One request with its return route.
@@ -102,10 +110,11 @@ pub struct Listener {
     monitors: Vec<monitor::Monitor>,
     publisher: Option<zmq::Socket>,
     signal: SignalReceiver,
-    to_ledger: Sender<Vec<Incoming>>,
+    to_verifiers: Sender<Work>,
+    /// The sequence number of the next batch handed to the verifiers.
+    next_seq: u64,
     from_ledger: Receiver<Outgoing>,
     stats: Arc<Stats>,
-    verifier: Verifier,
 }
 
 fn bind_router(ctx: &zmq::Context, address: &SocketAddr, max: i64) -> zmq::Result<zmq::Socket> {
@@ -125,7 +134,7 @@ impl Listener {
     pub fn bind(
         ctx: &zmq::Context,
         config: ListenerConfig,
-        to_ledger: Sender<Vec<Incoming>>,
+        to_verifiers: Sender<Work>,
         from_ledger: Receiver<Outgoing>,
         stats: Arc<Stats>,
     ) -> Result<Listener, String> {
@@ -173,17 +182,17 @@ impl Listener {
             monitors,
             publisher,
             signal,
-            to_ledger,
+            to_verifiers,
+            next_seq: 0,
             from_ledger,
             stats,
-            verifier: Verifier::default(),
         })
     }
 
     /// The listener thread body. Owns the ROUTER, PUB, monitor and signal
-    /// sockets; sends requests on `to_ledger`, takes replies and events from
-    /// `from_ledger` when woken. Returns on a `stop` signal or when the ledger
-    /// has gone.
+    /// sockets; sends decoded batches on `to_verifiers`, takes replies and
+    /// events from `from_ledger` when woken. Returns on a `stop` signal or
+    /// when the verifiers have gone.
     pub fn run(mut self) {
         loop {
             let (ready4, ready6, ready_signal, ready_monitors) = match self.poll() {
@@ -213,7 +222,7 @@ impl Listener {
                 alive &= self.serve(Family::V6);
             }
             if !alive {
-                log::error!("the ledger thread has gone; listener stopping");
+                log::error!("the verifier threads have gone; listener stopping");
                 return;
             }
         }
@@ -287,12 +296,11 @@ impl Listener {
         self.reply(route, &Reply::Error(message));
     }
 
-    /// Reads up to a batch of requests from one socket, checks them, and
-    /// passes what is valid to the ledger. Returns false if the ledger is gone.
+    /// Reads up to a batch of requests from one socket, decodes them, and
+    /// hands the batch to the verifiers. Returns false if they are gone.
     fn serve(&mut self, family: Family) -> bool {
-        let mut decoded = Vec::new();
-        let mut payments = Vec::new();
-        while decoded.len() < BATCH {
+        let mut batch = Vec::new();
+        while batch.len() < BATCH {
             let Some(socket) = self.socket(family) else {
                 break;
             };
@@ -305,116 +313,34 @@ impl Listener {
             };
             let parts: Vec<&[u8]> = body.iter().map(|f| f.as_slice()).collect();
             match Request::decode(&self.config.chain, &parts) {
-                Ok(Request::Submit(tx)) => {
-                    payments.push(tx);
-                    decoded.push((route, None));
-                }
-                Ok(request) => decoded.push((route, Some(request))),
+                Ok(request) => batch.push((route, request)),
                 Err(e) => self.refuse(&route, e.to_string()),
-            }
-        }
-        if decoded.is_empty() {
-            return true;
-        }
-        let mut verdicts = self.verifier.verify_batch(&payments).into_iter();
-        let mut batch = Vec::with_capacity(decoded.len());
-        for (route, request) in decoded {
-            let checked = match request {
-                None => verdicts
-                    .next()
-                    .expect("one verdict per payment")
-                    .map(Inbound::Submit)
-                    .map_err(|e| format!("command T: {e}")),
-                Some(request) => self.check(request),
-            };
-            match checked {
-                Ok(inbound) => batch.push(Incoming { route, inbound }),
-                Err(message) => self.refuse(&route, message),
             }
         }
         if batch.is_empty() {
             return true;
         }
-        match self.to_ledger.try_send(batch) {
-            Ok(()) => true,
-            Err(TrySendError::Full(batch)) => {
+        let work = Work {
+            seq: self.next_seq,
+            requests: batch,
+        };
+        match self.to_verifiers.try_send(work) {
+            Ok(()) => {
+                self.next_seq += 1;
+                true
+            }
+            Err(TrySendError::Full(work)) => {
                 log::warn!(
-                    "ledger queue full: refusing {} requests as busy",
-                    batch.len()
+                    "verifier queue full: refusing {} requests as busy",
+                    work.requests.len()
                 );
-                for incoming in batch {
-                    self.refuse(
-                        &incoming.route,
-                        "the node is busy; try again shortly".into(),
-                    );
+                for (route, _) in work.requests {
+                    self.refuse(&route, "the node is busy; try again shortly".into());
                 }
                 true
             }
             Err(TrySendError::Disconnected(_)) => false,
         }
-    }
-
-    /// Checks a decoded request that is not a payment: peer envelopes against
-    /// the server list, and the payments they carry.
-    fn check(&mut self, request: Request) -> Result<Inbound, String> {
-        let Request::Peer(envelope) = request else {
-            return Ok(Inbound::Query(request));
-        };
-        let from = self
-            .config
-            .servers
-            .verify(&self.config.chain, &envelope)
-            .map_err(|e| e.to_string())?;
-        let message = envelope.message().map_err(|e| e.to_string())?;
-        let message = self.verify_payments(from, envelope.slot, message)?;
-        Ok(Inbound::Peer {
-            from,
-            slot: envelope.slot,
-            message,
-        })
-    }
-
-    /// Checks the payments a peer message carries. A round's payments are
-    /// checked as one batch and those that fail are dropped (every server
-    /// drops the same ones); a forwarded payment must verify.
-    fn verify_payments(
-        &mut self,
-        from: ServerId,
-        slot: Slot,
-        message: PeerMessage<Transaction>,
-    ) -> Result<PeerMessage<VerifiedTx>, String> {
-        Ok(match message {
-            PeerMessage::Register(status) => PeerMessage::Register(status),
-            PeerMessage::Heart(status) => PeerMessage::Heart(status),
-            PeerMessage::Vote { hash } => PeerMessage::Vote { hash },
-            PeerMessage::Result(decision) => PeerMessage::Result(decision),
-            PeerMessage::Push { packed } => PeerMessage::Push { packed },
-            PeerMessage::Round { hash, transactions } => {
-                let count = transactions.len();
-                let verified: Vec<VerifiedTx> = self
-                    .verifier
-                    .verify_batch(&transactions)
-                    .into_iter()
-                    .filter_map(Result::ok)
-                    .collect();
-                if verified.len() < count {
-                    log::warn!(
-                        "round {slot} from server {from}: {} of {count} payments have bad signatures and are skipped",
-                        count - verified.len()
-                    );
-                }
-                PeerMessage::Round {
-                    hash,
-                    transactions: verified,
-                }
-            }
-            PeerMessage::Forward { transaction } => PeerMessage::Forward {
-                transaction: self
-                    .verifier
-                    .verify(transaction)
-                    .map_err(|e| format!("forward: {e}"))?,
-            },
-        })
     }
 }
 

@@ -345,6 +345,9 @@ impl Core {
                 ..Pending::default()
             });
             self.opened_through = Some(slot);
+            // The working database still shares its records with the last
+            // snapshot; copy them now rather than in the first payment's path.
+            Arc::make_mut(&mut self.working);
         }
     }
 

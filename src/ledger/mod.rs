@@ -21,7 +21,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use rota_connector::machine::State;
 use rota_connector::{ConnectorEvent, ConnectorInput};
-use rota_listener::{Inbound, Incoming, Outgoing, Stats, Waker};
+use rota_listener::{Batch, Inbound, Incoming, Outgoing, Stats, Waker};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, merkle_root};
 use rota_peer::keys::Keypair;
@@ -61,7 +61,7 @@ pub enum Exit {
 
 /// The channels and wakers the ledger thread uses.
 pub struct Channels {
-    pub requests: Receiver<Vec<Incoming>>,
+    pub requests: Receiver<Batch>,
     pub connector_events: Receiver<ConnectorEvent>,
     pub shutdown: Receiver<()>,
     pub to_listener: Sender<Outgoing>,
@@ -82,6 +82,10 @@ pub struct LedgerThread {
     connector: State,
     peers: BTreeMap<ServerId, bool>,
     started: Millis,
+    /// Verified batches that arrived ahead of their turn, by number.
+    early: BTreeMap<u64, Vec<Incoming>>,
+    /// The number of the next batch to apply.
+    next_batch: u64,
 }
 
 impl LedgerThread {
@@ -105,6 +109,8 @@ impl LedgerThread {
             connector: State::Connecting,
             peers: BTreeMap::new(),
             started: unix_now_ms(),
+            early: BTreeMap::new(),
+            next_batch: 0,
         })
     }
 
@@ -131,9 +137,14 @@ impl LedgerThread {
             let mut actions = Vec::new();
             select! {
                 recv(self.channels.requests) -> batch => match batch {
-                    Ok(batch) => {
-                        for incoming in batch {
-                            actions.extend(self.handle(incoming));
+                    Ok(Batch { seq, items }) => {
+                        // Verifiers finish out of order; apply in arrival order.
+                        self.early.insert(seq, items);
+                        while let Some(items) = self.early.remove(&self.next_batch) {
+                            self.next_batch += 1;
+                            for incoming in items {
+                                actions.extend(self.handle(incoming));
+                            }
                         }
                     }
                     Err(_) => return self.exit(Exit::Failed("the listener thread has gone".into())),
@@ -204,6 +215,10 @@ impl LedgerThread {
         let Incoming { route, inbound } = incoming;
         let now = unix_now_ms();
         match inbound {
+            Inbound::Refused(message) => {
+                self.reply(route, Reply::Error(message));
+                Vec::new()
+            }
             Inbound::Query(request) => {
                 let reply = self
                     .query(request)

@@ -1,0 +1,150 @@
+//! The verifier threads: every signature a node accepts is checked here.
+//!
+//! The listener hands each decoded batch, with its sequence number, to
+//! whichever verifier is free; the verifier checks payments in one batch
+//! (falling back to one at a time to find a forgery), checks peer envelopes
+//! against the server list, and passes the batch on, still numbered, to the
+//! ledger, which applies batches in number order. Refusals travel in the
+//! batch as [`Inbound::Refused`] so that the ledger answers them in order too.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Receiver, Sender};
+use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
+use rota_peer::wire::{PeerMessage, Request, ServerList};
+use rota_peer::{ServerId, Slot};
+
+use crate::{Inbound, Incoming, Route, Stats};
+
+/// A decoded batch for the verifiers.
+#[derive(Debug)]
+pub struct Work {
+    pub seq: u64,
+    pub requests: Vec<(Route, Request)>,
+}
+
+/// A checked batch for the ledger, in the listener's numbering.
+#[derive(Debug)]
+pub struct Batch {
+    pub seq: u64,
+    pub items: Vec<Incoming>,
+}
+
+/// What the verifier threads share.
+#[derive(Clone, Debug)]
+pub struct Verifiers {
+    pub chain: String,
+    pub servers: ServerList,
+    pub stats: Arc<Stats>,
+}
+
+impl Verifiers {
+    /// A verifier thread body. Takes [`Work`] from `work` and sends each
+    /// checked [`Batch`] on `to_ledger`. Returns when the listener has gone
+    /// (its sender dropped) or the ledger has.
+    pub fn run(self, work: Receiver<Work>, to_ledger: Sender<Batch>) {
+        let mut verifier = Verifier::default();
+        for Work { seq, requests } in work {
+            let items = self.check_batch(&mut verifier, requests);
+            if to_ledger.send(Batch { seq, items }).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Checks every request of a batch, payments together.
+    fn check_batch(
+        &self,
+        verifier: &mut Verifier,
+        requests: Vec<(Route, Request)>,
+    ) -> Vec<Incoming> {
+        let payments: Vec<Transaction> = requests
+            .iter()
+            .filter_map(|(_, r)| match r {
+                Request::Submit(tx) => Some(*tx),
+                _ => None,
+            })
+            .collect();
+        let mut verdicts = verifier.verify_batch(&payments).into_iter();
+        requests
+            .into_iter()
+            .map(|(route, request)| {
+                let checked = match request {
+                    Request::Submit(_) => verdicts
+                        .next()
+                        .expect("one verdict per payment")
+                        .map(Inbound::Submit)
+                        .map_err(|e| format!("command T: {e}")),
+                    other => self.check(verifier, other),
+                };
+                let inbound = checked.unwrap_or_else(|message| {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("refused: {message}");
+                    Inbound::Refused(message)
+                });
+                Incoming { route, inbound }
+            })
+            .collect()
+    }
+
+    /// Checks a request that is not a payment: peer envelopes against the
+    /// server list, and the payments they carry.
+    fn check(&self, verifier: &mut Verifier, request: Request) -> Result<Inbound, String> {
+        let Request::Peer(envelope) = request else {
+            return Ok(Inbound::Query(request));
+        };
+        let from = self
+            .servers
+            .verify(&self.chain, &envelope)
+            .map_err(|e| e.to_string())?;
+        let message = envelope.message().map_err(|e| e.to_string())?;
+        let message = verify_payments(verifier, from, envelope.slot, message)?;
+        Ok(Inbound::Peer {
+            from,
+            slot: envelope.slot,
+            message,
+        })
+    }
+}
+
+/// Checks the payments a peer message carries. A round's payments are checked
+/// as one batch and those that fail are dropped (every server drops the same
+/// ones); a forwarded payment must verify.
+fn verify_payments(
+    verifier: &mut Verifier,
+    from: ServerId,
+    slot: Slot,
+    message: PeerMessage<Transaction>,
+) -> Result<PeerMessage<VerifiedTx>, String> {
+    Ok(match message {
+        PeerMessage::Register(status) => PeerMessage::Register(status),
+        PeerMessage::Heart(status) => PeerMessage::Heart(status),
+        PeerMessage::Vote { hash } => PeerMessage::Vote { hash },
+        PeerMessage::Result(decision) => PeerMessage::Result(decision),
+        PeerMessage::Push { packed } => PeerMessage::Push { packed },
+        PeerMessage::Round { hash, transactions } => {
+            let count = transactions.len();
+            let verified: Vec<VerifiedTx> = verifier
+                .verify_batch(&transactions)
+                .into_iter()
+                .filter_map(Result::ok)
+                .collect();
+            if verified.len() < count {
+                log::warn!(
+                    "round {slot} from server {from}: {} of {count} payments have bad signatures and are skipped",
+                    count - verified.len()
+                );
+            }
+            PeerMessage::Round {
+                hash,
+                transactions: verified,
+            }
+        }
+        PeerMessage::Forward { transaction } => PeerMessage::Forward {
+            transaction: verifier
+                .verify(transaction)
+                .map_err(|e| format!("forward: {e}"))?,
+        },
+    })
+}
