@@ -88,6 +88,33 @@ pub enum Command {
     /// Set up and run a local network.
     #[command(subcommand)]
     Testnet(TestnetCommand),
+    /// Load a real 3-server network on loopback and print its figures.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Payments in the measured round.
+    #[arg(long, default_value_t = 10_000)]
+    pub transactions: usize,
+    /// Pipelined DEALER connections sending them.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Accounts in the genesis besides the payers.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub accounts: usize,
+    /// Accounts that pay.
+    #[arg(long, default_value_t = 1_000)]
+    pub payers: usize,
+    /// The network's slot length in milliseconds.
+    #[arg(long, default_value_t = 20_000)]
+    pub slot_ms: u64,
+    /// Write the network here (default: a temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the network's directory (logs, data) afterwards.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Args, Debug)]
@@ -292,6 +319,18 @@ pub fn run(cli: Cli) -> Result<i32> {
                 base_port,
             })?;
             print_init(&dir, nodes)?;
+            Ok(0)
+        }
+        Command::Bench(args) => {
+            crate::bench::run(&crate::bench::BenchOptions {
+                dir: args.dir,
+                transactions: args.transactions,
+                connections: args.connections,
+                accounts: args.accounts,
+                payers: args.payers,
+                slot_ms: args.slot_ms,
+                keep: args.keep,
+            })?;
             Ok(0)
         }
         Command::Testnet(TestnetCommand::Up { dir }) => {

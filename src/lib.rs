@@ -7,6 +7,7 @@
 //! local network generator). The shared formats live in `rota-peer`, the
 //! sockets in `rota-listener` and `rota-connector`.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
