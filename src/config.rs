@@ -68,7 +68,7 @@ pub struct ScheduleConf {
 pub struct Peering {
     /// Interval between heartbeats to each server.
     pub heartbeat_ms: u64,
-    /// Heartbeats a server may miss before it is marked failed.
+    /// A server that misses this many heartbeats in a row is marked failed.
     pub missed_heartbeats: u32,
 }
 

@@ -208,7 +208,7 @@ max_message_bytes = 67108864
 [peering]
 # Interval between heartbeats to each other server, in milliseconds.
 heartbeat_ms = {heartbeat}
-# Heartbeats a server may miss in a row before it is marked failed.
+# A server that misses this many heartbeats in a row is marked failed.
 missed_heartbeats = 3
 
 [archive]

@@ -19,7 +19,7 @@
 //!   checks the hash again and installs it, then fetch the missing blocks one
 //!   window at a time, then back to hash-compare.
 //! - **sampling**: heartbeats to every server every `heartbeat_ms`; a server
-//!   that misses more than `missed_heartbeats` in a row is failed. When the
+//!   that misses `missed_heartbeats` in a row is failed. When the
 //!   live servers are fewer than a majority, consensus is impossible and the
 //!   node stops. Leave for hash-compare when the ledger says it is out of
 //!   sync, or when two heartbeat rounds in a row show a majority ahead of
@@ -587,7 +587,7 @@ impl Machine {
             // Counted before this round's heartbeat, which has not been missed
             // yet. A server never heard from fails the same way.
             if peer.liveness != Liveness::Failed
-                && peer.unanswered > self.settings.missed_heartbeats
+                && peer.unanswered >= self.settings.missed_heartbeats
             {
                 peer.liveness = Liveness::Failed;
                 log::warn!(
