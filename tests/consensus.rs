@@ -9,34 +9,12 @@ use std::time::Duration;
 use common::Net;
 use rota_peer::keys::Keypair;
 use rota_peer::wire::{Envelope, PeerMessage, Request};
-use rota_peer::{Hash, PublicKey};
+use rota_peer::Hash;
 
 const SLOT_MS: u64 = 2_000;
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-fn pay(net: &Net, server: usize, to: &PublicKey, amount: u32) -> serde_json::Value {
-    let out = net.client_command(&[
-        "pay",
-        "--to",
-        &to.to_string(),
-        "--amount",
-        &amount.to_string(),
-        "--server",
-        &server.to_string(),
-        "--wait",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "rota pay via server {server} failed: {}{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        net.logs()
-    );
-    serde_json::from_slice(&out.stdout).expect("pay prints JSON")
 }
 
 /// Waits until the listed servers hold the same balance hash and height.
@@ -118,7 +96,7 @@ fn payments_during_the_rounds_keep_consensus() {
     let payee = Keypair::from_seed(&[50; 32]).public();
     let mut blocks = Vec::new();
     for (round, server) in [1, 2, 3, 1].into_iter().enumerate() {
-        let paid = pay(&net, server, &payee, round as u32 + 1);
+        let paid = net.pay(Some(server), &payee, round as u32 + 1);
         assert_eq!(paid["status"], "committed", "{paid}");
         blocks.push(paid["block"].as_u64().unwrap());
     }
@@ -140,8 +118,8 @@ fn a_stopped_server_catches_up_and_its_archive_shows_it() {
     wait_failed(&net, &[1, 2], 3, secs(15));
     let before = archive(&net, 3);
     let payee = Keypair::from_seed(&[51; 32]).public();
-    pay(&net, 1, &payee, 7);
-    pay(&net, 2, &payee, 8);
+    net.pay(Some(1), &payee, 7);
+    net.pay(Some(2), &payee, 8);
     let hash = net.balance_hash(1).unwrap();
 
     net.start(3);
@@ -168,7 +146,7 @@ fn a_server_started_with_a_corrupted_database_rejoins() {
     let mut net = Net::up(3, SLOT_MS);
     net.wait_in_sync(&[1, 2, 3], secs(20));
     let payee = Keypair::from_seed(&[52; 32]).public();
-    pay(&net, 1, &payee, 9);
+    net.pay(Some(1), &payee, 9);
     wait_agree(&net, &[1, 2, 3], secs(10));
     net.stop(3);
     std::fs::write(
@@ -250,7 +228,7 @@ fn five_servers_keep_going_with_two_down() {
     wait_failed(&net, &[1, 2, 3], 5, secs(15));
     let payee = Keypair::from_seed(&[53; 32]).public();
     for server in [1, 2, 3] {
-        let paid = pay(&net, server, &payee, 1);
+        let paid = net.pay(Some(server), &payee, 1);
         assert_eq!(paid["status"], "committed", "{paid}");
     }
     let slot = net.slot_now();

@@ -15,25 +15,6 @@ use rota_peer::{PublicKey, ServerId};
 
 const SLOT_MS: u64 = 1_000;
 
-fn pay_json(net: &Net, to: &PublicKey, amount: u32) -> serde_json::Value {
-    let out = net.client_command(&[
-        "pay",
-        "--to",
-        &to.to_string(),
-        "--amount",
-        &amount.to_string(),
-        "--wait",
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "rota pay failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        net.logs()
-    );
-    serde_json::from_slice(&out.stdout).expect("pay prints JSON")
-}
-
 fn started(net: &Net) {
     net.wait_in_sync(&[1], Duration::from_secs(10));
 }
@@ -43,7 +24,7 @@ fn a_payment_through_the_client_is_committed_in_a_block_and_archived() {
     let net = Net::up(1, SLOT_MS);
     started(&net);
     let payee = Keypair::from_seed(&[42; 32]).public();
-    let paid = pay_json(&net, &payee, 25);
+    let paid = net.pay(None, &payee, 25);
     assert_eq!(paid["disposition"], "accepted");
     assert_eq!(paid["status"], "committed");
     let number = paid["block"].as_u64().expect("a block number");
@@ -101,7 +82,7 @@ fn a_restart_resumes_from_what_was_stored() {
     let mut net = Net::up(1, SLOT_MS);
     started(&net);
     let payee = Keypair::from_seed(&[43; 32]).public();
-    pay_json(&net, &payee, 10);
+    net.pay(None, &payee, 10);
     let (height, hash) = (net.height(1).unwrap(), net.balance_hash(1).unwrap());
 
     let status = net.stop(1);
@@ -125,7 +106,7 @@ fn a_kill_dash_nine_loses_nothing_committed() {
     let payee = Keypair::from_seed(&[44; 32]).public();
     let mut heights = Vec::new();
     for amount in 1..=3 {
-        let paid = pay_json(&net, &payee, amount);
+        let paid = net.pay(None, &payee, amount);
         heights.push(paid["block"].as_u64().unwrap());
     }
     net.kill(1);

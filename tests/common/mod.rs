@@ -300,6 +300,27 @@ impl Net {
         rota(&all)
     }
 
+    /// Pays through the real client, `rota pay --wait --json`, sending to
+    /// `server` if given (else to the alpha); fails the test if the command
+    /// fails, and returns what it printed.
+    pub fn pay(&self, server: Option<usize>, to: &PublicKey, amount: u32) -> serde_json::Value {
+        let (to, amount) = (to.to_string(), amount.to_string());
+        let server = server.map(|s| s.to_string());
+        let mut args = vec!["pay", "--to", &to, "--amount", &amount, "--wait", "--json"];
+        if let Some(server) = &server {
+            args.extend(["--server", server]);
+        }
+        let out = self.client_command(&args);
+        assert!(
+            out.status.success(),
+            "rota pay {args:?} failed: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        serde_json::from_slice(&out.stdout).expect("pay prints JSON")
+    }
+
     /// The last lines of every server's log.
     pub fn logs(&self) -> String {
         let mut out = String::new();
