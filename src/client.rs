@@ -117,18 +117,26 @@ pub fn ask(
         Some(id) => vec![id],
         None => config.server_list().ids().collect(),
     };
-    let mut last = None;
+    let mut silent = Vec::new();
     for id in candidates {
         match connect(ctx, config, id, timeout_ms)?.call(request) {
             Ok(reply) => return Ok((id, reply)),
             Err(Error::NoAnswer(message)) => {
-                log::info!("server {id}: {message}");
-                last = Some(Error::NoAnswer(message));
+                eprintln!("server {id} did not answer ({message})");
+                silent.push(id);
             }
             Err(e) => return Err(e),
         }
     }
-    Err(last.unwrap_or_else(|| Error::NoAnswer("no server to ask".into())))
+    Err(no_server_answered(&silent))
+}
+
+fn no_server_answered(silent: &[ServerId]) -> Error {
+    let list: Vec<String> = silent.iter().map(|id| id.to_string()).collect();
+    Error::NoAnswer(format!(
+        "no server answered (asked servers {}); are they running, and is the conf's server list right?",
+        list.join(", ")
+    ))
 }
 
 /// What `rota pay` did.
@@ -238,7 +246,7 @@ fn offer(
             "server {alpha}, the alpha of slot {slot}, did not answer"
         )));
     }
-    Err(Error::NoAnswer(format!("no server answered: {silent:?}")))
+    Err(no_server_answered(&silent))
 }
 
 /// Signs and sends a payment; see the module documentation. When no alpha

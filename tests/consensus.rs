@@ -7,9 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::Net;
+use rota_peer::Hash;
 use rota_peer::keys::Keypair;
 use rota_peer::wire::{Envelope, PeerMessage, Request};
-use rota_peer::Hash;
 
 const SLOT_MS: u64 = 2_000;
 
