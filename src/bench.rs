@@ -5,11 +5,13 @@
 //! and measures, printing each figure beside a limit measured in the same run:
 //!
 //! 1. the raw single-core batched signature-verification rate, in process;
-//! 2. payments accepted per second at the alpha: `transactions` pre-signed
-//!    payments sent over `connections` pipelined DEALER sockets during the
-//!    alpha's window, from the first send to the last reply;
-//! 3. the latency from that round's close to its RESULT (the beta's round
-//!    event), and to the last server committing it;
+//! 2. payments accepted per second at the alpha: `transactions` (50,000)
+//!    pre-signed payments sent over `connections` pipelined DEALER sockets,
+//!    connected beforehand, from the alpha's window opening; timed from the
+//!    first send to the last reply;
+//! 3. in the next slot, a round of `round_transactions` (10,000) payments at
+//!    the next alpha: the latency from its close to its RESULT (the beta's
+//!    round event), and to the last server committing it;
 //! 4. the catch-up time of a server that lost its database: server 3 is
 //!    stopped, a round changes the database, its data directory is deleted,
 //!    and it is started again; the time from its connector entering
@@ -41,8 +43,10 @@ use crate::testnet::{self, InitOptions};
 pub struct BenchOptions {
     /// Where to write the network; a fresh temporary directory if `None`.
     pub dir: Option<PathBuf>,
-    /// Payments in the measured round.
+    /// Payments in the throughput round.
     pub transactions: usize,
+    /// Payments in the round whose close -> RESULT latency is measured.
+    pub round_transactions: usize,
     /// Pipelined DEALER connections sending them.
     pub connections: usize,
     /// Accounts in the genesis besides the payers.
@@ -59,7 +63,8 @@ impl Default for BenchOptions {
     fn default() -> BenchOptions {
         BenchOptions {
             dir: None,
-            transactions: 10_000,
+            transactions: 50_000,
+            round_transactions: 10_000,
             connections: 4,
             accounts: 1_000_000,
             payers: 1_000,
@@ -246,21 +251,26 @@ struct Sent {
     last_reply: Option<Instant>,
 }
 
-/// Sends `payments` to `address` over one DEALER, keeping up to `window`
-/// requests in flight, until every reply is in or `deadline` passes.
-fn send_pipelined(
-    ctx: &zmq::Context,
-    address: &str,
-    chain: &str,
-    payments: &[Vec<u8>],
-    deadline: Instant,
-) -> Result<Sent> {
-    const WINDOW: usize = 1_000;
+/// A DEALER for the load, connected before the measured window opens so
+/// that connection set-up is not timed.
+fn dealer(ctx: &zmq::Context, address: &str) -> Result<zmq::Socket> {
     let socket = ctx.socket(zmq::DEALER)?;
     socket.set_linger(0)?;
     socket.set_sndhwm(0)?;
     socket.set_rcvhwm(0)?;
     socket.connect(address)?;
+    Ok(socket)
+}
+
+/// Sends `payments` over one DEALER, keeping up to `window` requests in
+/// flight, until every reply is in or `deadline` passes.
+fn send_pipelined(
+    socket: zmq::Socket,
+    chain: &str,
+    payments: &[Vec<u8>],
+    deadline: Instant,
+) -> Result<Sent> {
+    const WINDOW: usize = 1_000;
     let mut sent = 0;
     let mut result = Sent::default();
     while result.accepted + result.refused < payments.len() && Instant::now() < deadline {
@@ -287,6 +297,74 @@ fn send_pipelined(
         }
     }
     Ok(result)
+}
+
+/// One loaded round.
+struct Load {
+    slot: u64,
+    accepted: usize,
+    refused: usize,
+    first_refusal: Option<String>,
+    /// From the first payment sent to the last reply received.
+    seconds: f64,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        self.accepted as f64 / self.seconds
+    }
+}
+
+/// Pre-signs `count` payments for the first slot of `alpha` opening after
+/// `after`, and sends them from the slot's opening over `connections`
+/// pipelined DEALERs connected beforehand.
+fn load_round(
+    net: &Network,
+    alpha: ServerId,
+    after: Millis,
+    count: usize,
+    connections: usize,
+    payers: usize,
+) -> Result<Load> {
+    let schedule = net.client.schedule();
+    let slot = next_slot_of(&schedule, alpha, after);
+    let opens = schedule.start(slot);
+    let payments = presign(count, payers, opens + schedule.tolerance_ms / 2, slot);
+    let ctx = zmq::Context::new();
+    let address = endpoint(&net.client.server_address(alpha));
+    let sockets = (0..connections.max(1))
+        .map(|_| dealer(&ctx, &address))
+        .collect::<Result<Vec<_>>>()?;
+    sleep_until(opens + 20);
+    let deadline =
+        Instant::now() + Duration::from_millis(schedule.slot_ms - schedule.blackout_ms - 100);
+    let share = count.div_ceil(sockets.len()).max(1);
+    let chain = &net.client.chain;
+    let results: Vec<Result<Sent>> = thread::scope(|scope| {
+        let handles: Vec<_> = sockets
+            .into_iter()
+            .zip(payments.chunks(share))
+            .map(|(socket, chunk)| {
+                scope.spawn(move || send_pipelined(socket, chain, chunk, deadline))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("sender thread"))
+            .collect()
+    });
+    let results: Vec<Sent> = results.into_iter().collect::<Result<_>>()?;
+    let first = results.iter().filter_map(|r| r.first_send).min();
+    let last = results.iter().filter_map(|r| r.last_reply).max();
+    Ok(Load {
+        slot,
+        accepted: results.iter().map(|r| r.accepted).sum(),
+        refused: results.iter().map(|r| r.refused).sum(),
+        first_refusal: results.iter().find_map(|r| r.first_refusal.clone()),
+        seconds: first
+            .zip(last)
+            .map_or(f64::NAN, |(a, b)| b.duration_since(a).as_secs_f64()),
+    })
 }
 
 /// Events published by the servers, with the time each was received.
@@ -436,105 +514,113 @@ pub fn run(options: &BenchOptions) -> Result<()> {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let listener = subscribe(&net.client, events.clone(), stop.clone())?;
 
-    // Throughput and round latency, in a slot of server 1.
-    let slot = next_slot_of(&schedule, ServerId(1), unix_now_ms() + 3_000);
-    let opens = schedule.start(slot);
-    let stamp = opens + schedule.tolerance_ms / 2;
-    println!(
-        "pre-signing {} payments for slot {slot}...",
-        options.transactions
-    );
-    let payments = presign(options.transactions, options.payers, stamp, slot);
-    sleep_until(opens + 20);
-    let address = endpoint(&net.client.server_address(ServerId(1)));
-    let deadline =
-        Instant::now() + Duration::from_millis(schedule.slot_ms - schedule.blackout_ms - 100);
-    let ctx = zmq::Context::new();
-    let share = options.transactions.div_ceil(options.connections.max(1));
-    let results: Vec<Result<Sent>> = thread::scope(|scope| {
-        let handles: Vec<_> = payments
-            .chunks(share.max(1))
-            .map(|chunk| {
-                let (ctx, address, chain) = (&ctx, &address, &net.client.chain);
-                scope.spawn(move || send_pipelined(ctx, address, chain, chunk, deadline))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("sender thread"))
-            .collect()
-    });
-    let results: Vec<Sent> = results.into_iter().collect::<Result<_>>()?;
-    let accepted: usize = results.iter().map(|r| r.accepted).sum();
-    let refused: usize = results.iter().map(|r| r.refused).sum();
-    let first = results.iter().filter_map(|r| r.first_send).min();
-    let last = results.iter().filter_map(|r| r.last_reply).max();
-    let elapsed = match (first, last) {
-        (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
-        _ => f64::NAN,
-    };
-    let rate = accepted as f64 / elapsed;
-    println!(
-        "  accepted {accepted} of {} payments at the alpha in {:.3} s over {} connections: {rate:.0} payments/s",
-        options.transactions, elapsed, options.connections
-    );
-    if refused > 0 {
-        let first = results
-            .iter()
-            .find_map(|r| r.first_refusal.clone())
-            .unwrap_or_default();
-        println!("  refused {refused}; the first refusal: {first}");
-    }
-    let round_events = |events: &Events, slot: u64| -> HashMap<u32, (u64, String)> {
+    let round_events = |slot: u64| -> HashMap<u32, (u64, String)> {
         events
+            .lock()
+            .expect("events lock")
             .seen
             .iter()
             .filter(|(_, topic, v)| topic == "round" && v["slot"].as_u64() == Some(slot))
             .map(|(server, _, v)| {
+                let time = v["time_ms"].as_u64().unwrap_or(0);
                 (
                     *server,
-                    (
-                        v["time_ms"].as_u64().unwrap_or(0),
-                        v["outcome"].as_str().unwrap_or("").to_string(),
-                    ),
+                    (time, v["outcome"].as_str().unwrap_or("").to_string()),
                 )
             })
             .collect()
     };
-    net.wait_for(
-        "the measured round's result on all three servers",
-        Duration::from_millis(3 * schedule.slot_ms),
-        |_| round_events(&events.lock().expect("events lock"), slot).len() == 3,
-    )?;
-    let decided = round_events(&events.lock().expect("events lock"), slot);
-    let close = schedule.close(slot);
-    let (beta_time, outcome) = decided[&1].clone();
-    let all_time = decided.values().map(|(t, _)| *t).max().unwrap_or(0);
+    // When round `load` was decided at its beta and committed everywhere,
+    // in ms after its close.
+    let decided = |load: &Load| -> Result<(u64, u64, String)> {
+        net.wait_for(
+            "a round's result on all three servers",
+            Duration::from_millis(3 * schedule.slot_ms),
+            |_| round_events(load.slot).len() == 3,
+        )?;
+        let seen = round_events(load.slot);
+        let close = schedule.close(load.slot);
+        let beta = schedule.alpha(load.slot).0;
+        let (at_beta, outcome) = seen[&beta].clone();
+        let everywhere = seen.values().map(|(t, _)| *t).max().unwrap_or(0);
+        Ok((
+            at_beta.saturating_sub(close),
+            everywhere.saturating_sub(close),
+            outcome,
+        ))
+    };
+    let report = |what: &str, load: &Load| {
+        println!(
+            "  {what}: accepted {} payments in {:.3} s over {} connections: {:.0} payments/s",
+            load.accepted,
+            load.seconds,
+            options.connections,
+            load.rate()
+        );
+        if load.refused > 0 {
+            println!(
+                "  refused {}; the first refusal: {}",
+                load.refused,
+                load.first_refusal.clone().unwrap_or_default()
+            );
+        }
+    };
+
+    // Throughput: a large round, so that once-a-round costs do not dominate.
     println!(
-        "  round {slot} ({accepted} payments): {outcome}; close -> RESULT {} ms, close -> committed on all three {} ms",
-        beta_time.saturating_sub(close),
-        all_time.saturating_sub(close)
+        "throughput: {} payments to server 1 in its next slot...",
+        options.transactions
+    );
+    let throughput = load_round(
+        &net,
+        ServerId(1),
+        unix_now_ms() + 3_000,
+        options.transactions,
+        options.connections,
+        options.payers,
+    )?;
+    report(&format!("slot {}", throughput.slot), &throughput);
+    let (big_result, _, outcome) = decided(&throughput)?;
+    println!(
+        "  round {}: {outcome}, close -> RESULT {big_result} ms",
+        throughput.slot
+    );
+
+    // Round latency: a round of the size asked for, at the next alpha.
+    println!(
+        "latency: {} payments to server 2 in its next slot...",
+        options.round_transactions
+    );
+    let round = load_round(
+        &net,
+        ServerId(2),
+        schedule.close(throughput.slot),
+        options.round_transactions,
+        options.connections,
+        options.payers,
+    )?;
+    report(&format!("slot {}", round.slot), &round);
+    let (to_result, to_all, outcome) = decided(&round)?;
+    println!(
+        "  round {} ({} payments): {outcome}; close -> RESULT {to_result} ms, close -> committed on all three {to_all} ms",
+        round.slot, round.accepted
     );
 
     // Catch-up of a server that lost its database.
     net.stop(3);
-    let change = next_slot_of(&schedule, ServerId(2), unix_now_ms() + 2_000);
-    let few = presign(
+    let change = load_round(
+        &net,
+        ServerId(1),
+        unix_now_ms() + 2_000,
         100,
+        1,
         options.payers,
-        schedule.start(change) + schedule.tolerance_ms / 2,
-        change,
-    );
-    sleep_until(schedule.start(change) + 20);
-    let deadline =
-        Instant::now() + Duration::from_millis(schedule.slot_ms - schedule.blackout_ms - 100);
-    let address2 = endpoint(&net.client.server_address(ServerId(2)));
-    send_pipelined(&ctx, &address2, &net.client.chain, &few, deadline)?;
+    )?;
     net.wait_for(
         "the changing round to commit on servers 1 and 2",
         Duration::from_millis(3 * schedule.slot_ms),
         |_| {
-            let seen = round_events(&events.lock().expect("events lock"), change);
+            let seen = round_events(change.slot);
             seen.contains_key(&1) && seen.contains_key(&2)
         },
     )?;
@@ -558,16 +644,18 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         to_sync.as_millis()
     );
 
+    let rate = throughput.rate();
     println!();
     println!("summary");
     println!("  raw batched verify (1 core)        {raw:>10.0} /s");
     println!(
-        "  accepted at the alpha              {rate:>10.0} /s   {:.0}% of raw (target >= 80%)",
-        100.0 * rate / raw
+        "  accepted at the alpha              {rate:>10.0} /s   {:.0}% of raw (target >= 80%; {} payments)",
+        100.0 * rate / raw,
+        throughput.accepted
     );
     println!(
-        "  round close -> RESULT              {:>10} ms  ({accepted} payments)",
-        beta_time.saturating_sub(close)
+        "  round close -> RESULT              {to_result:>10} ms  ({} payments)",
+        round.accepted
     );
     if let Some(ms) = catch_up.total {
         println!(

@@ -94,9 +94,12 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Payments in the measured round.
-    #[arg(long, default_value_t = 10_000)]
+    /// Payments in the throughput round.
+    #[arg(long, default_value_t = 50_000)]
     pub transactions: usize,
+    /// Payments in the round whose close -> RESULT latency is measured.
+    #[arg(long, default_value_t = 10_000)]
+    pub round_transactions: usize,
     /// Pipelined DEALER connections sending them.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
@@ -325,6 +328,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             crate::bench::run(&crate::bench::BenchOptions {
                 dir: args.dir,
                 transactions: args.transactions,
+                round_transactions: args.round_transactions,
                 connections: args.connections,
                 accounts: args.accounts,
                 payers: args.payers,
