@@ -27,7 +27,8 @@ pub const EXIT_CONSENSUS_LOST: i32 = 3;
     long_about = "A peer node for a small signed-ledger currency run by a fixed, ordered set of \
                   servers.\n\nStart a local network of three servers with `rota testnet up --dir \
                   testnet`, then pay with `rota pay --conf testnet/client.toml --to KEY --amount 5`.\n\
-                  Logging follows RUST_LOG (default: info)."
+                  Logging follows RUST_LOG (default: info).\n\nExit codes: 0 done, 1 error, \
+                  2 usage, 3 a server stopped because consensus was lost."
 )]
 pub struct Cli {
     #[command(subcommand)]
