@@ -36,7 +36,7 @@ use rota_peer::{ServerId, Slot};
 
 pub use monitor::Stats;
 pub use signal::{Signal, SignalReceiver, Waker};
-pub use verify::{Batch, Verifiers, Work};
+pub use verify::{Batch, InOrder, Verifiers, Work};
 
 /// The inproc endpoint of the listener's signal pair.
 pub const SIGNAL: &str = "inproc://rota-listener-signal";

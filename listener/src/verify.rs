@@ -7,6 +7,7 @@
 //! ledger, which applies batches in number order. Refusals travel in the
 //! batch as [`Inbound::Refused`] so that the ledger answers them in order too.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -29,6 +30,29 @@ pub struct Work {
 pub struct Batch {
     pub seq: u64,
     pub items: Vec<Incoming>,
+}
+
+/// Puts checked batches back in the listener's order: verifiers finish in
+/// any order, but requests must take effect as they arrived (a beta's RESULT
+/// before its push, say).
+#[derive(Debug, Default)]
+pub struct InOrder {
+    next: u64,
+    early: BTreeMap<u64, Vec<Incoming>>,
+}
+
+impl InOrder {
+    /// Takes one batch and returns every request now due, in order: none if
+    /// an earlier batch is still being checked.
+    pub fn arrive(&mut self, batch: Batch) -> Vec<Incoming> {
+        self.early.insert(batch.seq, batch.items);
+        let mut due = Vec::new();
+        while let Some(items) = self.early.remove(&self.next) {
+            self.next += 1;
+            due.extend(items);
+        }
+        due
+    }
 }
 
 /// What the verifier threads share.
@@ -147,4 +171,41 @@ fn verify_payments(
                 .map_err(|e| format!("forward: {e}"))?,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Family;
+
+    fn batch(seq: u64, tags: &[u8]) -> Batch {
+        let items = tags
+            .iter()
+            .map(|tag| Incoming {
+                route: Route {
+                    family: Family::V4,
+                    envelope: vec![vec![*tag]],
+                },
+                inbound: Inbound::Query(Request::Info),
+            })
+            .collect();
+        Batch { seq, items }
+    }
+
+    fn tags(items: Vec<Incoming>) -> Vec<u8> {
+        items.iter().map(|i| i.route.envelope[0][0]).collect()
+    }
+
+    #[test]
+    fn batches_checked_out_of_order_are_applied_in_arrival_order() {
+        let mut order = InOrder::default();
+        assert_eq!(
+            tags(order.arrive(batch(1, &[3, 4]))),
+            Vec::<u8>::new(),
+            "batch 0 still out"
+        );
+        assert_eq!(tags(order.arrive(batch(2, &[5]))), Vec::<u8>::new());
+        assert_eq!(tags(order.arrive(batch(0, &[1, 2]))), [1, 2, 3, 4, 5]);
+        assert_eq!(tags(order.arrive(batch(3, &[6]))), [6]);
+    }
 }

@@ -13,7 +13,6 @@ pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -21,7 +20,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TrySendError, select};
 use rota_connector::machine::State;
 use rota_connector::{ConnectorEvent, ConnectorInput};
-use rota_listener::{Batch, Inbound, Incoming, Outgoing, Stats, Waker};
+use rota_listener::{InOrder, Inbound, Incoming, Outgoing, Stats, Waker};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, merkle_root};
 use rota_peer::keys::Keypair;
@@ -61,7 +60,7 @@ pub enum Exit {
 
 /// The channels and wakers the ledger thread uses.
 pub struct Channels {
-    pub requests: Receiver<Batch>,
+    pub requests: Receiver<rota_listener::Batch>,
     pub connector_events: Receiver<ConnectorEvent>,
     pub shutdown: Receiver<()>,
     pub to_listener: Sender<Outgoing>,
@@ -80,12 +79,9 @@ pub struct LedgerThread {
     channels: Channels,
     stats: Arc<Stats>,
     connector: State,
-    peers: BTreeMap<ServerId, bool>,
     started: Millis,
-    /// Verified batches that arrived ahead of their turn, by number.
-    early: BTreeMap<u64, Vec<Incoming>>,
-    /// The number of the next batch to apply.
-    next_batch: u64,
+    /// Verified batches, put back in arrival order.
+    in_order: InOrder,
 }
 
 impl LedgerThread {
@@ -107,10 +103,8 @@ impl LedgerThread {
             channels,
             stats,
             connector: State::Connecting,
-            peers: BTreeMap::new(),
             started: unix_now_ms(),
-            early: BTreeMap::new(),
-            next_batch: 0,
+            in_order: InOrder::default(),
         })
     }
 
@@ -137,14 +131,9 @@ impl LedgerThread {
             let mut actions = Vec::new();
             select! {
                 recv(self.channels.requests) -> batch => match batch {
-                    Ok(Batch { seq, items }) => {
-                        // Verifiers finish out of order; apply in arrival order.
-                        self.early.insert(seq, items);
-                        while let Some(items) = self.early.remove(&self.next_batch) {
-                            self.next_batch += 1;
-                            for incoming in items {
-                                actions.extend(self.handle(incoming));
-                            }
+                    Ok(batch) => {
+                        for incoming in self.in_order.arrive(batch) {
+                            actions.extend(self.handle(incoming));
                         }
                     }
                     Err(_) => return self.exit(Exit::Failed("the listener thread has gone".into())),
@@ -365,7 +354,8 @@ impl LedgerThread {
         let slot = schedule.slot_at(now);
         let committed = self.core.committed();
         let peers: serde_json::Map<String, serde_json::Value> = self
-            .peers
+            .core
+            .peers()
             .iter()
             .map(|(id, alive)| {
                 (
@@ -420,7 +410,6 @@ impl LedgerThread {
                 Vec::new()
             }
             ConnectorEvent::Peer { id, alive } => {
-                self.peers.insert(id, alive);
                 self.core.set_peer_alive(id, alive);
                 self.publish(Event::Peer {
                     peer: id,
