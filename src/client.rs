@@ -366,7 +366,7 @@ pub fn watch(
     server: Option<ServerId>,
     topics: &[String],
     mut print: impl FnMut(ServerId, &str, &serde_json::Value),
-    stop: impl Fn() -> bool,
+    mut stop: impl FnMut() -> bool,
 ) -> Result<()> {
     let ctx = zmq::Context::new();
     let socket = ctx.socket(zmq::SUB)?;

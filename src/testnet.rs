@@ -393,25 +393,23 @@ pub fn up(dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
     }
     println!("watching rounds; Ctrl-C stops the network");
     let mut printed_blocks = BTreeSet::new();
-    let watch_stop = stop.clone();
-    let exited = std::cell::RefCell::new(0usize);
-    let children = std::cell::RefCell::new(children);
     let result = crate::client::watch(
         &client,
         None,
         &[],
         |server, topic, event| print_event(server, topic, event, &mut printed_blocks),
         || {
-            reap(&children, &exited);
-            watch_stop.load(Ordering::Relaxed) || *exited.borrow() == confs.len()
+            reap(&mut children);
+            stop.load(Ordering::Relaxed) || children.iter().all(Option::is_none)
         },
     );
-    stop_all(&mut children.borrow_mut());
+    stop_all(&mut children);
     result
 }
 
-fn reap(children: &std::cell::RefCell<Vec<Option<Child>>>, exited: &std::cell::RefCell<usize>) {
-    for (i, slot) in children.borrow_mut().iter_mut().enumerate() {
+/// Reports each server that has exited and forgets it.
+fn reap(children: &mut [Option<Child>]) {
+    for (i, slot) in children.iter_mut().enumerate() {
         let Some(child) = slot else { continue };
         if let Ok(Some(status)) = child.try_wait() {
             println!(
@@ -422,7 +420,6 @@ fn reap(children: &std::cell::RefCell<Vec<Option<Child>>>, exited: &std::cell::R
                 i + 1
             );
             *slot = None;
-            *exited.borrow_mut() += 1;
         }
     }
 }

@@ -95,7 +95,7 @@ impl Core {
         if !self.schedule.timestamp_ok(tx.timestamp(), now) {
             return (Err(self.timestamp_refusal(tx.timestamp(), now)), Vec::new());
         }
-        if self.failed.contains(&alpha) {
+        if self.peers.get(&alpha) == Some(&false) {
             let refusal = Refusal::AlphaDown {
                 slot,
                 alpha,

@@ -179,8 +179,9 @@ pub struct Core {
     /// The highest slot of a round applied or closed here.
     highest_round: Option<Slot>,
     pub(super) synced: bool,
-    /// Servers the connector reports failed: payments are not forwarded to them.
-    pub(super) failed: HashSet<ServerId>,
+    /// What the connector last reported of each other server: alive
+    /// (true) or failed (false). Payments are not forwarded to a failed one.
+    pub(super) peers: BTreeMap<ServerId, bool>,
     pub(super) tracked: HashMap<TxId, Tracked>,
     role: &'static str,
     stopped: bool,
@@ -230,7 +231,7 @@ impl Core {
             consensus: None,
             highest_round: None,
             synced,
-            failed: HashSet::new(),
+            peers: BTreeMap::new(),
             tracked: HashMap::new(),
             role: "follower",
             stopped: false,
@@ -783,11 +784,12 @@ impl Core {
 
     /// The connector's word on another server: alive or failed.
     pub fn set_peer_alive(&mut self, id: ServerId, alive: bool) {
-        if alive {
-            self.failed.remove(&id);
-        } else {
-            self.failed.insert(id);
-        }
+        self.peers.insert(id, alive);
+    }
+
+    /// The connector's view of the other servers, for `I`.
+    pub fn peers(&self) -> &BTreeMap<ServerId, bool> {
+        &self.peers
     }
 
     /// The connector's verdict: in sync (sampling) or not.
