@@ -566,6 +566,12 @@ pub struct ServerList {
     keys: Vec<PublicKey>,
 }
 
+/// The number of servers, of `servers` in all, that make a majority:
+/// floor(N/2) + 1. The one majority rule: every count of servers uses it.
+pub fn majority(servers: usize) -> usize {
+    servers / 2 + 1
+}
+
 impl ServerList {
     pub fn new(keys: Vec<PublicKey>) -> ServerList {
         ServerList { keys }
@@ -581,7 +587,7 @@ impl ServerList {
 
     /// The number of servers that make a majority: floor(N/2) + 1.
     pub fn majority(&self) -> usize {
-        self.keys.len() / 2 + 1
+        majority(self.keys.len())
     }
 
     pub fn id_of(&self, key: &PublicKey) -> Option<ServerId> {

@@ -7,31 +7,50 @@
 //!                  fetch-snapshot <----+ (via hash-compare)
 //! ```
 //!
-//! - **connecting**: send a signed `register` to every other server, again
-//!   with backoff to those that do not answer; go on once the servers that
-//!   answered make a majority together with this one (at once when N = 1).
-//! - **hash-compare**: ask every server for its committed state (slot,
-//!   balance hash, height). If a majority holds this server's balance hash
-//!   and no more blocks, go to sampling; if a majority holds another hash, or
-//!   more blocks, go to fetch-snapshot; without a majority, ask again.
-//! - **fetch-snapshot**: fetch the packed database from a server of that
-//!   majority (unless the hash already matches), hand it to the ledger, which
-//!   checks the hash again and installs it, then fetch the missing blocks one
-//!   window at a time, then back to hash-compare.
-//! - **sampling**: heartbeats to every server every `heartbeat_ms`; a server
-//!   that misses `missed_heartbeats` in a row is failed. When the
-//!   live servers are fewer than a majority, consensus is impossible and the
-//!   node stops. Leave for hash-compare when the ledger says it is out of
-//!   sync, or when two heartbeat rounds in a row show a majority ahead of
-//!   this server.
+//! Each state is a variant of `Phase` that carries what only that state
+//! needs, so a field cannot be read in a state that never filled it; the
+//! fieldless [`State`] is what leaves the machine and names the state.
+//! Entering a state is one function each (`connect`, `enter_hash_compare`,
+//! `enter_fetch`, `enter_sampling`), which sets the state's starting data.
+//!
+//! - **connecting** `{ backoff }`: send a signed `register` to every other
+//!   server, again after `backoff` (doubling, up to eight heartbeats) to
+//!   those that do not answer; go on once the servers that answered make a
+//!   majority together with this one (at once when N = 1).
+//! - **hash-compare** `{ asked_at }`: ask every server for its committed
+//!   state (slot, balance hash, height); only answers that came at or after
+//!   `asked_at` count. If a majority holds this server's balance hash and no
+//!   more blocks, go to sampling; if a majority holds another hash, or more
+//!   blocks, go to fetch-snapshot with that majority's state as the target;
+//!   without a majority, ask again.
+//! - **fetch-snapshot** `{ target, fetching }`: the `target` is the state a
+//!   majority holds and a server of that majority to fetch from; `fetching`
+//!   says which step is under way. Fetch the packed database (unless the hash
+//!   already matches), hand it to the ledger, which checks the hash again and
+//!   installs it, then fetch the missing blocks one window at a time, then
+//!   back to hash-compare. This state lives in `machine/fetch.rs`.
+//! - **sampling** `{ behind }`: heartbeats to every server every
+//!   `heartbeat_ms`; a server that misses `missed_heartbeats` in a row is
+//!   failed. When the live servers are fewer than a majority, consensus is
+//!   impossible and the node stops. Leave for hash-compare when the ledger
+//!   says it is out of sync, or when `behind` reaches two: two heartbeat
+//!   rounds in a row showed a majority ahead of this server.
+//!
+//! What outlives a state stays on [`Machine`]: the other servers' liveness
+//! and last status, this server's own status, and the next deadline. A
+//! majority is always [`rota_peer::wire::majority`] of all servers.
 //!
 //! [`Machine::step`] takes an [`Input`] and the time and returns [`Output`]s.
 
+mod fetch;
+
+use fetch::{Fetching, Target};
 use rota_peer::block::Block;
-use rota_peer::wire::Status;
+use rota_peer::wire::{Status, majority};
 use rota_peer::{BlockNumber, Hash, Millis, ServerId, Slot};
 
-/// The connector's states.
+/// The connector's states by name, without their data: what
+/// [`Output::State`] reports and [`Machine::state`] returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Connecting,
@@ -61,8 +80,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn majority(&self) -> usize {
-        self.servers / 2 + 1
+    /// The first wait before registrations are sent again: no longer than a
+    /// heartbeat, so that short test heartbeats retry as fast.
+    fn first_retry(&self) -> u64 {
+        FIRST_RETRY_MS.min(self.heartbeat_ms)
     }
 
     /// How long to wait for an answer before giving a request up.
@@ -161,21 +182,29 @@ struct Peer {
     status: Option<(Status, Millis)>,
 }
 
-/// What a majority holds, and who to fetch it from.
+/// The state the machine is in, with the data that only that state has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Target {
-    status: Status,
-    source: ServerId,
+enum Phase {
+    /// How long to wait before registering again with the silent servers.
+    Connecting { backoff: u64 },
+    /// When this round's statuses were asked: older answers do not count.
+    HashCompare { asked_at: Millis },
+    /// What a majority holds, and how far fetching it has come.
+    FetchSnapshot { target: Target, fetching: Fetching },
+    /// Heartbeat rounds in a row that found a majority ahead of this server.
+    Sampling { behind: u32 },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fetching {
-    /// Waiting for the database.
-    Database,
-    /// Waiting for the ledger to install it.
-    Installing,
-    /// Fetching blocks; `through` is the last block requested.
-    Blocks { through: BlockNumber },
+impl Phase {
+    /// The state's name, without its data: what leaves the machine.
+    fn state(self) -> State {
+        match self {
+            Phase::Connecting { .. } => State::Connecting,
+            Phase::HashCompare { .. } => State::HashCompare,
+            Phase::FetchSnapshot { .. } => State::FetchSnapshot,
+            Phase::Sampling { .. } => State::Sampling,
+        }
+    }
 }
 
 /// The first registration retry. A server just started sends its first
@@ -183,25 +212,14 @@ enum Fetching {
 /// retries then back off, doubling, to eight heartbeats.
 pub const FIRST_RETRY_MS: u64 = 100;
 
-/// Blocks requested at once.
-const BLOCK_WINDOW: u64 = 16;
-
 /// The connector state machine. See the module documentation.
 pub struct Machine {
     settings: Settings,
-    state: State,
+    phase: Phase,
     peers: Vec<Peer>,
     own: Status,
     /// When the current wait ends: a retry, a heartbeat, a timeout.
     deadline: Millis,
-    /// Backoff for registration retries.
-    backoff: u64,
-    /// When the current hash-compare round started.
-    asked_at: Millis,
-    target: Option<Target>,
-    fetching: Fetching,
-    /// Heartbeat rounds in a row that found this server behind a majority.
-    behind: u32,
     started: bool,
 }
 
@@ -209,21 +227,18 @@ impl Machine {
     pub fn new(settings: Settings, own: Status) -> Machine {
         Machine {
             peers: vec![Peer::default(); settings.servers],
+            phase: Phase::Connecting {
+                backoff: settings.first_retry(),
+            },
             settings,
-            state: State::Connecting,
             own,
             deadline: 0,
-            backoff: FIRST_RETRY_MS.min(settings.heartbeat_ms),
-            asked_at: 0,
-            target: None,
-            fetching: Fetching::Database,
-            behind: 0,
             started: false,
         }
     }
 
     pub fn state(&self) -> State {
-        self.state
+        self.phase.state()
     }
 
     /// When the machine next needs a tick.
@@ -262,7 +277,7 @@ impl Machine {
             self.started = true;
             log::info!("connector: {}", State::Connecting.name());
             out.push(Output::State(State::Connecting));
-            self.register(now, &mut out);
+            self.connect(self.settings.first_retry(), now, &mut out);
         }
         match input {
             // Time: each state acts on its deadline.
@@ -280,63 +295,69 @@ impl Machine {
             // The ledger's state moved on: carry on fetching, or confirm.
             Input::Own(status) => {
                 self.own = status;
-                if self.state == State::FetchSnapshot {
-                    self.continue_fetch(now, &mut out);
+                match self.phase {
+                    Phase::FetchSnapshot { target, fetching } => {
+                        self.continue_fetch(target, fetching, now, &mut out);
+                    }
+                    // The next status sent carries it.
+                    Phase::Connecting { .. }
+                    | Phase::HashCompare { .. }
+                    | Phase::Sampling { .. } => {}
                 }
             }
             // The ledger fell out of consensus: find out what the others hold.
-            Input::OutOfSync => {
-                if self.state != State::Connecting {
-                    self.enter(State::HashCompare, now, &mut out);
+            Input::OutOfSync => match self.phase {
+                // Hash-compare follows connecting anyway.
+                Phase::Connecting { .. } => {}
+                Phase::HashCompare { .. }
+                | Phase::FetchSnapshot { .. }
+                | Phase::Sampling { .. } => {
+                    self.enter_hash_compare(now, &mut out);
                 }
-            }
+            },
             // Fetched blocks did not link: fetch from further back.
-            Input::Fork { from } => {
-                if self.state == State::FetchSnapshot
-                    && let Some(target) = self.target
-                {
-                    self.request_blocks(target.source, from, now, &mut out);
+            Input::Fork { from } => match self.phase {
+                Phase::FetchSnapshot { target, .. } => {
+                    self.request_blocks(target, from, now, &mut out);
                 }
-            }
+                // No blocks were asked for.
+                Phase::Connecting { .. } | Phase::HashCompare { .. } | Phase::Sampling { .. } => {}
+            },
         }
         out
     }
 
-    fn enter(&mut self, state: State, now: Millis, out: &mut Vec<Output>) {
-        if state != self.state {
-            log::info!("connector: {} -> {}", self.state.name(), state.name());
-            out.push(Output::State(state));
-        }
-        self.state = state;
-        match state {
-            State::Connecting => self.register(now, out),
-            State::HashCompare => self.ask_status(now, out),
-            State::FetchSnapshot => self.start_fetch(now, out),
-            State::Sampling => {
-                self.behind = 0;
-                self.deadline = now + self.settings.heartbeat_ms;
-            }
+    /// Reports a move to state `to`, if it is one; the caller then sets the
+    /// new phase and does what the state does first.
+    fn report(&self, to: State, out: &mut Vec<Output>) {
+        let from = self.state();
+        if to != from {
+            log::info!("connector: {} -> {}", from.name(), to.name());
+            out.push(Output::State(to));
         }
     }
 
     fn on_deadline(&mut self, now: Millis, out: &mut Vec<Output>) {
-        match self.state {
-            State::Connecting => {
-                self.backoff = (self.backoff * 2).min(self.settings.heartbeat_ms * 8);
-                self.register(now, out);
+        match self.phase {
+            Phase::Connecting { backoff } => {
+                let backoff = (backoff * 2).min(self.settings.heartbeat_ms * 8);
+                self.connect(backoff, now, out);
             }
-            State::HashCompare => self.compare(now, out),
-            State::FetchSnapshot => {
+            Phase::HashCompare { asked_at } => self.compare(asked_at, now, out),
+            Phase::FetchSnapshot { .. } => {
                 log::warn!("connector: fetch timed out");
-                self.enter(State::HashCompare, now, out);
+                self.enter_hash_compare(now, out);
             }
-            State::Sampling => self.heartbeat(now, out),
+            Phase::Sampling { behind } => self.heartbeat(behind, now, out),
         }
     }
 
-    fn register(&mut self, now: Millis, out: &mut Vec<Output>) {
-        if self.registered() + 1 >= self.settings.majority() {
-            self.enter(State::HashCompare, now, out);
+    /// Registers with the servers that have not answered yet, to try again
+    /// after `backoff`, or goes on to hash-compare once a majority has.
+    fn connect(&mut self, backoff: u64, now: Millis, out: &mut Vec<Output>) {
+        self.phase = Phase::Connecting { backoff };
+        if self.registered() + 1 >= majority(self.settings.servers) {
+            self.enter_hash_compare(now, out);
             return;
         }
         for id in self.others() {
@@ -347,7 +368,7 @@ impl Machine {
                 });
             }
         }
-        self.deadline = now + self.backoff;
+        self.deadline = now + backoff;
     }
 
     fn registered(&self) -> usize {
@@ -356,8 +377,11 @@ impl Machine {
             .count()
     }
 
-    fn ask_status(&mut self, now: Millis, out: &mut Vec<Output>) {
-        self.asked_at = now;
+    /// Starts a hash-compare round, entering the state if the machine is
+    /// elsewhere: ask every server for its status.
+    fn enter_hash_compare(&mut self, now: Millis, out: &mut Vec<Output>) {
+        self.report(State::HashCompare, out);
+        self.phase = Phase::HashCompare { asked_at: now };
         for id in self.others() {
             out.push(Output::Send {
                 to: id,
@@ -366,16 +390,22 @@ impl Machine {
         }
         self.deadline = now + self.settings.heartbeat_ms;
         if self.settings.servers == 1 {
-            self.compare(now, out);
+            self.compare(now, now, out);
         }
     }
 
-    /// Statuses received since the current hash-compare round began.
-    fn fresh_statuses(&self) -> Vec<(ServerId, Status)> {
+    fn enter_sampling(&mut self, now: Millis, out: &mut Vec<Output>) {
+        self.report(State::Sampling, out);
+        self.phase = Phase::Sampling { behind: 0 };
+        self.deadline = now + self.settings.heartbeat_ms;
+    }
+
+    /// Statuses received at or after `since`.
+    fn statuses_since(&self, since: Millis) -> Vec<(ServerId, Status)> {
         self.others()
             .filter_map(|id| {
                 let (status, at) = self.peers[id.index()].status?;
-                (at >= self.asked_at).then_some((id, status))
+                (at >= since).then_some((id, status))
             })
             .collect()
     }
@@ -388,7 +418,7 @@ impl Machine {
         hashes.push(self.own.balance_hash);
         hashes.sort();
         hashes.dedup();
-        let needed = self.settings.majority();
+        let needed = majority(self.settings.servers);
         for hash in hashes {
             let holders: Vec<(ServerId, Status)> = statuses
                 .iter()
@@ -415,11 +445,11 @@ impl Machine {
         None
     }
 
-    /// Decides a hash-compare round.
-    fn compare(&mut self, now: Millis, out: &mut Vec<Output>) {
-        let statuses = self.fresh_statuses();
+    /// Decides the hash-compare round asked at `asked_at`.
+    fn compare(&mut self, asked_at: Millis, now: Millis, out: &mut Vec<Output>) {
+        let statuses = self.statuses_since(asked_at);
         match self.majority_state(&statuses) {
-            Some(target) if self.matches(&target) => self.enter(State::Sampling, now, out),
+            Some(target) if self.matches(&target) => self.enter_sampling(now, out),
             Some(target) => {
                 log::info!(
                     "connector: a majority holds {} at height {}, this server {} at height {}",
@@ -428,8 +458,7 @@ impl Machine {
                     self.own.balance_hash.short(),
                     self.own.height
                 );
-                self.target = Some(target);
-                self.enter(State::FetchSnapshot, now, out);
+                self.enter_fetch(target, now, out);
             }
             // Decided early, when every server has answered: ask again only
             // when the round is due, or the servers would be asked as fast as
@@ -440,7 +469,7 @@ impl Machine {
                     "connector: no majority state among {} answers; asking again",
                     statuses.len()
                 );
-                self.ask_status(now, out);
+                self.enter_hash_compare(now, out);
             }
         }
     }
@@ -448,68 +477,6 @@ impl Machine {
     fn matches(&self, target: &Target) -> bool {
         target.status.balance_hash == self.own.balance_hash
             && self.own.height >= target.status.height
-    }
-
-    fn start_fetch(&mut self, now: Millis, out: &mut Vec<Output>) {
-        let target = self.target.expect("fetch-snapshot with a target");
-        if target.status.balance_hash == self.own.balance_hash {
-            self.fetching = Fetching::Installing;
-            self.continue_fetch(now, out);
-        } else {
-            self.fetching = Fetching::Database;
-            out.push(Output::Send {
-                to: target.source,
-                request: Request::Database,
-            });
-            self.deadline = now + self.settings.request_timeout();
-        }
-    }
-
-    /// Moves the fetch on after the ledger reported its state.
-    fn continue_fetch(&mut self, now: Millis, out: &mut Vec<Output>) {
-        let Some(target) = self.target else {
-            return;
-        };
-        match self.fetching {
-            Fetching::Database => {}
-            Fetching::Installing | Fetching::Blocks { .. } => {
-                if self.own.balance_hash != target.status.balance_hash {
-                    return;
-                }
-                if self.own.height >= target.status.height {
-                    self.enter(State::HashCompare, now, out);
-                    return;
-                }
-                let through = match self.fetching {
-                    Fetching::Blocks { through } => through,
-                    _ => self.own.height,
-                };
-                if self.own.height >= through {
-                    self.request_blocks(target.source, self.own.height + 1, now, out);
-                }
-            }
-        }
-    }
-
-    fn request_blocks(
-        &mut self,
-        source: ServerId,
-        from: BlockNumber,
-        now: Millis,
-        out: &mut Vec<Output>,
-    ) {
-        let Some(target) = self.target else {
-            return;
-        };
-        let through = (from + BLOCK_WINDOW - 1).min(target.status.height.max(from));
-        for number in from..=through {
-            out.push(Output::Send {
-                to: source,
-                request: Request::Block(number),
-            });
-        }
-        self.fetching = Fetching::Blocks { through };
-        self.deadline = now + self.settings.request_timeout();
     }
 
     fn on_answer(&mut self, from: ServerId, answer: Answer, now: Millis, out: &mut Vec<Output>) {
@@ -525,63 +492,67 @@ impl Machine {
             });
         }
         match answer {
-            Answer::Status(status) => {
-                peer.registered = true;
-                peer.status = Some((status, now));
-                match self.state {
-                    State::Connecting => {
-                        if self.registered() + 1 >= self.settings.majority() {
-                            self.enter(State::HashCompare, now, out);
-                        }
-                    }
-                    State::HashCompare => {
-                        if self.fresh_statuses().len() == self.settings.servers - 1 {
-                            self.compare(now, out);
-                        }
-                    }
-                    State::FetchSnapshot | State::Sampling => {}
-                }
-            }
+            Answer::Status(status) => self.on_status(from, status, now, out),
             Answer::Database {
                 hash, slot, packed, ..
-            } => {
-                let expected = self.target.map(|t| (t.source, t.status.balance_hash));
-                if self.state != State::FetchSnapshot || self.fetching != Fetching::Database {
-                    return;
-                }
-                if expected == Some((from, hash)) {
-                    log::info!(
-                        "connector: fetched the database {} from server {from}",
-                        hash.short()
-                    );
-                    self.fetching = Fetching::Installing;
-                    self.deadline = now + self.settings.request_timeout();
-                    out.push(Output::Install { slot, hash, packed });
-                } else {
-                    log::info!(
-                        "connector: server {from} moved on to {}; comparing again",
-                        hash.short()
-                    );
-                    self.enter(State::HashCompare, now, out);
-                }
-            }
-            Answer::Block(block) => {
-                if self.state == State::FetchSnapshot
-                    && matches!(self.fetching, Fetching::Blocks { .. })
-                {
-                    self.deadline = now + self.settings.request_timeout();
-                    out.push(Output::Blocks(vec![block]));
-                }
-            }
+            } => self.on_database(from, hash, slot, packed, now, out),
+            Answer::Block(block) => self.on_block(block, now, out),
             // Only a sign of life: an `E` reply does not say which request it
             // answers, and a fetch that gets no block times out.
             Answer::Refused(_) => {}
         }
     }
 
+    /// A server's status: it is registered, and the status is kept for the
+    /// hash-compare round or the heartbeat round that reads it.
+    fn on_status(&mut self, from: ServerId, status: Status, now: Millis, out: &mut Vec<Output>) {
+        let peer = &mut self.peers[from.index()];
+        peer.registered = true;
+        peer.status = Some((status, now));
+        match self.phase {
+            // Go on as soon as a majority is registered.
+            Phase::Connecting { .. } => {
+                if self.registered() + 1 >= majority(self.settings.servers) {
+                    self.enter_hash_compare(now, out);
+                }
+            }
+            // Decide early once every other server has answered this round.
+            Phase::HashCompare { asked_at } => {
+                if self.statuses_since(asked_at).len() == self.settings.servers - 1 {
+                    self.compare(asked_at, now, out);
+                }
+            }
+            // Kept only: sampling reads it at its next heartbeat round.
+            Phase::FetchSnapshot { .. } | Phase::Sampling { .. } => {}
+        }
+    }
+
     /// One heartbeat round in sampling: count the unanswered, send anew, and
     /// check that a majority is alive and not ahead.
-    fn heartbeat(&mut self, now: Millis, out: &mut Vec<Output>) {
+    fn heartbeat(&mut self, behind: u32, now: Millis, out: &mut Vec<Output>) {
+        self.send_heartbeats(out);
+        self.deadline = now + self.settings.heartbeat_ms;
+        let alive = self.alive();
+        let needed = majority(self.settings.servers);
+        if alive < needed {
+            out.push(Output::LostMajority { alive, needed });
+            return;
+        }
+        let behind = if self.majority_ahead(now) {
+            behind + 1
+        } else {
+            0
+        };
+        self.phase = Phase::Sampling { behind };
+        if behind >= 2 {
+            log::info!("connector: a majority is ahead of this server");
+            self.enter_hash_compare(now, out);
+        }
+    }
+
+    /// Fails the servers that missed too many heartbeats, then sends every
+    /// other server this round's heartbeat.
+    fn send_heartbeats(&mut self, out: &mut Vec<Output>) {
         for id in self.others() {
             let peer = &mut self.peers[id.index()];
             // Counted before this round's heartbeat, which has not been missed
@@ -602,30 +573,14 @@ impl Machine {
                 request: Request::Heart(self.own),
             });
         }
-        self.deadline = now + self.settings.heartbeat_ms;
-        let alive = self.alive();
-        if alive < self.settings.majority() {
-            out.push(Output::LostMajority {
-                alive,
-                needed: self.settings.majority(),
-            });
-            return;
-        }
+    }
+
+    /// Whether the statuses of the last two heartbeats show a majority with
+    /// another state than this server's, at this server's slot or later.
+    fn majority_ahead(&self, now: Millis) -> bool {
         let recent = now.saturating_sub(2 * self.settings.heartbeat_ms);
-        let statuses: Vec<(ServerId, Status)> = self
-            .others()
-            .filter_map(|id| {
-                let (status, at) = self.peers[id.index()].status?;
-                (at >= recent).then_some((id, status))
-            })
-            .collect();
-        let ahead = self
-            .majority_state(&statuses)
-            .is_some_and(|t| !self.matches(&t) && t.status.slot >= self.own.slot);
-        self.behind = if ahead { self.behind + 1 } else { 0 };
-        if self.behind >= 2 {
-            log::info!("connector: a majority is ahead of this server");
-            self.enter(State::HashCompare, now, out);
-        }
+        let statuses = self.statuses_since(recent);
+        self.majority_state(&statuses)
+            .is_some_and(|t| !self.matches(&t) && t.status.slot >= self.own.slot)
     }
 }

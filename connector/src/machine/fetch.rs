@@ -1,0 +1,174 @@
+//! The fetch-snapshot state: bring this server to the state a majority holds.
+//!
+//! It owns the [`Target`] (that state, and the server to fetch it from) and
+//! the [`Fetching`] step under way, both carried in `Phase::FetchSnapshot`.
+//! The steps: the packed database (skipped when the balance hash already
+//! matches), then the ledger installing it, then the missing blocks,
+//! [`BLOCK_WINDOW`] at a time. Every request has a deadline; a fetch that
+//! times out, or a source that has moved on, sends the machine back to
+//! hash-compare, and so does reaching the target.
+
+use super::{Machine, Output, Phase, Request, State};
+use rota_peer::block::Block;
+use rota_peer::wire::Status;
+use rota_peer::{BlockNumber, Hash, Millis, ServerId, Slot};
+
+/// What a majority holds, and who to fetch it from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Target {
+    pub(super) status: Status,
+    pub(super) source: ServerId,
+}
+
+/// How far a fetch has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fetching {
+    /// Waiting for the database.
+    Database,
+    /// Waiting for the ledger to install it.
+    Installing,
+    /// Fetching blocks; `through` is the last block requested.
+    Blocks { through: BlockNumber },
+}
+
+/// Blocks requested at once.
+const BLOCK_WINDOW: u64 = 16;
+
+impl Machine {
+    /// Enters fetch-snapshot towards `target`: ask for the database, or,
+    /// when this server already holds its balance hash, go on to blocks.
+    pub(super) fn enter_fetch(&mut self, target: Target, now: Millis, out: &mut Vec<Output>) {
+        self.report(State::FetchSnapshot, out);
+        if target.status.balance_hash == self.own.balance_hash {
+            let fetching = Fetching::Installing;
+            self.phase = Phase::FetchSnapshot { target, fetching };
+            self.continue_fetch(target, fetching, now, out);
+        } else {
+            self.phase = Phase::FetchSnapshot {
+                target,
+                fetching: Fetching::Database,
+            };
+            out.push(Output::Send {
+                to: target.source,
+                request: Request::Database,
+            });
+            self.deadline = now + self.settings.request_timeout();
+        }
+    }
+
+    /// Moves the fetch on after the ledger reported its state.
+    pub(super) fn continue_fetch(
+        &mut self,
+        target: Target,
+        fetching: Fetching,
+        now: Millis,
+        out: &mut Vec<Output>,
+    ) {
+        let through = match fetching {
+            // The ledger's state says nothing until the database arrives.
+            Fetching::Database => return,
+            Fetching::Installing => self.own.height,
+            Fetching::Blocks { through } => through,
+        };
+        if self.own.balance_hash != target.status.balance_hash {
+            return;
+        }
+        if self.own.height >= target.status.height {
+            self.enter_hash_compare(now, out);
+            return;
+        }
+        // Ask for the next window once the last block asked for is in.
+        if self.own.height >= through {
+            self.request_blocks(target, self.own.height + 1, now, out);
+        }
+    }
+
+    /// Asks the target's source for one window of blocks from `from` on.
+    pub(super) fn request_blocks(
+        &mut self,
+        target: Target,
+        from: BlockNumber,
+        now: Millis,
+        out: &mut Vec<Output>,
+    ) {
+        let through = (from + BLOCK_WINDOW - 1).min(target.status.height.max(from));
+        for number in from..=through {
+            out.push(Output::Send {
+                to: target.source,
+                request: Request::Block(number),
+            });
+        }
+        self.phase = Phase::FetchSnapshot {
+            target,
+            fetching: Fetching::Blocks { through },
+        };
+        self.deadline = now + self.settings.request_timeout();
+    }
+
+    /// A database from `from`: handed to the ledger if it is the one asked
+    /// for, else the source moved on and the majority must be found again.
+    pub(super) fn on_database(
+        &mut self,
+        from: ServerId,
+        hash: Hash,
+        slot: Slot,
+        packed: Vec<u8>,
+        now: Millis,
+        out: &mut Vec<Output>,
+    ) {
+        match self.phase {
+            Phase::FetchSnapshot {
+                target,
+                fetching: Fetching::Database,
+            } => {
+                if (target.source, target.status.balance_hash) == (from, hash) {
+                    log::info!(
+                        "connector: fetched the database {} from server {from}",
+                        hash.short()
+                    );
+                    self.phase = Phase::FetchSnapshot {
+                        target,
+                        fetching: Fetching::Installing,
+                    };
+                    self.deadline = now + self.settings.request_timeout();
+                    out.push(Output::Install { slot, hash, packed });
+                } else {
+                    log::info!(
+                        "connector: server {from} moved on to {}; comparing again",
+                        hash.short()
+                    );
+                    self.enter_hash_compare(now, out);
+                }
+            }
+            // Not waiting for a database: a late or unasked answer.
+            Phase::FetchSnapshot {
+                fetching: Fetching::Installing | Fetching::Blocks { .. },
+                ..
+            }
+            | Phase::Connecting { .. }
+            | Phase::HashCompare { .. }
+            | Phase::Sampling { .. } => {}
+        }
+    }
+
+    /// A block: handed to the ledger while blocks are being fetched.
+    pub(super) fn on_block(&mut self, block: Block, now: Millis, out: &mut Vec<Output>) {
+        match self.phase {
+            Phase::FetchSnapshot {
+                fetching: Fetching::Blocks { .. },
+                ..
+            } => {
+                self.deadline = now + self.settings.request_timeout();
+                out.push(Output::Blocks(vec![block]));
+            }
+            // Not waiting for blocks: a late or unasked answer.
+            Phase::FetchSnapshot {
+                fetching: Fetching::Database | Fetching::Installing,
+                ..
+            }
+            | Phase::Connecting { .. }
+            | Phase::HashCompare { .. }
+            | Phase::Sampling { .. } => {}
+        }
+    }
+}
