@@ -9,20 +9,25 @@
 //!                                 the newest `keep` are kept
 //! ```
 //!
-//! A commit writes the block store first (one redb transaction, fsynced), then
-//! the database file (temporary file, fsync, rename, fsync of the directory),
-//! then the archive copy. The block store is therefore the record of what was
-//! committed. A kill between the two writes leaves a database file one round
-//! behind; [`Store::load`] finds the committed state in the archive, takes
-//! the genesis when no round has changed it, or replays the last block onto
-//! the older file, so nothing committed is lost.
+//! A commit that changes the database writes its archive copy first
+//! (temporary file, fsync, rename, fsync of the directory), then the block
+//! store (one redb transaction, fsynced: the commit point), then the database
+//! file. The block store is therefore the record of what was committed, and
+//! whatever it names has a copy on disk. A kill before the database file is
+//! written leaves it one round behind; [`Store::load`] finds the committed
+//! state in the archive, takes the genesis when no round has changed it, or
+//! replays the last block onto the older file, so nothing committed is lost.
+//! A kill before the commit point can leave an archive copy of a state that
+//! was never recorded; it is named by its hash and used only if a record
+//! names that hash.
+//!
+//! The store's logic lives here; the bytes live on a [`Disk`]: the real one
+//! ([`FsDisk`]) or a simulated one ([`MemoryDisk`]), which can crash between
+//! any two durable steps. Everything the store does is a sequence of those
+//! steps, so the recovery above is tested on both.
 
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, HEADER_LEN};
 use rota_peer::{BlockNumber, Hash, Slot, TxId};
@@ -30,13 +35,20 @@ use rota_peer::{BlockNumber, Hash, Slot, TxId};
 use super::core::Committed;
 use crate::error::{Error, Result};
 
-const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
-const TX_INDEX: TableDefinition<&[u8; 32], u64> = TableDefinition::new("tx_index");
-const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub mod disk;
+pub mod memory;
+
+pub use disk::{Disk, FsDisk, TableWrite, write_atomic};
+pub use memory::MemoryDisk;
 
 const META_SLOT: &str = "slot";
 const META_HASH: &str = "balance_hash";
 const META_PREVIOUS: &str = "previous_balance_hash";
+
+/// The database file, relative to the data directory.
+const BALANCES: &str = "balances.db";
+/// The archive's folder, relative to the data directory.
+const ARCHIVE: &str = "archive";
 
 /// The committed state recorded in the block store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,10 +91,9 @@ fn store_error(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
 }
 
-/// The block store, database file and archive of one server.
+/// The block store, database file and archive of one server, on a [`Disk`].
 pub struct Store {
-    dir: PathBuf,
-    db: Database,
+    disk: Box<dyn Disk>,
     keep: usize,
     /// The slot length, to name archives by the Unix seconds of their round.
     slot_ms: u64,
@@ -90,49 +101,34 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, keeping `keep` archives.
-    pub fn open(dir: &Path, keep: usize, slot_ms: u64) -> Result<Store> {
-        fs::create_dir_all(dir.join("archive")).map_err(|e| Error::io(dir, e))?;
-        let path = dir.join("blocks.redb");
-        let db = Database::create(&path)
-            .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
-        let txn = db.begin_write().map_err(store_error)?;
-        txn.open_table(BLOCKS).map_err(store_error)?;
-        txn.open_table(TX_INDEX).map_err(store_error)?;
-        txn.open_table(META).map_err(store_error)?;
-        txn.commit().map_err(store_error)?;
-        Ok(Store {
-            dir: dir.to_path_buf(),
-            db,
+    pub fn open(dir: &std::path::Path, keep: usize, slot_ms: u64) -> Result<Store> {
+        Ok(Store::on_disk(Box::new(FsDisk::open(dir)?), keep, slot_ms))
+    }
+
+    /// A store on any disk: the real one, or a simulated one.
+    pub fn on_disk(disk: Box<dyn Disk>, keep: usize, slot_ms: u64) -> Store {
+        Store {
+            disk,
             keep: keep.max(1),
             slot_ms,
-        })
+        }
     }
 
     fn slot_seconds(&self, slot: Slot) -> u64 {
-        slot * self.slot_ms / 1000
+        slot.saturating_mul(self.slot_ms) / 1000
     }
 
-    fn balances_path(&self) -> PathBuf {
-        self.dir.join("balances.db")
-    }
-
-    fn archive_dir(&self) -> PathBuf {
-        self.dir.join("archive")
+    fn archive_name(hash: impl std::fmt::Display, seconds: u64) -> String {
+        format!("{ARCHIVE}/{hash}.{seconds}")
     }
 
     /// The committed state recorded in the block store, if any.
     pub fn meta(&self) -> Result<Option<Meta>> {
-        let txn = self.db.begin_read().map_err(store_error)?;
-        let table = txn.open_table(META).map_err(store_error)?;
-        let read = |key: &str| -> Result<Option<Vec<u8>>> {
-            Ok(table
-                .get(key)
-                .map_err(store_error)?
-                .map(|v| v.value().to_vec()))
-        };
-        let (Some(slot), Some(hash), Some(previous)) =
-            (read(META_SLOT)?, read(META_HASH)?, read(META_PREVIOUS)?)
-        else {
+        let (Some(slot), Some(hash), Some(previous)) = (
+            self.disk.record(META_SLOT)?,
+            self.disk.record(META_HASH)?,
+            self.disk.record(META_PREVIOUS)?,
+        ) else {
             return Ok(None);
         };
         let hash32 = |b: Vec<u8>| {
@@ -145,6 +141,18 @@ impl Store {
             hash: hash32(hash)?,
             previous: hash32(previous)?,
         }))
+    }
+
+    /// A small record a server keeps across restarts (for what the
+    /// consensus must remember), or `None` if it was never saved.
+    pub fn recall(&self, name: &'static str) -> Result<Option<Vec<u8>>> {
+        self.disk.record(name)
+    }
+
+    /// Saves a small record durably before returning.
+    pub fn remember(&self, name: &'static str, bytes: &[u8]) -> Result<()> {
+        self.disk
+            .transact(&[TableWrite::PutRecord(name, bytes.to_vec())])
     }
 
     /// Loads the committed state, starting from `genesis` on a new store.
@@ -170,7 +178,7 @@ impl Store {
             hash: meta.hash,
             snapshot: Arc::new(snapshot),
         };
-        let file = match self.read_balances(&self.balances_path()) {
+        let file = match self.read_balances(BALANCES) {
             Ok((balances, hash)) if hash == meta.hash => {
                 return Ok(Loaded::Intact(committed(balances)));
             }
@@ -231,8 +239,11 @@ impl Store {
         })
     }
 
-    fn read_balances(&self, path: &Path) -> Result<(Balances, Hash)> {
-        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
+    fn read_balances(&self, name: &str) -> Result<(Balances, Hash)> {
+        let bytes = self
+            .disk
+            .read_file(name)?
+            .ok_or_else(|| Error::Store(format!("{name}: no such file")))?;
         let mut balances = Balances::from_packed(&bytes)?;
         let hash = balances.hash();
         Ok((balances, hash))
@@ -240,14 +251,16 @@ impl Store {
 
     fn archived(&self, hash: &Hash) -> Option<Balances> {
         let prefix = format!("{hash}.");
-        let entries = fs::read_dir(self.archive_dir()).ok()?;
-        entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .find_map(|e| match self.read_balances(&e.path()) {
-                Ok((balances, got)) if got == *hash => Some(balances),
-                _ => None,
-            })
+        let names = self.disk.list_files(ARCHIVE).ok()?;
+        names
+            .iter()
+            .filter(|name| name.starts_with(&prefix))
+            .find_map(
+                |name| match self.read_balances(&format!("{ARCHIVE}/{name}")) {
+                    Ok((balances, got)) if got == *hash => Some(balances),
+                    _ => None,
+                },
+            )
     }
 
     fn replay_last_block(&self, mut balances: Balances, meta: &Meta) -> Result<Option<Balances>> {
@@ -287,76 +300,75 @@ impl Store {
             Some(m) => m.previous,
             None => committed.hash,
         };
+        // The archive copy goes first: once the record names the new hash,
+        // a copy of that state is on disk whatever happens next, even for
+        // an installed database, which has no block to replay.
+        if changed {
+            self.write_archive_copy(committed)?;
+        }
         self.record(slot, committed.hash, previous, block)?;
         if changed {
-            self.write_balances(committed)?;
+            self.disk.write_file(BALANCES, packed(committed))?;
+            self.prune_archive();
         }
         Ok(())
     }
 
-    /// One redb transaction: the block and its transaction ids, and the meta.
+    /// One transaction: the block and its transaction ids, and the meta.
     fn record(&self, slot: Slot, hash: Hash, previous: Hash, block: Option<&Block>) -> Result<()> {
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
-            if let Some(block) = block {
-                let mut blocks = txn.open_table(BLOCKS).map_err(store_error)?;
-                blocks
-                    .insert(block.header.number, block.encode().as_slice())
-                    .map_err(store_error)?;
-                let mut index = txn.open_table(TX_INDEX).map_err(store_error)?;
-                for tx in &block.transactions {
-                    index
-                        .insert(&tx.id().0, block.header.number)
-                        .map_err(store_error)?;
-                }
-            }
-            let mut meta = txn.open_table(META).map_err(store_error)?;
-            meta.insert(META_SLOT, slot.to_be_bytes().as_slice())
-                .map_err(store_error)?;
-            meta.insert(META_HASH, hash.0.as_slice())
-                .map_err(store_error)?;
-            meta.insert(META_PREVIOUS, previous.0.as_slice())
-                .map_err(store_error)?;
+        let mut writes = Vec::new();
+        if let Some(block) = block {
+            writes.extend(block_writes(block));
         }
-        txn.commit().map_err(store_error)
+        writes.push(TableWrite::PutRecord(
+            META_SLOT,
+            slot.to_be_bytes().to_vec(),
+        ));
+        writes.push(TableWrite::PutRecord(META_HASH, hash.0.to_vec()));
+        writes.push(TableWrite::PutRecord(META_PREVIOUS, previous.0.to_vec()));
+        self.disk.transact(&writes)
     }
 
     /// Writes the database file atomically, then its archive copy, then
     /// prunes the archive.
     fn write_balances(&self, committed: &Committed) -> Result<()> {
-        let packed = committed
-            .snapshot
-            .packed()
-            .expect("committed snapshots are packed");
-        write_atomic(&self.balances_path(), packed)?;
-        let name = format!("{}.{}", committed.hash, self.slot_seconds(committed.slot));
-        write_atomic(&self.archive_dir().join(name), packed)?;
+        self.disk.write_file(BALANCES, packed(committed))?;
+        self.write_archive_copy(committed)?;
         self.prune_archive();
         Ok(())
+    }
+
+    /// Writes the archive copy of `committed`, named by its hash and the
+    /// Unix seconds of its slot.
+    fn write_archive_copy(&self, committed: &Committed) -> Result<()> {
+        let name = Store::archive_name(committed.hash, self.slot_seconds(committed.slot));
+        self.disk.write_file(&name, packed(committed))
     }
 
     /// Copies the current database file into the archive before it is
     /// replaced, named by the hash of what it actually holds.
     fn archive_current(&self, slot_seconds: u64) {
-        let path = self.balances_path();
-        match fs::read(&path) {
-            Ok(bytes) => {
-                let name = format!("{}.{slot_seconds}", Hash::of(&bytes));
-                if let Err(e) = write_atomic(&self.archive_dir().join(name), &bytes) {
+        match self.disk.read_file(BALANCES) {
+            Ok(Some(bytes)) => {
+                let name = Store::archive_name(Hash::of(&bytes), slot_seconds);
+                if let Err(e) = self.disk.write_file(&name, &bytes) {
                     log::warn!("could not archive the replaced database: {e}");
                 }
             }
-            Err(e) => log::warn!("could not read {} to archive it: {e}", path.display()),
+            Ok(None) => log::warn!("no {BALANCES} to archive before replacing it"),
+            Err(e) => log::warn!("could not read {BALANCES} to archive it: {e}"),
         }
     }
 
     /// The archive's entries as (hash, seconds), oldest first.
     pub fn archive(&self) -> Vec<(String, u64)> {
-        let mut entries: Vec<(String, u64)> = fs::read_dir(self.archive_dir())
-            .map(|dir| {
-                dir.filter_map(|e| e.ok())
-                    .filter_map(|e| {
-                        let name = e.file_name().to_string_lossy().into_owned();
+        let mut entries: Vec<(String, u64)> = self
+            .disk
+            .list_files(ARCHIVE)
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|name| {
                         let (hash, seconds) = name.split_once('.')?;
                         Some((hash.to_string(), seconds.parse().ok()?))
                     })
@@ -371,22 +383,19 @@ impl Store {
         let entries = self.archive();
         let excess = entries.len().saturating_sub(self.keep);
         for (hash, seconds) in entries.into_iter().take(excess) {
-            let path = self.archive_dir().join(format!("{hash}.{seconds}"));
-            if let Err(e) = fs::remove_file(&path) {
-                log::warn!("could not prune {}: {e}", path.display());
+            let name = Store::archive_name(&hash, seconds);
+            if let Err(e) = self.disk.remove_file(&name) {
+                log::warn!("could not prune {name}: {e}");
             }
         }
     }
 
     /// The last block's number and hash.
     pub fn tip(&self) -> Result<Tip> {
-        let txn = self.db.begin_read().map_err(store_error)?;
-        let table = txn.open_table(BLOCKS).map_err(store_error)?;
-        let last = table.last().map_err(store_error)?;
-        Ok(match last {
-            Some((number, bytes)) => Tip {
-                height: number.value(),
-                hash: header_hash(bytes.value())?,
+        Ok(match self.disk.last_block()? {
+            Some((height, bytes)) => Tip {
+                height,
+                hash: header_hash(&bytes)?,
             },
             None => Tip::default(),
         })
@@ -394,10 +403,7 @@ impl Store {
 
     /// Block `number`, encoded.
     pub fn block(&self, number: BlockNumber) -> Result<Option<Vec<u8>>> {
-        let txn = self.db.begin_read().map_err(store_error)?;
-        let table = txn.open_table(BLOCKS).map_err(store_error)?;
-        let value = table.get(number).map_err(store_error)?;
-        Ok(value.map(|v| v.value().to_vec()))
+        self.disk.block(number)
     }
 
     /// The hash of block `number`.
@@ -407,9 +413,7 @@ impl Store {
 
     /// The block holding transaction `id`.
     pub fn tx_block(&self, id: &TxId) -> Result<Option<BlockNumber>> {
-        let txn = self.db.begin_read().map_err(store_error)?;
-        let table = txn.open_table(TX_INDEX).map_err(store_error)?;
-        Ok(table.get(&id.0).map_err(store_error)?.map(|v| v.value()))
+        self.disk.tx_block(id)
     }
 
     /// Appends blocks fetched from another server, in order. A block this
@@ -437,18 +441,7 @@ impl Store {
                     from: number.saturating_sub(1).max(1),
                 });
             }
-            let txn = self.db.begin_write().map_err(store_error)?;
-            {
-                let mut table = txn.open_table(BLOCKS).map_err(store_error)?;
-                table
-                    .insert(number, block.encode().as_slice())
-                    .map_err(store_error)?;
-                let mut index = txn.open_table(TX_INDEX).map_err(store_error)?;
-                for tx in &block.transactions {
-                    index.insert(&tx.id().0, number).map_err(store_error)?;
-                }
-            }
-            txn.commit().map_err(store_error)?;
+            self.disk.transact(&block_writes(block))?;
         }
         Ok(Appended::Tip(self.tip()?))
     }
@@ -456,24 +449,36 @@ impl Store {
     /// Drops every block above `height`, with their index entries.
     fn truncate(&self, height: BlockNumber) -> Result<()> {
         log::warn!("dropping blocks above {height}: they differ from the majority's");
-        let txn = self.db.begin_write().map_err(store_error)?;
-        {
-            let mut table = txn.open_table(BLOCKS).map_err(store_error)?;
-            let mut index = txn.open_table(TX_INDEX).map_err(store_error)?;
-            let dropped: Vec<Vec<u8>> = table
-                .extract_from_if((height + 1).., |_, _| true)
-                .map_err(store_error)?
-                .map(|entry| entry.map(|(_, v)| v.value().to_vec()))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(store_error)?;
-            for bytes in dropped {
-                for tx in Block::decode(&bytes)?.transactions {
-                    index.remove(&tx.id().0).map_err(store_error)?;
-                }
+        let mut writes = Vec::new();
+        for (number, bytes) in self.disk.blocks_above(height)? {
+            writes.push(TableWrite::RemoveBlock(number));
+            for tx in Block::decode(&bytes)?.transactions {
+                writes.push(TableWrite::RemoveTx(tx.id()));
             }
         }
-        txn.commit().map_err(store_error)
+        self.disk.transact(&writes)
     }
+}
+
+/// The packed bytes of a committed state.
+fn packed(committed: &Committed) -> &[u8] {
+    committed
+        .snapshot
+        .packed()
+        .expect("committed snapshots are packed")
+}
+
+/// The writes that store `block` and index its payments.
+fn block_writes(block: &Block) -> Vec<TableWrite> {
+    let number = block.header.number;
+    let mut writes = vec![TableWrite::PutBlock(number, block.encode())];
+    writes.extend(
+        block
+            .transactions
+            .iter()
+            .map(|tx| TableWrite::PutTx(tx.id(), number)),
+    );
+    writes
 }
 
 fn header_hash(bytes: &[u8]) -> Result<Hash> {
@@ -482,23 +487,4 @@ fn header_hash(bytes: &[u8]) -> Result<Hash> {
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| store_error("a stored block is shorter than its header"))?;
     Ok(BlockHeader::decode(header).hash())
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the
-/// new one: a temporary file, fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut file = fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir, e))?;
-    }
-    Ok(())
 }
