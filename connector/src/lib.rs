@@ -1,8 +1,8 @@
 //! rota-connector: the connector thread, which talks to the other servers.
 //!
 //! It owns one DEALER socket per other server in the conf (reconnecting on
-//! its own, with backoff) and the PULL end of its inproc signal pair. It
-//! carries two kinds of traffic:
+//! its own, with backoff; built by `rota-sockets`) and the PULL end of its
+//! inproc signal pair. It carries two kinds of traffic:
 //!
 //! - the [`machine::Machine`]'s requests: registrations, heartbeats, and the
 //!   database and blocks fetched when this server is out of sync;
@@ -18,20 +18,16 @@ use std::net::SocketAddr;
 
 use crossbeam_channel::{Receiver, Sender};
 use machine::{Answer, Input, Machine, Output, Settings, State};
-use rota_listener::{Signal, SignalReceiver};
 use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, ServerList, Status};
 use rota_peer::{BlockNumber, Hash, ServerId, Slot};
+use rota_sockets::{Signal, SignalReceiver};
 
 /// The inproc endpoint of the connector's signal pair.
 pub const SIGNAL: &str = "inproc://rota-connector-signal";
-
-/// How long a DEALER may keep trying to deliver its last messages when the
-/// node stops.
-const LINGER_MS: i32 = 500;
 
 /// Where a ledger message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,19 +99,6 @@ pub struct Connector {
     to_ledger: Sender<ConnectorEvent>,
 }
 
-fn dealer(ctx: &zmq::Context, address: &SocketAddr) -> zmq::Result<zmq::Socket> {
-    let socket = ctx.socket(zmq::DEALER)?;
-    socket.set_linger(LINGER_MS)?;
-    socket.set_immediate(true)?;
-    socket.set_sndhwm(100_000)?;
-    socket.set_rcvhwm(100_000)?;
-    socket.set_reconnect_ivl(100)?;
-    socket.set_reconnect_ivl_max(2_000)?;
-    socket.set_ipv6(address.is_ipv6())?;
-    socket.connect(&format!("tcp://{address}"))?;
-    Ok(socket)
-}
-
 impl Connector {
     /// Connects a DEALER to every other server and binds the signal pair.
     pub fn new(
@@ -131,7 +114,7 @@ impl Connector {
                 sockets.push(None);
                 continue;
             }
-            let socket = dealer(ctx, address)
+            let socket = rota_sockets::dealer(ctx, address)
                 .map_err(|e| format!("cannot connect to server {} at {address}: {e}", i + 1))?;
             sockets.push(Some(socket));
         }

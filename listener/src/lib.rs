@@ -2,7 +2,8 @@
 //!
 //! The listener owns every socket the outside world connects to: a ROUTER on
 //! IPv4 and one on IPv6 (either may be left out), the PUB socket for events,
-//! a monitor on each ROUTER, and the PULL end of the inproc signal pair. It
+//! a monitor on each ROUTER, and the PULL end of the inproc signal pair (all
+//! built by `rota-sockets`, which sets their options). It
 //! polls them all in one loop and does only I/O: requests are read in
 //! batches and decoded; a malformed one is answered at once with `E`.
 //!
@@ -22,7 +23,6 @@
 //! flood of requests cannot grow memory without limit.
 
 mod monitor;
-mod signal;
 mod verify;
 
 use std::net::SocketAddr;
@@ -33,9 +33,12 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
 use rota_peer::{ServerId, Slot};
+use rota_sockets::{Signal, SignalReceiver};
 
 pub use monitor::Stats;
-pub use signal::{Signal, SignalReceiver, Waker};
+/// The signal pair lives in `rota-sockets`; the node and the ledger thread
+/// take their [`Waker`] from here, beside the [`SIGNAL`] endpoint it wakes.
+pub use rota_sockets::Waker;
 pub use verify::{Batch, InOrder, Verifiers, Work};
 
 /// The inproc endpoint of the listener's signal pair.
@@ -117,17 +120,6 @@ pub struct Listener {
     stats: Arc<Stats>,
 }
 
-fn bind_router(ctx: &zmq::Context, address: &SocketAddr, max: i64) -> zmq::Result<zmq::Socket> {
-    let socket = ctx.socket(zmq::ROUTER)?;
-    socket.set_linger(0)?;
-    socket.set_maxmsgsize(max)?;
-    socket.set_rcvhwm(100_000)?;
-    socket.set_sndhwm(100_000)?;
-    socket.set_ipv6(address.is_ipv6())?;
-    socket.bind(&format!("tcp://{address}"))?;
-    Ok(socket)
-}
-
 impl Listener {
     /// Binds every socket. Fails (address in use, say) before any thread
     /// starts, so the node can report it and exit.
@@ -139,7 +131,7 @@ impl Listener {
         stats: Arc<Stats>,
     ) -> Result<Listener, String> {
         let bind = |address: &SocketAddr| {
-            bind_router(ctx, address, config.max_message_bytes)
+            rota_sockets::router(ctx, address, config.max_message_bytes)
                 .map_err(|e| format!("cannot listen on {address}: {e}"))
         };
         let socket4 = config.ipv4.as_ref().map(bind).transpose()?;
@@ -156,14 +148,9 @@ impl Listener {
         let publisher = if config.publish.is_empty() {
             None
         } else {
-            let socket = ctx.socket(zmq::PUB).map_err(|e| e.to_string())?;
-            socket.set_linger(0).map_err(|e| e.to_string())?;
+            let socket = rota_sockets::publisher(ctx).map_err(|e| e.to_string())?;
             for address in &config.publish {
-                socket
-                    .set_ipv6(address.is_ipv6())
-                    .map_err(|e| e.to_string())?;
-                socket
-                    .bind(&format!("tcp://{address}"))
+                rota_sockets::bind(&socket, address)
                     .map_err(|e| format!("cannot publish on {address}: {e}"))?;
             }
             Some(socket)
