@@ -412,10 +412,9 @@ impl Config {
     }
 }
 
-/// A ZeroMQ endpoint for a socket address.
-pub fn endpoint(address: &SocketAddr) -> String {
-    format!("tcp://{address}")
-}
+/// A ZeroMQ endpoint for a socket address; formatted in one place, the
+/// sockets crate.
+pub use rota_sockets::endpoint;
 
 #[cfg(test)]
 mod tests {

@@ -127,7 +127,7 @@ pub fn run(config: &Config) -> Result<Exit> {
         stats: stats.clone(),
     };
     let listener = Listener::bind(&ctx, listener_config, work_tx, replies_rx, stats.clone())
-        .map_err(Error::Config)?;
+        .map_err(|e| Error::Config(e.to_string()))?;
     let ledger = LedgerThread::new(
         core,
         store,
@@ -151,7 +151,7 @@ pub fn run(config: &Config) -> Result<Exit> {
         to_connector_rx,
         connector_events_tx,
     )
-    .map_err(Error::Config)?;
+    .map_err(|e| Error::Config(e.to_string()))?;
     let stop_listener = Waker::connect(&ctx, rota_listener::SIGNAL)?;
     let stop_connector = Waker::connect(&ctx, rota_connector::SIGNAL)?;
 

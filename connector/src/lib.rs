@@ -1,8 +1,8 @@
 //! rota-connector: the connector thread, which talks to the other servers.
 //!
 //! It owns one DEALER socket per other server in the conf (reconnecting on
-//! its own, with backoff) and the PULL end of its inproc signal pair. It
-//! carries two kinds of traffic:
+//! its own, with backoff; built by `rota-sockets`) and the PULL end of its
+//! inproc signal pair. It carries two kinds of traffic:
 //!
 //! - the [`machine::Machine`]'s requests: registrations, heartbeats, and the
 //!   database and blocks fetched when this server is out of sync;
@@ -12,26 +12,25 @@
 //! Answers are checked here: a signed status must be signed by the server it
 //! was asked of, for the chain, and for a slot near this server's clock.
 
+mod error;
 pub mod machine;
 
 use std::net::SocketAddr;
 
 use crossbeam_channel::{Receiver, Sender};
 use machine::{Answer, Input, Machine, Output, Settings, State};
-use rota_listener::{Signal, SignalReceiver};
 use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, ServerList, Status};
 use rota_peer::{BlockNumber, Hash, ServerId, Slot};
+use rota_sockets::{Signal, SignalReceiver};
+
+pub use error::{Error, Refusal};
 
 /// The inproc endpoint of the connector's signal pair.
 pub const SIGNAL: &str = "inproc://rota-connector-signal";
-
-/// How long a DEALER may keep trying to deliver its last messages when the
-/// node stops.
-const LINGER_MS: i32 = 500;
 
 /// Where a ledger message goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,19 +102,6 @@ pub struct Connector {
     to_ledger: Sender<ConnectorEvent>,
 }
 
-fn dealer(ctx: &zmq::Context, address: &SocketAddr) -> zmq::Result<zmq::Socket> {
-    let socket = ctx.socket(zmq::DEALER)?;
-    socket.set_linger(LINGER_MS)?;
-    socket.set_immediate(true)?;
-    socket.set_sndhwm(100_000)?;
-    socket.set_rcvhwm(100_000)?;
-    socket.set_reconnect_ivl(100)?;
-    socket.set_reconnect_ivl_max(2_000)?;
-    socket.set_ipv6(address.is_ipv6())?;
-    socket.connect(&format!("tcp://{address}"))?;
-    Ok(socket)
-}
-
 impl Connector {
     /// Connects a DEALER to every other server and binds the signal pair.
     pub fn new(
@@ -124,18 +110,21 @@ impl Connector {
         own: Status,
         from_ledger: Receiver<ConnectorInput>,
         to_ledger: Sender<ConnectorEvent>,
-    ) -> Result<Connector, String> {
+    ) -> Result<Connector, Error> {
         let mut sockets = Vec::with_capacity(config.addresses.len());
         for (i, address) in config.addresses.iter().enumerate() {
             if ServerId::from_index(i) == config.me {
                 sockets.push(None);
                 continue;
             }
-            let socket = dealer(ctx, address)
-                .map_err(|e| format!("cannot connect to server {} at {address}: {e}", i + 1))?;
+            let socket = rota_sockets::dealer(ctx, address).map_err(|source| Error::Connect {
+                id: ServerId::from_index(i),
+                address: *address,
+                source,
+            })?;
             sockets.push(Some(socket));
         }
-        let signal = SignalReceiver::bind(ctx, SIGNAL).map_err(|e| e.to_string())?;
+        let signal = SignalReceiver::bind(ctx, SIGNAL)?;
         let settings = Settings {
             me: config.me,
             servers: config.servers.len(),
@@ -329,9 +318,9 @@ impl Connector {
         match reply {
             Reply::Signed(envelope) => match self.check_status(from, &envelope) {
                 Ok(status) => Answer::Status(status),
-                Err(e) => {
-                    log::warn!("server {from}: {e}");
-                    Answer::Refused(e)
+                Err(refusal) => {
+                    log::warn!("server {from}: {refusal}");
+                    Answer::Refused(refusal.to_string())
                 }
             },
             Reply::Database {
@@ -347,7 +336,7 @@ impl Connector {
             },
             Reply::Block(bytes) => match Block::decode(&bytes) {
                 Ok(block) => Answer::Block(block),
-                Err(e) => Answer::Refused(format!("block: {e}")),
+                Err(e) => Answer::Refused(Refusal::Block(e).to_string()),
             },
             Reply::Error(message) => {
                 log::info!("server {from} refused a message: {message}");
@@ -360,27 +349,25 @@ impl Connector {
         }
     }
 
-    fn check_status(&self, from: ServerId, envelope: &Envelope) -> Result<Status, String> {
+    fn check_status(&self, from: ServerId, envelope: &Envelope) -> Result<Status, Refusal> {
         let signer = self
             .config
             .servers
             .verify(&self.config.chain, envelope)
-            .map_err(|e| e.to_string())?;
+            .map_err(Refusal::Signature)?;
         if signer != from {
-            return Err(format!(
-                "an answer from server {from} is signed by server {signer}"
-            ));
+            return Err(Refusal::WrongSigner { from, signer });
         }
         let current = unix_now_ms() / self.config.slot_ms;
         if envelope.slot.abs_diff(current) > 2 {
-            return Err(format!(
-                "a status signed for slot {} is stale (this server is at slot {current})",
-                envelope.slot
-            ));
+            return Err(Refusal::Stale {
+                slot: envelope.slot,
+                current,
+            });
         }
-        match envelope.message().map_err(|e| e.to_string())? {
+        match envelope.message().map_err(Refusal::Payload)? {
             PeerMessage::Register(status) | PeerMessage::Heart(status) => Ok(status),
-            other => Err(format!("answered with {}", other.command().name())),
+            other => Err(Refusal::NotAStatus(other.command())),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The listener owns every socket the outside world connects to: a ROUTER on
 //! IPv4 and one on IPv6 (either may be left out), the PUB socket for events,
-//! a monitor on each ROUTER, and the PULL end of the inproc signal pair. It
+//! a monitor on each ROUTER, and the PULL end of the inproc signal pair (all
+//! built by `rota-sockets`, which sets their options). It
 //! polls them all in one loop and does only I/O: requests are read in
 //! batches and decoded; a malformed one is answered at once with `E`.
 //!
@@ -21,8 +22,8 @@
 //! answered with `E` ("busy") and the refusal is logged and counted, so a
 //! flood of requests cannot grow memory without limit.
 
+mod error;
 mod monitor;
-mod signal;
 mod verify;
 
 use std::net::SocketAddr;
@@ -33,9 +34,13 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
 use rota_peer::{ServerId, Slot};
+use rota_sockets::{Signal, SignalReceiver};
 
+pub use error::{Error, Refusal};
 pub use monitor::Stats;
-pub use signal::{Signal, SignalReceiver, Waker};
+/// The signal pair lives in `rota-sockets`; the node and the ledger thread
+/// take their [`Waker`] from here, beside the [`SIGNAL`] endpoint it wakes.
+pub use rota_sockets::Waker;
 pub use verify::{Batch, InOrder, Verifiers, Work};
 
 /// The inproc endpoint of the listener's signal pair.
@@ -117,17 +122,6 @@ pub struct Listener {
     stats: Arc<Stats>,
 }
 
-fn bind_router(ctx: &zmq::Context, address: &SocketAddr, max: i64) -> zmq::Result<zmq::Socket> {
-    let socket = ctx.socket(zmq::ROUTER)?;
-    socket.set_linger(0)?;
-    socket.set_maxmsgsize(max)?;
-    socket.set_rcvhwm(100_000)?;
-    socket.set_sndhwm(100_000)?;
-    socket.set_ipv6(address.is_ipv6())?;
-    socket.bind(&format!("tcp://{address}"))?;
-    Ok(socket)
-}
-
 impl Listener {
     /// Binds every socket. Fails (address in use, say) before any thread
     /// starts, so the node can report it and exit.
@@ -137,10 +131,14 @@ impl Listener {
         to_verifiers: Sender<Work>,
         from_ledger: Receiver<Outgoing>,
         stats: Arc<Stats>,
-    ) -> Result<Listener, String> {
+    ) -> Result<Listener, Error> {
         let bind = |address: &SocketAddr| {
-            bind_router(ctx, address, config.max_message_bytes)
-                .map_err(|e| format!("cannot listen on {address}: {e}"))
+            rota_sockets::router(ctx, address, config.max_message_bytes).map_err(|source| {
+                Error::Listen {
+                    address: *address,
+                    source,
+                }
+            })
         };
         let socket4 = config.ipv4.as_ref().map(bind).transpose()?;
         let socket6 = config.ipv6.as_ref().map(bind).transpose()?;
@@ -149,26 +147,23 @@ impl Listener {
             if let Some(socket) = socket {
                 monitors.push(
                     monitor::Monitor::attach(ctx, socket, name)
-                        .map_err(|e| format!("cannot monitor the {name} socket: {e}"))?,
+                        .map_err(|source| Error::Monitor { name, source })?,
                 );
             }
         }
         let publisher = if config.publish.is_empty() {
             None
         } else {
-            let socket = ctx.socket(zmq::PUB).map_err(|e| e.to_string())?;
-            socket.set_linger(0).map_err(|e| e.to_string())?;
+            let socket = rota_sockets::publisher(ctx)?;
             for address in &config.publish {
-                socket
-                    .set_ipv6(address.is_ipv6())
-                    .map_err(|e| e.to_string())?;
-                socket
-                    .bind(&format!("tcp://{address}"))
-                    .map_err(|e| format!("cannot publish on {address}: {e}"))?;
+                rota_sockets::bind(&socket, address).map_err(|source| Error::Publish {
+                    address: *address,
+                    source,
+                })?;
             }
             Some(socket)
         };
-        let signal = SignalReceiver::bind(ctx, SIGNAL).map_err(|e| e.to_string())?;
+        let signal = SignalReceiver::bind(ctx, SIGNAL)?;
         for address in config.ipv4.iter().chain(config.ipv6.iter()) {
             log::info!("listening on {address}");
         }
@@ -290,10 +285,10 @@ impl Listener {
         }
     }
 
-    fn refuse(&self, route: &Route, message: String) {
+    fn refuse(&self, route: &Route, refusal: Refusal) {
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
-        log::debug!("refused: {message}");
-        self.reply(route, &Reply::Error(message));
+        log::debug!("refused: {refusal}");
+        self.reply(route, &Reply::Error(refusal.to_string()));
     }
 
     /// Reads up to a batch of requests from one socket, decodes them, and
@@ -314,7 +309,7 @@ impl Listener {
             let parts: Vec<&[u8]> = body.iter().map(|f| f.as_slice()).collect();
             match Request::decode(&self.config.chain, &parts) {
                 Ok(request) => batch.push((route, request)),
-                Err(e) => self.refuse(&route, e.to_string()),
+                Err(e) => self.refuse(&route, Refusal::Malformed(e)),
             }
         }
         if batch.is_empty() {
@@ -335,7 +330,7 @@ impl Listener {
                     work.requests.len()
                 );
                 for (route, _) in work.requests {
-                    self.refuse(&route, "the node is busy; try again shortly".into());
+                    self.refuse(&route, Refusal::Busy);
                 }
                 true
             }

@@ -16,7 +16,7 @@ use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::{PeerMessage, Request, ServerList};
 use rota_peer::{ServerId, Slot};
 
-use crate::{Inbound, Incoming, Route, Stats};
+use crate::{Inbound, Incoming, Refusal, Route, Stats};
 
 /// A decoded batch for the verifiers.
 #[derive(Debug)]
@@ -99,13 +99,13 @@ impl Verifiers {
                         .next()
                         .expect("one verdict per payment")
                         .map(Inbound::Submit)
-                        .map_err(|e| format!("command T: {e}")),
+                        .map_err(Refusal::Payment),
                     other => self.check(verifier, other),
                 };
-                let inbound = checked.unwrap_or_else(|message| {
+                let inbound = checked.unwrap_or_else(|refusal| {
                     self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("refused: {message}");
-                    Inbound::Refused(message)
+                    log::debug!("refused: {refusal}");
+                    Inbound::Refused(refusal.to_string())
                 });
                 Incoming { route, inbound }
             })
@@ -114,15 +114,15 @@ impl Verifiers {
 
     /// Checks a request that is not a payment: peer envelopes against the
     /// server list, and the payments they carry.
-    fn check(&self, verifier: &mut Verifier, request: Request) -> Result<Inbound, String> {
+    fn check(&self, verifier: &mut Verifier, request: Request) -> Result<Inbound, Refusal> {
         let Request::Peer(envelope) = request else {
             return Ok(Inbound::Query(request));
         };
         let from = self
             .servers
             .verify(&self.chain, &envelope)
-            .map_err(|e| e.to_string())?;
-        let message = envelope.message().map_err(|e| e.to_string())?;
+            .map_err(Refusal::Signature)?;
+        let message = envelope.message().map_err(Refusal::Payload)?;
         let message = verify_payments(verifier, from, envelope.slot, message)?;
         Ok(Inbound::Peer {
             from,
@@ -140,7 +140,7 @@ fn verify_payments(
     from: ServerId,
     slot: Slot,
     message: PeerMessage<Transaction>,
-) -> Result<PeerMessage<VerifiedTx>, String> {
+) -> Result<PeerMessage<VerifiedTx>, Refusal> {
     Ok(match message {
         PeerMessage::Register(status) => PeerMessage::Register(status),
         PeerMessage::Heart(status) => PeerMessage::Heart(status),
@@ -166,9 +166,7 @@ fn verify_payments(
             }
         }
         PeerMessage::Forward { transaction } => PeerMessage::Forward {
-            transaction: verifier
-                .verify(transaction)
-                .map_err(|e| format!("forward: {e}"))?,
+            transaction: verifier.verify(transaction).map_err(Refusal::Forward)?,
         },
     })
 }

@@ -3,7 +3,8 @@
 //! Everything two rota processes must agree on byte for byte lives here: key
 //! pairs and seed files, the 140-byte transaction and its signature check, the
 //! packed balance database and its hash, blocks, the slot schedule, and the
-//! wire protocol (client requests and replies, signed peer messages).
+//! wire protocol (`wire/`: client requests and replies, server messages, the
+//! signed envelope, and the trust list with its majority rule).
 
 pub mod balances;
 pub mod block;

@@ -1,0 +1,90 @@
+//! The wire protocol: every request and reply rota sends, as ZeroMQ frames.
+//!
+//! A request is `[chain][command][params...]`; a reply is
+//! `[command][result...]` or `["E"][message]`. Client commands are single
+//! letters (`I N B H A T S D`); server-to-server commands are lowercase words
+//! whose parameters are a signed envelope:
+//!
+//! ```text
+//! [chain][command][signer key (32)][slot (8)][payload][signature (64)]
+//! signature = ed25519(signer, "rota peer v1" | len(chain) | chain |
+//!                             len(command) | command | slot | sha256(payload))
+//! ```
+//!
+//! The module is split by audience, one file per job:
+//!
+//! - `client.rs`: what a client sends and gets back: [`Request`], [`Reply`],
+//!   [`Disposition`], [`TxStatus`];
+//! - `server.rs`: what servers say to each other inside the envelope:
+//!   [`PeerCommand`], [`PeerMessage`], [`Status`], [`Decision`];
+//! - `envelope.rs`: the signed [`Envelope`] that carries every server
+//!   message, and the bytes its signature covers ([`Envelope::signed_bytes`]);
+//! - `servers.rs`: the trust list, [`ServerList`]: who may sign, the
+//!   identifier each signer has, and the one [`majority`] rule.
+//!
+//! Where each command is read, and where `docs/PROTOCOL.md` describes it
+//! (requests come in through [`Request::decode`], replies through
+//! [`Reply::decode`]; both hand a server command's parameters to the envelope):
+//!
+//! | Command | Type | Decoded by | PROTOCOL.md |
+//! |---|---|---|---|
+//! | `I` | [`Request::Info`], [`Reply::Info`] | [`Request::decode`], [`Reply::decode`] | §4.1 |
+//! | `N` | [`Request::Height`], [`Reply::Height`] | [`Request::decode`], [`Reply::decode`] | §4.2 |
+//! | `B` | [`Request::Block`], [`Reply::Block`] | [`Request::decode`], [`Reply::decode`] | §4.3, §9 |
+//! | `H` | [`Request::BlockHash`], [`Reply::BlockHash`] | [`Request::decode`], [`Reply::decode`] | §4.4 |
+//! | `A` | [`Request::Account`], [`Reply::Account`] | [`Request::decode`], [`Reply::decode`] | §4.5 |
+//! | `T` | [`Request::Submit`], [`Reply::Submitted`] with [`Disposition`] | [`Request::decode`], [`Reply::decode`] | §4.6, §5, §7 |
+//! | `S` | [`Request::Status`], [`Reply::Status`] with [`TxStatus`] | [`Request::decode`], [`Reply::decode`] | §4.7 |
+//! | `D` | [`Request::Database`], [`Reply::Database`] | [`Request::decode`], [`Reply::decode`] | §4.8, §8 |
+//! | `E` | [`Reply::Error`] | [`Reply::decode`] | §3.5 |
+//! | any server command | [`Request::Peer`], [`Reply::Signed`], [`Reply::Ack`], all carrying an [`Envelope`] | `Envelope::decode`, then [`ServerList::verify`] | §10.1, §10.2 |
+//! | `register` | [`PeerMessage::Register`] with [`Status`] | [`PeerMessage::decode`], [`Status::decode`] | §10.3, §10.4, §11.4 |
+//! | `heart` | [`PeerMessage::Heart`] with [`Status`] | [`PeerMessage::decode`], [`Status::decode`] | §10.3, §10.4, §11.4 |
+//! | `round` | [`PeerMessage::Round`] | [`PeerMessage::decode`] | §10.4, §11.1 |
+//! | `vote` | [`PeerMessage::Vote`] | [`PeerMessage::decode`] | §10.4, §11.1 |
+//! | `result` | [`PeerMessage::Result`] with [`Decision`] | [`PeerMessage::decode`] | §10.4, §11.1 |
+//! | `push` | [`PeerMessage::Push`] | [`PeerMessage::decode`] | §10.4, §11.1 |
+//! | `forward` | [`PeerMessage::Forward`] | [`PeerMessage::decode`] | §10.4, §11.3 |
+//!
+//! Each type's encoding and decoding sit together; `docs/PROTOCOL.md`
+//! describes the same bytes for people writing clients. Decoding checks shape
+//! only. Signatures are checked once, by [`ServerList::verify`] and
+//! [`crate::transaction::Verifier`], where input enters a node.
+
+mod client;
+mod envelope;
+mod server;
+mod servers;
+
+pub use client::{ALPHA_DOWN, Disposition, ERROR, Reply, Request, TxStatus};
+pub use envelope::Envelope;
+pub use server::{Decision, PeerCommand, PeerMessage, STATUS_LEN, Status};
+pub use servers::{ServerList, majority};
+
+use crate::error::{Error, Result};
+
+/// Longest chain name allowed.
+pub const MAX_CHAIN_LEN: usize = 32;
+
+/// Checks the number of parameters of `command`, naming each one wanted in
+/// the refusal. Shared by client commands and the server envelope so that
+/// every wrong count reads the same way (PROTOCOL.md §3.5 quotes it).
+fn expect_params(command: &str, params: &[&[u8]], wanted: &[&str]) -> Result<()> {
+    if params.len() == wanted.len() {
+        return Ok(());
+    }
+    let described = if wanted.is_empty() {
+        "no parameters".to_string()
+    } else {
+        format!(
+            "{} parameter{} ({})",
+            wanted.len(),
+            if wanted.len() == 1 { "" } else { "s" },
+            wanted.join("; ")
+        )
+    };
+    Err(Error::Invalid(format!(
+        "command {command} takes {described}, got {}",
+        params.len()
+    )))
+}
