@@ -7,7 +7,6 @@
 //! persisting commits, handing peer messages to the connector, publishing
 //! events, stopping.
 
-pub mod accept;
 pub mod core;
 pub mod store;
 #[cfg(test)]

@@ -15,7 +15,7 @@ use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::{Decision, Disposition, PeerMessage, ServerList};
 use rota_peer::{Amount, Hash, Millis, PublicKey, ServerId, Slot};
 
-use super::accept::Refusal;
+use super::core::accept::Refusal;
 use super::core::{Action, Commit, Committed, Core, Target, Tracked};
 
 const SLOT: u64 = 1_000;

@@ -48,6 +48,8 @@
 //! means a lagging alpha's slot carries no payments; they are held or refused
 //! with a reason, never silently lost.
 
+pub mod accept;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 

@@ -15,7 +15,7 @@ use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{ALPHA_DOWN, Disposition, PeerMessage};
 use rota_peer::{Millis, ServerId, Slot};
 
-use super::core::{Action, Core, Held, MAX_HELD, MAX_ROUND_TRANSACTIONS, Target, Tracked};
+use super::{Action, Core, Held, MAX_HELD, MAX_ROUND_TRANSACTIONS, Target, Tracked};
 use crate::events::Event;
 
 /// Why a payment was refused. Each rule has its own reason.
