@@ -1,4 +1,5 @@
-//! The ledger thread: the edge around the pure [`core::Core`].
+//! The ledger thread: the edge around the pure [`core::Core`], whose module
+//! essay says which file holds each of its steps.
 //!
 //! It owns the core (balances and rounds) and the [`store::Store`] (blocks,
 //! the database file, the archive). It answers the requests the listener
