@@ -29,7 +29,7 @@ use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, Status, TxStatus};
 use rota_peer::{Millis, ServerId};
 use serde_json::json;
 
-use self::core::{Action, Commit, Committed, Core, Target, Tracked};
+use self::core::{Action, Commit, Committed, Core, PeerRefusal, Target, Tracked};
 use self::store::{Appended, Store, Tip};
 use crate::events::Event;
 
@@ -243,9 +243,9 @@ impl LedgerThread {
                 let (reply, actions) = match self.on_peer(from, slot, message, now) {
                     Ok((Some(reply), actions)) => (reply, actions),
                     Ok((None, actions)) => (Reply::Ack(command), actions),
-                    Err(message) => {
-                        log::info!("{} from server {from} refused: {message}", command.name());
-                        (Reply::Error(message), Vec::new())
+                    Err(refusal) => {
+                        log::info!("{} from server {from} refused: {refusal}", command.name());
+                        (Reply::Error(refusal.to_string()), Vec::new())
                     }
                 };
                 self.reply(route, reply);
@@ -262,7 +262,7 @@ impl LedgerThread {
         slot: u64,
         message: PeerMessage<rota_peer::transaction::VerifiedTx>,
         now: Millis,
-    ) -> Result<(Option<Reply>, Vec<Action>), String> {
+    ) -> Result<(Option<Reply>, Vec<Action>), PeerRefusal> {
         let actions = match message {
             // Answered with this server's signed status, by the ledger since
             // it holds the status; registrations and heartbeats are not rounds,
@@ -270,10 +270,11 @@ impl LedgerThread {
             PeerMessage::Register(_) | PeerMessage::Heart(_) => {
                 let current = self.core.schedule.slot_at(now);
                 if slot.abs_diff(current) > 2 {
-                    return Err(format!(
-                        "{} signed for slot {slot} is stale: this server is at slot {current}",
-                        message.command().name()
-                    ));
+                    return Err(PeerRefusal::StaleStatus {
+                        command: message.command(),
+                        slot,
+                        current,
+                    });
                 }
                 let answer = match message {
                     PeerMessage::Register(_) => PeerMessage::Register(self.status()),

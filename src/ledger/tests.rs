@@ -510,7 +510,8 @@ fn a_round_from_the_wrong_server_is_refused() {
     let mut core = core(2, 3, &genesis());
     let err = core
         .on_round(ServerId(3), 999, Hash::default(), vec![], T0 + 710)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("must come from server 1"), "{err}");
 }
 
@@ -522,11 +523,13 @@ fn a_replayed_round_is_refused() {
         .unwrap();
     let again = core
         .on_round(ServerId(1), 999, hash, vec![], T0 + 720)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(again.contains("already applied"), "{again}");
     let older = core
         .on_round(ServerId(3), 998, hash, vec![], T0 + 730)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(older.contains("already applied"), "{older}");
 }
 
@@ -536,11 +539,13 @@ fn a_stale_or_future_round_is_refused() {
     let hash = core.committed().hash;
     let stale = core
         .on_round(ServerId(2), 997, hash, vec![], T0 + 710)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(stale.contains("stale"), "{stale}");
     let future = core
         .on_round(ServerId(3), 1001, hash, vec![], T0 + 710)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(future.contains("future"), "{future}");
 }
 
@@ -554,14 +559,18 @@ fn a_result_from_anyone_but_the_beta_is_refused() {
     };
     let err = core
         .on_result(ServerId(3), 999, decision, T0 + 800)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("must come from server 1"), "{err}");
 }
 
 #[test]
 fn a_push_that_does_not_match_the_consensus_is_refused() {
     let mut core = core(2, 3, &genesis());
-    let err = core.on_push(ServerId(1), 999, &[], T0 + 800).unwrap_err();
+    let err = core
+        .on_push(ServerId(1), 999, &[], T0 + 800)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no result for it"), "{err}");
     let consensus = Hash([7; 32]);
     let decision = Decision {
@@ -574,7 +583,8 @@ fn a_push_that_does_not_match_the_consensus_is_refused() {
     let mut other = Balances::from_accounts(&[(key(1), 1)]).unwrap();
     let err = core
         .on_push(ServerId(1), 999, other.pack(), T0 + 810)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is not the consensus"), "{err}");
 }
 
@@ -650,7 +660,8 @@ fn a_stale_forward_is_refused() {
     let mut core = core(1, 3, &genesis());
     let err = core
         .on_forward(ServerId(2), 990, payment(1, key(9), 5, T0 + 10), T0 + 10)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("stale"), "{err}");
 }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use rota_peer::wire::{Decision, PeerMessage};
 use rota_peer::{Hash, Millis, ServerId, Slot};
 
-use super::{Action, AppliedRound, Core, Target};
+use super::{Action, AppliedRound, Core, PeerRefusal, Target};
 
 /// The round this server is beta of.
 #[derive(Debug)]
@@ -80,12 +80,12 @@ impl Core {
         from: ServerId,
         slot: Slot,
         hash: Hash,
-    ) -> Result<Vec<Action>, String> {
+    ) -> Result<Vec<Action>, PeerRefusal> {
         let Some(beta) = self.beta.as_mut().filter(|b| b.slot == slot) else {
-            return Err(format!("no vote is open here for round {slot}"));
+            return Err(PeerRefusal::NoVoteOpen { slot });
         };
         if beta.votes.contains_key(&from) {
-            return Err(format!("server {from} already voted in round {slot}"));
+            return Err(PeerRefusal::AlreadyVoted { from, slot });
         }
         beta.votes.insert(from, hash);
         if beta.votes.len() == self.servers.len() {

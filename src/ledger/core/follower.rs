@@ -14,10 +14,10 @@ use std::sync::Arc;
 use rota_peer::balances::Balances;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{Decision, PeerMessage};
+use rota_peer::wire::{Decision, PeerCommand, PeerMessage};
 use rota_peer::{Hash, Millis, ServerId, Slot, TxId};
 
-use super::{Action, AppliedRound, Commit, Committed, Core, Target, Tracked};
+use super::{Action, AppliedRound, Commit, Committed, Core, PeerRefusal, Target, Tracked};
 use crate::events::Event;
 
 /// Applies a round's payments in order, keeping those valid on `balances`:
@@ -49,19 +49,16 @@ impl Core {
         claimed: Hash,
         transactions: Vec<VerifiedTx>,
         now: Millis,
-    ) -> Result<Vec<Action>, String> {
-        self.check_sender("round", slot, from)?;
-        self.check_fresh("round", slot, now, 1)?;
+    ) -> Result<Vec<Action>, PeerRefusal> {
+        self.check_sender(PeerCommand::Round, slot, from)?;
+        self.check_fresh(PeerCommand::Round, slot, now, 1)?;
         if let Some(highest) = self.highest_round
             && slot <= highest
         {
-            return Err(format!(
-                "round {slot} refused: round {highest} was already applied here \
-                 (a replayed or late round)"
-            ));
+            return Err(PeerRefusal::RoundReplayed { slot, highest });
         }
         if from == self.me {
-            return Err(format!("round {slot} claims to come from this server"));
+            return Err(PeerRefusal::RoundFromSelf { slot });
         }
         let base = self
             .applied
@@ -108,15 +105,13 @@ impl Core {
         slot: Slot,
         decision: Decision,
         now: Millis,
-    ) -> Result<Vec<Action>, String> {
-        self.check_sender("result", slot, from)?;
-        self.check_fresh("result", slot, now, 2)?;
-        if let Some((last, _)) = self.consensus
-            && slot <= last
+    ) -> Result<Vec<Action>, PeerRefusal> {
+        self.check_sender(PeerCommand::Result, slot, from)?;
+        self.check_fresh(PeerCommand::Result, slot, now, 2)?;
+        if let Some((decided, _)) = self.consensus
+            && slot <= decided
         {
-            return Err(format!(
-                "result for round {slot} refused: round {last} was already decided"
-            ));
+            return Err(PeerRefusal::AlreadyDecided { slot, decided });
         }
         let transactions = self
             .applied
@@ -229,23 +224,23 @@ impl Core {
         slot: Slot,
         packed: &[u8],
         now: Millis,
-    ) -> Result<Vec<Action>, String> {
-        self.check_sender("push", slot, from)?;
-        self.check_fresh("push", slot, now, 2)?;
+    ) -> Result<Vec<Action>, PeerRefusal> {
+        self.check_sender(PeerCommand::Push, slot, from)?;
+        self.check_fresh(PeerCommand::Push, slot, now, 2)?;
         let Some((decided, hash)) = self.consensus.filter(|(s, _)| *s == slot) else {
-            return Err(format!(
-                "push for round {slot} refused: no result for it here"
-            ));
+            return Err(PeerRefusal::PushWithoutResult { slot });
         };
         if self.committed.hash == hash && self.committed.slot >= decided {
             return Ok(Vec::new());
         }
-        let mut balances = Balances::from_packed(packed).map_err(|e| format!("push: {e}"))?;
+        let mut balances = Balances::from_packed(packed).map_err(PeerRefusal::PushUnreadable)?;
         let got = balances.hash();
         if got != hash {
-            return Err(format!(
-                "push for round {slot} refused: its hash {got} is not the consensus {hash}"
-            ));
+            return Err(PeerRefusal::PushNotConsensus {
+                slot,
+                got,
+                consensus: hash,
+            });
         }
         log::info!("round {slot}: installing the database pushed by server {from}");
         let mut actions = self.install(slot, hash, balances);

@@ -39,6 +39,7 @@
 //! | close the round, collect votes, decide ([`Core::on_vote`], [`Core::decide`]) | `core/beta.rs` |
 //! | apply a round, take a result, take a push, install ([`Core::on_round`], [`Core::on_result`], [`Core::on_push`], [`Core::install`]) | `core/follower.rs` |
 //! | what a step hands back ([`Action`], [`Target`], [`Commit`], [`Committed`]) | `core/action.rs` |
+//! | why input is refused ([`Refusal`] for payments, [`PeerRefusal`] for peer messages) | `core/refusal.rs` |
 //!
 //! ## Layers of state
 //!
@@ -66,6 +67,7 @@ mod accept;
 mod action;
 mod beta;
 mod follower;
+mod refusal;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -74,13 +76,13 @@ use std::sync::Arc;
 use rota_peer::balances::Balances;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{Decision, ServerList};
+use rota_peer::wire::{Decision, PeerCommand, ServerList};
 use rota_peer::{Hash, Millis, ServerId, Slot, TxId};
 use serde::{Deserialize, Serialize};
 
-pub use self::accept::Refusal;
 pub use self::action::{Action, Commit, Committed, Target};
 use self::beta::BetaRound;
+pub use self::refusal::{PeerRefusal, Refusal};
 use crate::events::Event;
 
 /// The most payments one round may carry; a ROUND of this many is 28 MB.
@@ -335,16 +337,26 @@ impl Core {
     }
 
     /// Refuses a message for a slot too far from this server's clock.
-    fn check_fresh(&self, what: &str, slot: Slot, now: Millis, late: u64) -> Result<(), String> {
+    fn check_fresh(
+        &self,
+        command: PeerCommand,
+        slot: Slot,
+        now: Millis,
+        late: u64,
+    ) -> Result<(), PeerRefusal> {
         let current = self.schedule.slot_at(now);
         if slot > current + 1 {
-            Err(format!(
-                "{what} for slot {slot} is from the future: this server is at slot {current}"
-            ))
+            Err(PeerRefusal::Future {
+                command,
+                slot,
+                current,
+            })
         } else if slot + late < current {
-            Err(format!(
-                "{what} for slot {slot} is stale: this server is at slot {current}"
-            ))
+            Err(PeerRefusal::Stale {
+                command,
+                slot,
+                current,
+            })
         } else {
             Ok(())
         }
@@ -352,14 +364,22 @@ impl Core {
 
     /// Refuses a round, result or push that does not come from the beta of
     /// its slot (the alpha that closed it).
-    fn check_sender(&self, what: &str, slot: Slot, from: ServerId) -> Result<(), String> {
+    fn check_sender(
+        &self,
+        command: PeerCommand,
+        slot: Slot,
+        from: ServerId,
+    ) -> Result<(), PeerRefusal> {
         let expected = self.schedule.alpha(slot);
         if from == expected {
             Ok(())
         } else {
-            Err(format!(
-                "{what} for slot {slot} must come from server {expected}, not server {from}"
-            ))
+            Err(PeerRefusal::NotFromBeta {
+                command,
+                slot,
+                expected,
+                from,
+            })
         }
     }
 
