@@ -17,7 +17,7 @@ use rota_peer::{Millis, ServerId, Slot};
 use super::{
     Action, Core, Held, MAX_HELD, MAX_ROUND_TRANSACTIONS, PeerRefusal, Refusal, Target, Tracked,
 };
-use crate::events::Event;
+use crate::events::{Event, TxState};
 
 fn offset(timestamp: Millis, clock: Millis) -> i64 {
     timestamp as i64 - clock as i64
@@ -190,7 +190,7 @@ impl Core {
                 self.tracked.insert(id, Tracked::Lost { slot: held.slot });
                 actions.push(Action::Publish(Event::Tx {
                     id,
-                    state: "lost",
+                    state: TxState::Lost,
                     alpha: self.schedule.alpha(held.slot),
                 }));
                 continue;
@@ -202,7 +202,7 @@ impl Core {
             match self.accept(held.tx, now) {
                 Ok(()) => actions.push(Action::Publish(Event::Tx {
                     id,
-                    state: "accepted",
+                    state: TxState::Accepted,
                     alpha: self.me,
                 })),
                 Err(refusal) => {
@@ -213,7 +213,7 @@ impl Core {
                     self.tracked.insert(id, Tracked::Lost { slot });
                     actions.push(Action::Publish(Event::Tx {
                         id,
-                        state: "lost",
+                        state: TxState::Lost,
                         alpha: self.me,
                     }));
                 }

@@ -16,6 +16,8 @@ use std::sync::Arc;
 use rota_peer::wire::{Decision, PeerMessage};
 use rota_peer::{Hash, Millis, ServerId, Slot};
 
+use crate::events::Outcome;
+
 use super::{Action, AppliedRound, Core, PeerRefusal, Target};
 
 /// The round this server is beta of.
@@ -126,7 +128,7 @@ impl Core {
                  {majority} of {} servers are needed",
                 self.servers.len()
             );
-            actions.push(self.round_event(slot, "no-majority", decision, beta.transactions));
+            actions.push(self.round_event(slot, Outcome::NoMajority, decision, beta.transactions));
             actions.push(self.stop(reason));
             return actions;
         };
@@ -136,7 +138,7 @@ impl Core {
                 "round {slot}: consensus {agreeing}/{voters} on {}",
                 hash.short()
             );
-            actions.push(self.round_event(slot, "consensus", decision, beta.transactions));
+            actions.push(self.round_event(slot, Outcome::Consensus, decision, beta.transactions));
             actions.extend(self.commit_through(slot));
             let behind: Vec<ServerId> = self
                 .servers
@@ -159,7 +161,7 @@ impl Core {
                 });
             }
         } else {
-            actions.push(self.round_event(slot, "out-of-sync", decision, beta.transactions));
+            actions.push(self.round_event(slot, Outcome::OutOfSync, decision, beta.transactions));
             actions.extend(self.lose_sync(format!(
                 "round {slot}: the majority holds {}, this server {}",
                 hash.short(),

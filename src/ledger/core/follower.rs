@@ -18,7 +18,7 @@ use rota_peer::wire::{Decision, PeerCommand, PeerMessage};
 use rota_peer::{Hash, Millis, ServerId, Slot, TxId};
 
 use super::{Action, AppliedRound, Commit, Committed, Core, PeerRefusal, Target, Tracked};
-use crate::events::Event;
+use crate::events::{Event, Outcome, TxState};
 
 /// Applies a round's payments in order, keeping those valid on `balances`:
 /// stamped within the round's window, not repeated, and payable.
@@ -125,7 +125,7 @@ impl Core {
                 decision.agreeing, decision.voters
             );
             return Ok(vec![
-                self.round_event(slot, "no-majority", decision, transactions),
+                self.round_event(slot, Outcome::NoMajority, decision, transactions),
                 self.stop(reason),
             ]);
         };
@@ -143,11 +143,13 @@ impl Core {
                 decision.voters,
                 hash.short()
             );
-            let mut actions = vec![self.round_event(slot, "consensus", decision, transactions)];
+            let mut actions =
+                vec![self.round_event(slot, Outcome::Consensus, decision, transactions)];
             actions.extend(self.commit_through(slot));
             Ok(actions)
         } else {
-            let mut actions = vec![self.round_event(slot, "out-of-sync", decision, transactions)];
+            let mut actions =
+                vec![self.round_event(slot, Outcome::OutOfSync, decision, transactions)];
             actions.extend(self.lose_sync(format!(
                 "round {slot}: the majority holds {}, this server {}",
                 hash.short(),
@@ -198,7 +200,7 @@ impl Core {
                 *tracked = Tracked::Lost { slot: expected };
                 actions.push(Action::Publish(Event::Tx {
                     id: *id,
-                    state: "lost",
+                    state: TxState::Lost,
                     alpha: self.schedule.alpha(expected),
                 }));
             }
@@ -297,7 +299,7 @@ impl Core {
                     .insert(tx.id(), Tracked::Lost { slot: pending.slot });
                 actions.push(Action::Publish(Event::Tx {
                     id: tx.id(),
-                    state: "lost",
+                    state: TxState::Lost,
                     alpha: self.me,
                 }));
             }

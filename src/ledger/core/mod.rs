@@ -83,7 +83,7 @@ use serde::{Deserialize, Serialize};
 pub use self::action::{Action, Commit, Committed, Target};
 use self::beta::BetaRound;
 pub use self::refusal::{PeerRefusal, Refusal};
-use crate::events::Event;
+use crate::events::{Event, Outcome};
 
 /// The most payments one round may carry; a ROUND of this many is 28 MB.
 pub const MAX_ROUND_TRANSACTIONS: usize = 200_000;
@@ -302,7 +302,7 @@ impl Core {
         if role != self.role {
             self.role = role;
             actions.push(Action::Publish(Event::Role {
-                role: role.name(),
+                role,
                 slot: self.schedule.slot_at(now),
             }));
         }
@@ -388,7 +388,7 @@ impl Core {
     fn round_event(
         &self,
         slot: Slot,
-        outcome: &'static str,
+        outcome: Outcome,
         d: Decision,
         transactions: usize,
     ) -> Action {
