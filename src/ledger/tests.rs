@@ -13,9 +13,10 @@ use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::{Decision, Disposition, PeerMessage, ServerList};
-use rota_peer::{Amount, Hash, Millis, PublicKey, ServerId, Slot};
+use rota_peer::{Amount, Hash, Millis, PublicKey, ServerId, Slot, TxId};
 
 use super::core::{Action, Commit, Committed, Core, Refusal, Target, Tracked};
+use crate::events::{Event, TxState};
 
 const SLOT: u64 = 1_000;
 /// The start of slot 999, whose alpha is server 1 of 3 (999 mod 3 = 0).
@@ -687,4 +688,44 @@ fn an_installed_database_leaves_the_fate_of_earlier_payments_unknown_not_lost() 
         .on_result(ServerId(2), 1000, decision, T0 + SLOT + 800)
         .unwrap();
     assert_eq!(core3.tracked(&tx.id()), None, "not reported lost");
+}
+
+/// The `tx` events of `actions`: each payment's id and state, in order.
+fn tx_events(actions: &[Action]) -> Vec<(TxId, TxState)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Publish(Event::Tx { id, state, .. }) => Some((*id, *state)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn payments_lost_together_are_reported_in_id_order() {
+    // Server 2 forwards eight payments to the alpha, whose round then
+    // commits without any of them. The lost events leave the core in the
+    // same order on every run: by payment id, not by a hash map's whim.
+    let mut core = core(2, 3, &genesis());
+    let mut ids = Vec::new();
+    for client in 10..18 {
+        let tx = payment(client, key(9), 5, T0 + 10);
+        let (result, _) = core.submit(tx, T0 + 10);
+        assert_eq!(result, Ok(Disposition::Forwarded(ServerId(1))));
+        ids.push(tx.id());
+    }
+    let hash = core.committed().hash;
+    core.on_round(ServerId(1), 999, hash, vec![], T0 + 710)
+        .unwrap();
+    let decision = Decision {
+        consensus: Some(hash),
+        agreeing: 3,
+        voters: 3,
+    };
+    let actions = core
+        .on_result(ServerId(1), 999, decision, T0 + 800)
+        .unwrap();
+    ids.sort();
+    let lost: Vec<(TxId, TxState)> = ids.into_iter().map(|id| (id, TxState::Lost)).collect();
+    assert_eq!(tx_events(&actions), lost);
 }

@@ -193,6 +193,8 @@ impl Core {
                 installed: false,
             }));
         }
+        // In id order, as the tracker is a BTreeMap: the lost events leave
+        // in the same order on every run.
         for (id, tracked) in self.tracked.iter_mut() {
             if let Tracked::Pending { slot: expected } = *tracked
                 && expected <= slot

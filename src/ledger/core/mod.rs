@@ -69,7 +69,7 @@ mod beta;
 mod follower;
 mod refusal;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -186,7 +186,11 @@ pub struct Core {
     /// What the connector last reported of each other server: alive
     /// (true) or failed (false). Payments are not forwarded to a failed one.
     peers: BTreeMap<ServerId, bool>,
-    tracked: HashMap<TxId, Tracked>,
+    /// The payments this server took, until their fate is known and
+    /// TRACK_SLOTS after. Ordered by id, so that the events a commit
+    /// publishes for them leave in the same order on every run and every
+    /// server (a hash map would hand them out in a random order).
+    tracked: BTreeMap<TxId, Tracked>,
     role: Role,
     stopped: bool,
 }
@@ -216,7 +220,7 @@ impl Core {
             highest_round: None,
             synced,
             peers: BTreeMap::new(),
-            tracked: HashMap::new(),
+            tracked: BTreeMap::new(),
             role: Role::Follower,
             stopped: false,
         }
