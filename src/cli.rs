@@ -299,10 +299,12 @@ pub fn run(cli: Cli) -> Result<i32> {
                 &config,
                 server,
                 &topics,
-                |server, topic, event| {
+                |published| {
+                    let event = published.to_json();
                     if common.json {
                         println!("{event}");
                     } else {
+                        let (server, topic) = (published.server, published.event.topic());
                         println!("server {server} {topic}: {event}");
                     }
                 },

@@ -19,6 +19,7 @@ use rota_peer::{Amount, Millis, PublicKey, ServerId, TxId};
 
 use crate::config::{Config, endpoint};
 use crate::error::{Error, Result};
+use crate::events::Published;
 
 /// How long a request waits for its reply by default.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -360,12 +361,14 @@ pub fn status_words(status: TxStatus) -> (&'static str, Option<u64>) {
 }
 
 /// Prints every event published by the chosen servers (all that list a
-/// `publish` address when none is chosen) until `stop` returns true.
+/// `publish` address when none is chosen) until `stop` returns true. A body
+/// that is not an event of its topic (from a server of another version) is
+/// skipped.
 pub fn watch(
     config: &Config,
     server: Option<ServerId>,
     topics: &[String],
-    mut print: impl FnMut(ServerId, &str, &serde_json::Value),
+    mut print: impl FnMut(&Published),
     mut stop: impl FnMut() -> bool,
 ) -> Result<()> {
     let ctx = zmq::Context::new();
@@ -415,11 +418,11 @@ pub fn watch(
         if !topics.is_empty() && !topics.iter().any(|t| *t == topic) {
             continue;
         }
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        let Some(published) = Published::decode(&topic, body) else {
+            log::debug!("skipped a {topic} event that does not read as one");
             continue;
         };
-        let from = value.get("server").and_then(|s| s.as_u64()).unwrap_or(0) as u32;
-        print(ServerId(from), &topic, &value);
+        print(&published);
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod genesis;
+pub mod info;
 pub mod ledger;
 pub mod node;
 pub mod testnet;

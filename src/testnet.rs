@@ -24,11 +24,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use rota_peer::PublicKey;
 use rota_peer::keys::create_seed_file;
-use rota_peer::{PublicKey, ServerId};
 
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
+use crate::events::{Event, Outcome, Published};
 use crate::genesis::{Genesis, GenesisAccount};
 
 /// The chain name of a generated network.
@@ -397,7 +398,7 @@ pub fn up(dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
         &client,
         None,
         &[],
-        |server, topic, event| print_event(server, topic, event, &mut printed_blocks),
+        |published| print_event(published, &mut printed_blocks),
         || {
             reap(&mut children);
             stop.load(Ordering::Relaxed) || children.iter().all(Option::is_none)
@@ -456,30 +457,26 @@ fn stop_all(children: &mut [Option<Child>]) {
     }
 }
 
-fn print_event(
-    server: ServerId,
-    topic: &str,
-    event: &serde_json::Value,
-    blocks: &mut BTreeSet<u64>,
-) {
-    let field = |name: &str| event.get(name).cloned().unwrap_or_default();
-    let text = |name: &str| field(name).as_str().map(str::to_string).unwrap_or_default();
-    match topic {
-        "round" => {
-            let beta = field("beta").as_u64().unwrap_or(0);
-            let outcome = text("outcome");
-            if beta == server.0 as u64 || outcome != "consensus" {
-                let hash = text("hash");
+/// Prints one event for `testnet up`: each round once (by its beta, or by
+/// any server that saw it end otherwise), each block once, and every peer,
+/// connector and stop event.
+fn print_event(published: &Published, blocks: &mut BTreeSet<u64>) {
+    let server = published.server;
+    match &published.event {
+        Event::Round {
+            slot,
+            outcome,
+            hash,
+            agreeing,
+            voters,
+            transactions,
+            beta,
+        } => {
+            if *beta == server || *outcome != Outcome::Consensus {
                 println!(
-                    "slot {:>10}  round {:<11} {}/{} votes  hash {}  payments {}  beta {}{}",
-                    field("slot"),
-                    outcome,
-                    field("agreeing"),
-                    field("voters"),
-                    hash.get(..8).unwrap_or("-"),
-                    field("transactions"),
-                    beta,
-                    if beta == server.0 as u64 {
+                    "slot {slot}  round {outcome:<11} {agreeing}/{voters} votes  hash {}  payments {transactions}  beta {beta}{}",
+                    hash.map_or("-".to_string(), |h| h.short()),
+                    if *beta == server {
                         String::new()
                     } else {
                         format!("  (seen by server {server})")
@@ -487,23 +484,22 @@ fn print_event(
                 );
             }
         }
-        "block" => {
-            let number = field("number").as_u64().unwrap_or(0);
-            if blocks.insert(number) {
+        Event::Block {
+            number,
+            hash,
+            transactions,
+            ..
+        } => {
+            if blocks.insert(*number) {
                 println!(
-                    "block {number} with {} payments, hash {}",
-                    field("transactions"),
-                    text("hash").get(..8).unwrap_or("-")
+                    "block {number} with {transactions} payments, hash {}",
+                    hash.short()
                 );
             }
         }
-        "peer" => println!(
-            "server {server}: server {} is {}",
-            field("peer"),
-            text("state")
-        ),
-        "connector" => println!("server {server}: connector {}", text("state")),
-        "stop" => println!("server {server}: stopping: {}", text("reason")),
-        _ => {}
+        Event::Peer { peer, state } => println!("server {server}: server {peer} is {state}"),
+        Event::Connector { state } => println!("server {server}: connector {state}"),
+        Event::Stop { reason } => println!("server {server}: stopping: {reason}"),
+        Event::Tx { .. } | Event::Role { .. } => {}
     }
 }

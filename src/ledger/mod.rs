@@ -1,4 +1,5 @@
-//! The ledger thread: the edge around the pure [`core::Core`].
+//! The ledger thread: the edge around the pure [`core::Core`], whose module
+//! essay says which file holds each of its steps.
 //!
 //! It owns the core (balances and rounds) and the [`store::Store`] (blocks,
 //! the database file, the archive). It answers the requests the listener
@@ -7,7 +8,6 @@
 //! persisting commits, handing peer messages to the connector, publishing
 //! events, stopping.
 
-pub mod accept;
 pub mod core;
 pub mod store;
 #[cfg(test)]
@@ -27,11 +27,11 @@ use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, Status, TxStatus};
 use rota_peer::{Millis, ServerId};
-use serde_json::json;
 
-use self::core::{Action, Commit, Committed, Core, Target, Tracked};
+use self::core::{Action, Commit, Committed, Core, PeerRefusal, Target, Tracked};
 use self::store::{Appended, Store, Tip};
-use crate::events::Event;
+use crate::events::{Event, PeerState, Published};
+use crate::info::{Connections, Info};
 
 /// Queues `item` for a thread that sleeps in `poll` until woken. When the
 /// queue is full the thread is woken first, so that it drains the queue
@@ -178,11 +178,14 @@ impl LedgerThread {
     }
 
     fn publish(&self, event: Event) {
-        let body = event.to_json(self.core.me, unix_now_ms());
-        let outgoing = Outgoing::Publish {
-            topic: event.topic(),
-            body,
-        };
+        let topic = event.topic();
+        let body = Published {
+            server: self.core.me,
+            time_ms: unix_now_ms(),
+            event,
+        }
+        .to_json();
+        let outgoing = Outgoing::Publish { topic, body };
         send_waking(
             &self.channels.to_listener,
             &self.channels.listener_waker,
@@ -221,7 +224,7 @@ impl LedgerThread {
                     Ok(disposition) => {
                         self.publish(Event::Tx {
                             id: tx.id(),
-                            state: disposition.word(),
+                            state: disposition.into(),
                             alpha: disposition.server(),
                         });
                         Reply::Submitted {
@@ -243,9 +246,9 @@ impl LedgerThread {
                 let (reply, actions) = match self.on_peer(from, slot, message, now) {
                     Ok((Some(reply), actions)) => (reply, actions),
                     Ok((None, actions)) => (Reply::Ack(command), actions),
-                    Err(message) => {
-                        log::info!("{} from server {from} refused: {message}", command.name());
-                        (Reply::Error(message), Vec::new())
+                    Err(refusal) => {
+                        log::info!("{} from server {from} refused: {refusal}", command.name());
+                        (Reply::Error(refusal.to_string()), Vec::new())
                     }
                 };
                 self.reply(route, reply);
@@ -262,7 +265,7 @@ impl LedgerThread {
         slot: u64,
         message: PeerMessage<rota_peer::transaction::VerifiedTx>,
         now: Millis,
-    ) -> Result<(Option<Reply>, Vec<Action>), String> {
+    ) -> Result<(Option<Reply>, Vec<Action>), PeerRefusal> {
         let actions = match message {
             // Answered with this server's signed status, by the ledger since
             // it holds the status; registrations and heartbeats are not rounds,
@@ -270,10 +273,11 @@ impl LedgerThread {
             PeerMessage::Register(_) | PeerMessage::Heart(_) => {
                 let current = self.core.schedule.slot_at(now);
                 if slot.abs_diff(current) > 2 {
-                    return Err(format!(
-                        "{} signed for slot {slot} is stale: this server is at slot {current}",
-                        message.command().name()
-                    ));
+                    return Err(PeerRefusal::StaleStatus {
+                        command: message.command(),
+                        slot,
+                        current,
+                    });
                 }
                 let answer = match message {
                     PeerMessage::Register(_) => PeerMessage::Register(self.status()),
@@ -293,7 +297,7 @@ impl LedgerThread {
                 let disposition = self.core.on_forward(from, slot, transaction, now)?;
                 self.publish(Event::Tx {
                     id: transaction.id(),
-                    state: disposition.word(),
+                    state: disposition.into(),
                     alpha: disposition.server(),
                 });
                 Vec::new()
@@ -306,7 +310,7 @@ impl LedgerThread {
     fn query(&mut self, request: Request) -> crate::Result<Reply> {
         let committed = self.core.committed();
         Ok(match request {
-            Request::Info => Reply::Info(self.info().to_string()),
+            Request::Info => Reply::Info(self.info().to_json()),
             Request::Height => Reply::Height(self.tip.height),
             Request::Block(n) => match self.store.block(n)? {
                 Some(bytes) => Reply::Block(bytes),
@@ -348,54 +352,50 @@ impl LedgerThread {
         })
     }
 
-    fn info(&self) -> serde_json::Value {
+    /// This server's view of itself, for `I`.
+    fn info(&self) -> Info {
         let now = unix_now_ms();
         let schedule = &self.core.schedule;
         let slot = schedule.slot_at(now);
         let committed = self.core.committed();
-        let peers: serde_json::Map<String, serde_json::Value> = self
+        let peers = self
             .core
             .peers()
             .iter()
-            .map(|(id, alive)| {
-                (
-                    id.to_string(),
-                    json!(if *alive { "alive" } else { "failed" }),
-                )
-            })
+            .map(|(id, alive)| (*id, PeerState::of(*alive)))
             .collect();
-        json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "chain": self.chain,
-            "public_key": self.keypair.public(),
-            "identifier": self.core.me,
-            "servers": self.core.servers.len(),
-            "slot": slot,
-            "slot_ms": schedule.slot_ms,
-            "blackout_ms": schedule.blackout_ms,
-            "tolerance_ms": schedule.tolerance_ms,
-            "alpha": schedule.alpha(slot),
-            "window_open": schedule.window_open(now),
-            "role": self.core.role_at(now),
-            "height": self.tip.height,
-            "block_hash": self.tip.hash,
-            "balance_hash": committed.hash,
-            "committed_slot": committed.slot,
-            "accounts": committed.snapshot.len(),
-            "supply": committed.snapshot.supply(),
-            "pending": self.core.pending_count(),
-            "held": self.core.held_count(),
-            "connector": self.connector.name(),
-            "in_sync": self.core.is_synced(),
-            "peers": peers,
-            "connections": {
-                "open": self.stats.open.load(Ordering::Relaxed),
-                "accepted": self.stats.accepted.load(Ordering::Relaxed),
+        Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            chain: self.chain.clone(),
+            public_key: self.keypair.public(),
+            identifier: self.core.me,
+            servers: self.core.servers.len(),
+            slot,
+            slot_ms: schedule.slot_ms,
+            blackout_ms: schedule.blackout_ms,
+            tolerance_ms: schedule.tolerance_ms,
+            alpha: schedule.alpha(slot),
+            window_open: schedule.window_open(now),
+            role: self.core.role_at(now),
+            height: self.tip.height,
+            block_hash: self.tip.hash,
+            balance_hash: committed.hash,
+            committed_slot: committed.slot,
+            accounts: committed.snapshot.len(),
+            supply: committed.snapshot.supply(),
+            pending: self.core.pending_count(),
+            held: self.core.held_count(),
+            connector: self.connector.into(),
+            in_sync: self.core.is_synced(),
+            peers,
+            connections: Connections {
+                open: self.stats.open.load(Ordering::Relaxed),
+                accepted: self.stats.accepted.load(Ordering::Relaxed),
             },
-            "requests": self.stats.requests.load(Ordering::Relaxed),
-            "refused": self.stats.refused.load(Ordering::Relaxed),
-            "uptime_ms": now.saturating_sub(self.started),
-        })
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            refused: self.stats.refused.load(Ordering::Relaxed),
+            uptime_ms: now.saturating_sub(self.started),
+        }
     }
 
     fn on_connector(&mut self, event: ConnectorEvent) -> Vec<Action> {
@@ -405,7 +405,7 @@ impl LedgerThread {
                 self.connector = state;
                 self.core.set_synced(state == State::Sampling, now);
                 self.publish(Event::Connector {
-                    state: state.name(),
+                    state: state.into(),
                 });
                 Vec::new()
             }
@@ -413,7 +413,7 @@ impl LedgerThread {
                 self.core.set_peer_alive(id, alive);
                 self.publish(Event::Peer {
                     peer: id,
-                    state: if alive { "alive" } else { "failed" },
+                    state: PeerState::of(alive),
                 });
                 Vec::new()
             }

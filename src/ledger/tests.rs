@@ -13,10 +13,10 @@ use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::{Decision, Disposition, PeerMessage, ServerList};
-use rota_peer::{Amount, Hash, Millis, PublicKey, ServerId, Slot};
+use rota_peer::{Amount, Hash, Millis, PublicKey, ServerId, Slot, TxId};
 
-use super::accept::Refusal;
-use super::core::{Action, Commit, Committed, Core, Target, Tracked};
+use super::core::{Action, Commit, Committed, Core, Refusal, Target, Tracked};
+use crate::events::{Event, TxState};
 
 const SLOT: u64 = 1_000;
 /// The start of slot 999, whose alpha is server 1 of 3 (999 mod 3 = 0).
@@ -511,7 +511,8 @@ fn a_round_from_the_wrong_server_is_refused() {
     let mut core = core(2, 3, &genesis());
     let err = core
         .on_round(ServerId(3), 999, Hash::default(), vec![], T0 + 710)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("must come from server 1"), "{err}");
 }
 
@@ -523,11 +524,13 @@ fn a_replayed_round_is_refused() {
         .unwrap();
     let again = core
         .on_round(ServerId(1), 999, hash, vec![], T0 + 720)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(again.contains("already applied"), "{again}");
     let older = core
         .on_round(ServerId(3), 998, hash, vec![], T0 + 730)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(older.contains("already applied"), "{older}");
 }
 
@@ -537,11 +540,13 @@ fn a_stale_or_future_round_is_refused() {
     let hash = core.committed().hash;
     let stale = core
         .on_round(ServerId(2), 997, hash, vec![], T0 + 710)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(stale.contains("stale"), "{stale}");
     let future = core
         .on_round(ServerId(3), 1001, hash, vec![], T0 + 710)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(future.contains("future"), "{future}");
 }
 
@@ -555,14 +560,18 @@ fn a_result_from_anyone_but_the_beta_is_refused() {
     };
     let err = core
         .on_result(ServerId(3), 999, decision, T0 + 800)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("must come from server 1"), "{err}");
 }
 
 #[test]
 fn a_push_that_does_not_match_the_consensus_is_refused() {
     let mut core = core(2, 3, &genesis());
-    let err = core.on_push(ServerId(1), 999, &[], T0 + 800).unwrap_err();
+    let err = core
+        .on_push(ServerId(1), 999, &[], T0 + 800)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no result for it"), "{err}");
     let consensus = Hash([7; 32]);
     let decision = Decision {
@@ -575,7 +584,8 @@ fn a_push_that_does_not_match_the_consensus_is_refused() {
     let mut other = Balances::from_accounts(&[(key(1), 1)]).unwrap();
     let err = core
         .on_push(ServerId(1), 999, other.pack(), T0 + 810)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is not the consensus"), "{err}");
 }
 
@@ -613,13 +623,13 @@ fn a_forwarded_payment_its_round_leaves_out_is_reported_lost() {
 #[test]
 fn roles_follow_the_schedule() {
     let core = core(1, 3, &genesis());
-    assert_eq!(core.role_at(T0 + 10), "alpha");
-    assert_eq!(core.role_at(T0 + 800), "beta");
-    assert_eq!(core.role_at(T0 + SLOT + 10), "beta");
-    assert_eq!(core.role_at(T0 + SLOT + 800), "follower");
+    assert_eq!(core.role_at(T0 + 10).name(), "alpha");
+    assert_eq!(core.role_at(T0 + 800).name(), "beta");
+    assert_eq!(core.role_at(T0 + SLOT + 10).name(), "beta");
+    assert_eq!(core.role_at(T0 + SLOT + 800).name(), "follower");
     let single =
         super::core::Core::new(ServerId(1), servers(1), schedule(1), committed(&genesis()));
-    assert_eq!(single.role_at(T0 + 10), "alpha+beta");
+    assert_eq!(single.role_at(T0 + 10).name(), "alpha+beta");
 }
 
 #[test]
@@ -651,7 +661,8 @@ fn a_stale_forward_is_refused() {
     let mut core = core(1, 3, &genesis());
     let err = core
         .on_forward(ServerId(2), 990, payment(1, key(9), 5, T0 + 10), T0 + 10)
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("stale"), "{err}");
 }
 
@@ -677,4 +688,44 @@ fn an_installed_database_leaves_the_fate_of_earlier_payments_unknown_not_lost() 
         .on_result(ServerId(2), 1000, decision, T0 + SLOT + 800)
         .unwrap();
     assert_eq!(core3.tracked(&tx.id()), None, "not reported lost");
+}
+
+/// The `tx` events of `actions`: each payment's id and state, in order.
+fn tx_events(actions: &[Action]) -> Vec<(TxId, TxState)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Publish(Event::Tx { id, state, .. }) => Some((*id, *state)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn payments_lost_together_are_reported_in_id_order() {
+    // Server 2 forwards eight payments to the alpha, whose round then
+    // commits without any of them. The lost events leave the core in the
+    // same order on every run: by payment id, not by a hash map's whim.
+    let mut core = core(2, 3, &genesis());
+    let mut ids = Vec::new();
+    for client in 10..18 {
+        let tx = payment(client, key(9), 5, T0 + 10);
+        let (result, _) = core.submit(tx, T0 + 10);
+        assert_eq!(result, Ok(Disposition::Forwarded(ServerId(1))));
+        ids.push(tx.id());
+    }
+    let hash = core.committed().hash;
+    core.on_round(ServerId(1), 999, hash, vec![], T0 + 710)
+        .unwrap();
+    let decision = Decision {
+        consensus: Some(hash),
+        agreeing: 3,
+        voters: 3,
+    };
+    let actions = core
+        .on_result(ServerId(1), 999, decision, T0 + 800)
+        .unwrap();
+    ids.sort();
+    let lost: Vec<(TxId, TxState)> = ids.into_iter().map(|id| (id, TxState::Lost)).collect();
+    assert_eq!(tx_events(&actions), lost);
 }

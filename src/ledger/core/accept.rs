@@ -10,67 +10,14 @@
 
 use std::sync::Arc;
 
-use rota_peer::balances::PaymentRefusal;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{ALPHA_DOWN, Disposition, PeerMessage};
+use rota_peer::wire::{Disposition, PeerCommand, PeerMessage};
 use rota_peer::{Millis, ServerId, Slot};
 
-use super::core::{Action, Core, Held, MAX_HELD, MAX_ROUND_TRANSACTIONS, Target, Tracked};
-use crate::events::Event;
-
-/// Why a payment was refused. Each rule has its own reason.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
-    #[error(
-        "the timestamp is {offset_ms} ms from this server's clock; at most {tolerance_ms} ms \
-         either way is allowed (check the client's clock)"
-    )]
-    Timestamp { offset_ms: i64, tolerance_ms: u64 },
-    #[error("this server is not the alpha of slot {slot}; server {alpha} is")]
-    NotAlpha { slot: Slot, alpha: ServerId },
-    #[error(
-        "slot {slot} is in its blackout; the next alpha, server {next}, opens at {opens_ms} ms"
-    )]
-    Blackout {
-        slot: Slot,
-        next: ServerId,
-        opens_ms: Millis,
-    },
-    #[error(
-        "held through the blackout, the payment's timestamp would be {offset_ms} ms from the \
-         start of slot {slot}, when server {alpha} opens; at most {tolerance_ms} ms either way is \
-         allowed: send it again once slot {slot} opens"
-    )]
-    HeldTooLate {
-        offset_ms: i64,
-        tolerance_ms: u64,
-        alpha: ServerId,
-        slot: Slot,
-    },
-    #[error(
-        "{ALPHA_DOWN}: server {alpha}, the alpha of slot {slot}, is not answering its peers; \
-         no server takes payments until slot {next} opens at {opens_ms} ms: send it again then"
-    )]
-    AlphaDown {
-        slot: Slot,
-        alpha: ServerId,
-        next: Slot,
-        opens_ms: Millis,
-    },
-    #[error("a payment with this id is already in the round")]
-    Duplicate,
-    #[error("{0}")]
-    Payment(#[from] PaymentRefusal),
-    #[error(
-        "this server is catching up with the others and takes no payments yet; \
-         try again shortly or send to another server"
-    )]
-    CatchingUp,
-    #[error("the round is full ({MAX_ROUND_TRANSACTIONS} payments); try again in the next slot")]
-    RoundFull,
-    #[error("this server already holds {MAX_HELD} payments for the next alpha; try again later")]
-    HoldFull,
-}
+use super::{
+    Action, Core, Held, MAX_HELD, MAX_ROUND_TRANSACTIONS, PeerRefusal, Refusal, Target, Tracked,
+};
+use crate::events::{Event, TxState};
 
 fn offset(timestamp: Millis, clock: Millis) -> i64 {
     timestamp as i64 - clock as i64
@@ -121,8 +68,8 @@ impl Core {
         slot: Slot,
         tx: VerifiedTx,
         now: Millis,
-    ) -> Result<Disposition, String> {
-        self.check_fresh("forward", slot, now, 1)?;
+    ) -> Result<Disposition, PeerRefusal> {
+        self.check_fresh(PeerCommand::Forward, slot, now, 1)?;
         let current = self.schedule.slot_at(now);
         let result = if self.schedule.window_open(now) {
             self.accept(tx, now).map(|_| Disposition::Accepted(self.me))
@@ -136,7 +83,7 @@ impl Core {
                 "payment {} forwarded by server {from} refused: {refusal}",
                 tx.id().short()
             );
-            refusal.to_string()
+            PeerRefusal::Payment(refusal)
         })
     }
 
@@ -243,7 +190,7 @@ impl Core {
                 self.tracked.insert(id, Tracked::Lost { slot: held.slot });
                 actions.push(Action::Publish(Event::Tx {
                     id,
-                    state: "lost",
+                    state: TxState::Lost,
                     alpha: self.schedule.alpha(held.slot),
                 }));
                 continue;
@@ -255,7 +202,7 @@ impl Core {
             match self.accept(held.tx, now) {
                 Ok(()) => actions.push(Action::Publish(Event::Tx {
                     id,
-                    state: "accepted",
+                    state: TxState::Accepted,
                     alpha: self.me,
                 })),
                 Err(refusal) => {
@@ -266,7 +213,7 @@ impl Core {
                     self.tracked.insert(id, Tracked::Lost { slot });
                     actions.push(Action::Publish(Event::Tx {
                         id,
-                        state: "lost",
+                        state: TxState::Lost,
                         alpha: self.me,
                     }));
                 }

@@ -1,0 +1,162 @@
+//! The `I` reply: a server's view of itself, as one JSON object.
+//!
+//! [`Info`] is the one list of its fields; docs/PROTOCOL.md §4.1 describes
+//! each for clients. The ledger thread fills it from the core, the block tip
+//! and the listener's counters; clients may read it back with serde.
+
+use std::collections::BTreeMap;
+
+use rota_peer::{BlockNumber, Hash, Millis, PublicKey, ServerId, Slot};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::events::{ConnectorState, PeerState, Role, server_id};
+
+/// What `I` answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info {
+    /// The rota version, e.g. `0.1.0`.
+    pub version: String,
+    pub chain: String,
+    pub public_key: PublicKey,
+    /// This server's position in the conf's server list.
+    #[serde(deserialize_with = "server_id")]
+    pub identifier: ServerId,
+    /// N, the number of servers in the list.
+    pub servers: usize,
+    /// The current slot by this server's clock.
+    pub slot: Slot,
+    /// The schedule's timings: with `slot` they let a client work out the
+    /// whole schedule, for example to avoid the blackout.
+    pub slot_ms: u64,
+    pub blackout_ms: u64,
+    pub tolerance_ms: u64,
+    /// The alpha of the current slot.
+    #[serde(deserialize_with = "server_id")]
+    pub alpha: ServerId,
+    /// False during the blackout at the end of the slot.
+    pub window_open: bool,
+    pub role: Role,
+    /// The number of the last block; 0 before the first.
+    pub height: BlockNumber,
+    /// The hash of the last block; all zeros at height 0.
+    pub block_hash: Hash,
+    /// The hash of the committed packed database.
+    pub balance_hash: Hash,
+    /// The slot of the last round committed here.
+    pub committed_slot: Slot,
+    pub accounts: usize,
+    /// The sum of all balances.
+    pub supply: u64,
+    /// Payments in this server's open round (an alpha's only).
+    pub pending: usize,
+    /// Payments held through a blackout for the next alpha.
+    pub held: usize,
+    pub connector: ConnectorState,
+    /// Whether this server takes payments and builds blocks.
+    pub in_sync: bool,
+    /// The connector's view of the other servers; those not yet heard from
+    /// are absent. JSON keys are the identifiers as strings.
+    #[serde(deserialize_with = "peers")]
+    pub peers: BTreeMap<ServerId, PeerState>,
+    pub connections: Connections,
+    /// Requests received since start.
+    pub requests: u64,
+    /// Requests refused at the door (malformed, bad signature, busy).
+    pub refused: u64,
+    /// Milliseconds since the ledger thread started.
+    pub uptime_ms: Millis,
+}
+
+/// The connections on the request sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connections {
+    /// Open now.
+    pub open: u64,
+    /// Accepted since start.
+    pub accepted: u64,
+}
+
+impl Info {
+    /// The reply body. It goes through a `serde_json::Value`, whose objects
+    /// keep their keys sorted: the bytes `I` has always sent.
+    pub fn to_json(&self) -> String {
+        serde_json::to_value(self)
+            .expect("info serializes")
+            .to_string()
+    }
+}
+
+fn peers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ServerId, PeerState>, D::Error> {
+    let by_number = BTreeMap::<u32, PeerState>::deserialize(d)?;
+    Ok(by_number
+        .into_iter()
+        .map(|(id, state)| (ServerId(id), state))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Info {
+        Info {
+            version: "0.1.0".into(),
+            chain: "local".into(),
+            public_key: PublicKey([0x98; 32]),
+            identifier: ServerId(1),
+            servers: 3,
+            slot: 897659580,
+            slot_ms: 2000,
+            blackout_ms: 500,
+            tolerance_ms: 200,
+            alpha: ServerId(1),
+            window_open: true,
+            role: Role::Alpha,
+            height: 0,
+            block_hash: Hash::default(),
+            balance_hash: Hash([0xdf; 32]),
+            committed_slot: 897659579,
+            accounts: 3,
+            supply: 3000000,
+            pending: 0,
+            held: 0,
+            connector: ConnectorState::Sampling,
+            in_sync: true,
+            peers: [
+                (ServerId(2), PeerState::Alive),
+                (ServerId(3), PeerState::Failed),
+            ]
+            .into(),
+            connections: Connections {
+                open: 3,
+                accepted: 3,
+            },
+            requests: 21,
+            refused: 0,
+            uptime_ms: 4980,
+        }
+    }
+
+    /// The reply as docs/PROTOCOL.md §4.1 shows it: every field, keys sorted.
+    #[test]
+    fn info_serializes_as_the_protocol_shows() {
+        let (key, zeros, balance) = (PublicKey([0x98; 32]), Hash::default(), Hash([0xdf; 32]));
+        let expected = format!(
+            "{{\"accounts\":3,\"alpha\":1,\"balance_hash\":\"{balance}\",\
+             \"blackout_ms\":500,\"block_hash\":\"{zeros}\",\
+             \"chain\":\"local\",\"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
+             \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\"peers\":{{\"2\":\"alive\",\"3\":\"failed\"}},\"pending\":0,\
+             \"public_key\":\"{key}\",\"refused\":0,\
+             \"requests\":21,\"role\":\"alpha\",\"servers\":3,\"slot\":897659580,\"slot_ms\":2000,\"supply\":3000000,\
+             \"tolerance_ms\":200,\"uptime_ms\":4980,\"version\":\"0.1.0\",\"window_open\":true}}"
+        );
+        assert_eq!(sample().to_json(), expected);
+    }
+
+    #[test]
+    fn info_reads_back() {
+        let info = sample();
+        let back: Info = serde_json::from_str(&info.to_json()).unwrap();
+        assert_eq!(back, info);
+    }
+}
