@@ -28,7 +28,7 @@ use rota_peer::schedule::unix_now_ms;
 use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, Status, TxStatus};
 use rota_peer::{Millis, ServerId};
 
-use self::core::{Action, Commit, Committed, Core, PeerRefusal, Target, Tracked};
+use self::core::{Action, Commit, Committed, Core, PeerRefusal, Persist, Target, Tracked};
 use self::store::{Appended, Store, Tip};
 use crate::events::{Event, PeerState, Published};
 use crate::info::{Connections, Info};
@@ -475,9 +475,14 @@ impl LedgerThread {
     }
 
     /// Carries out the core's actions; returns an exit when one is asked for.
+    ///
+    /// Actions are carried out in order. A persist that fails stops the
+    /// node at once: the actions after it are dropped, because they may
+    /// announce what was to be kept.
     fn perform(&mut self, actions: Vec<Action>) -> Option<Exit> {
         let mut exit = None;
-        for action in actions {
+        let total = actions.len();
+        for (done, action) in actions.into_iter().enumerate() {
             match action {
                 Action::Send { to, slot, message } => {
                     let to = match to {
@@ -486,9 +491,13 @@ impl LedgerThread {
                     };
                     self.to_connector(ConnectorInput::Send { to, slot, message });
                 }
-                Action::Commit(commit) => {
+                Action::Persist(Persist::Commit(commit)) => {
                     if let Err(e) = self.commit(commit) {
-                        exit = Some(Exit::Failed(format!("could not persist a commit: {e}")));
+                        log::error!(
+                            "could not persist a commit; dropping the {} actions after it",
+                            total - done - 1
+                        );
+                        return Some(Exit::Failed(format!("could not persist a commit: {e}")));
                     }
                 }
                 Action::Publish(event) => self.publish(event),

@@ -15,7 +15,7 @@ use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::{Decision, Disposition, PeerMessage, ServerList};
 use rota_peer::{Amount, Hash, Millis, PublicKey, ServerId, Slot, TxId};
 
-use super::core::{Action, Commit, Committed, Core, Refusal, Target, Tracked};
+use super::core::{Action, Commit, Committed, Core, Persist, Refusal, Target, Tracked};
 use crate::events::{Event, TxState};
 
 const SLOT: u64 = 1_000;
@@ -125,7 +125,7 @@ impl Sim {
                         self.queue.push_back((from, to, slot, message.clone()));
                     }
                 }
-                Action::Commit(commit) => {
+                Action::Persist(Persist::Commit(commit)) => {
                     if commit.installed {
                         // The connector would now find this server in sync.
                         self.cores[i - 1].set_synced(true, self.now);
@@ -728,4 +728,104 @@ fn payments_lost_together_are_reported_in_id_order() {
     ids.sort();
     let lost: Vec<(TxId, TxState)> = ids.into_iter().map(|id| (id, TxState::Lost)).collect();
     assert_eq!(tx_events(&actions), lost);
+}
+
+/// A ledger thread of one server on a memory disk, with the channel the
+/// connector would read. The disk is returned so a test can crash it.
+fn one_server_thread(
+    ctx: &zmq::Context,
+) -> (
+    super::LedgerThread,
+    crate::ledger::store::MemoryDisk,
+    crossbeam_channel::Receiver<rota_connector::ConnectorInput>,
+) {
+    use crate::ledger::store::{MemoryDisk, Store};
+    let disk = MemoryDisk::new();
+    let store = Store::on_disk(Box::new(disk.clone()), 4, SLOT);
+    let start = committed(&genesis());
+    store.load(start.snapshot.as_ref().clone()).unwrap();
+    // Nothing reads the wake-ups: an inproc connect needs no bound end.
+    let waker = || rota_listener::Waker::connect(ctx, "inproc://ledger-test").unwrap();
+    let (_requests_in, requests) = crossbeam_channel::bounded(1);
+    let (_events_in, connector_events) = crossbeam_channel::bounded(1);
+    let (_shutdown_in, shutdown) = crossbeam_channel::bounded(1);
+    let (to_listener, _from_ledger) = crossbeam_channel::unbounded();
+    let (to_connector, from_ledger) = crossbeam_channel::unbounded();
+    let channels = super::Channels {
+        requests,
+        connector_events,
+        shutdown,
+        to_listener,
+        listener_waker: waker(),
+        to_connector,
+        connector_waker: waker(),
+    };
+    let me = payer(9);
+    let core = Core::new(
+        ServerId(1),
+        ServerList::new(vec![me.public()]),
+        schedule(1),
+        start,
+    );
+    let thread = super::LedgerThread::new(
+        core,
+        store,
+        me,
+        "test".into(),
+        channels,
+        Arc::new(rota_listener::Stats::default()),
+    )
+    .unwrap();
+    (thread, disk, from_ledger)
+}
+
+/// A commit that changes the database, then a message announcing it.
+fn commit_then_send() -> Vec<Action> {
+    let mut after = Balances::from_accounts(&genesis()).unwrap();
+    after.pay(&payer(1).public(), &key(7), 5).unwrap();
+    let commit = Commit {
+        slot: 1_000,
+        hash: after.hash(),
+        snapshot: Arc::new(after),
+        transactions: Vec::new(),
+        block: false,
+        installed: false,
+    };
+    vec![
+        Action::Persist(Persist::Commit(commit)),
+        Action::Send {
+            to: Target::All,
+            slot: 1_000,
+            message: PeerMessage::Vote {
+                hash: Hash([1; 32]),
+            },
+        },
+    ]
+}
+
+fn sends(from_ledger: &crossbeam_channel::Receiver<rota_connector::ConnectorInput>) -> usize {
+    from_ledger
+        .try_iter()
+        .filter(|input| matches!(input, rota_connector::ConnectorInput::Send { .. }))
+        .count()
+}
+
+#[test]
+fn a_message_after_a_persist_leaves_once_the_persist_is_durable() {
+    let ctx = zmq::Context::new();
+    let (mut thread, disk, from_ledger) = one_server_thread(&ctx);
+    let before = disk.writes();
+    assert_eq!(thread.perform(commit_then_send()), None);
+    assert!(disk.writes() > before, "the commit reached the disk");
+    assert_eq!(sends(&from_ledger), 1);
+}
+
+#[test]
+fn a_persist_that_fails_lets_nothing_after_it_leave() {
+    let ctx = zmq::Context::new();
+    let (mut thread, disk, from_ledger) = one_server_thread(&ctx);
+    disk.crash_after(0);
+    let exit = thread.perform(commit_then_send());
+    assert!(matches!(exit, Some(super::Exit::Failed(_))), "{exit:?}");
+    assert_eq!(sends(&from_ledger), 0);
 }

@@ -2,9 +2,10 @@
 //! and the committed state they leave behind.
 //!
 //! The core decides; the ledger thread carries out. Everything that leaves
-//! the core (a message, a commit to persist, an event, a stop) is one of
+//! the core (a message, something to persist, an event, a stop) is one of
 //! these values, so a test can read a step's effects without a socket or a
-//! disk.
+//! disk. Their order is part of the contract: an [`Action::Persist`] is
+//! durable before anything after it leaves the node.
 
 use std::sync::Arc;
 
@@ -45,7 +46,14 @@ pub struct Commit {
     pub installed: bool,
 }
 
-/// What the ledger thread must do after a step.
+/// What must be on disk before the actions that follow it.
+#[derive(Clone, Debug)]
+pub enum Persist {
+    /// A committed round: its block, the database, the archive.
+    Commit(Commit),
+}
+
+/// What the ledger thread must do after a step, in order.
 #[derive(Clone, Debug)]
 pub enum Action {
     /// Sign and send a peer message for `slot`.
@@ -54,8 +62,10 @@ pub enum Action {
         slot: Slot,
         message: PeerMessage<VerifiedTx>,
     },
-    /// Persist a committed round.
-    Commit(Commit),
+    /// Make something durable. The edge completes it before it carries out
+    /// any action that follows (a message above all), and carries out none
+    /// of them if it fails: what a message says has been kept, has been.
+    Persist(Persist),
     /// Publish an event.
     Publish(Event),
     /// This server no longer holds the consensus state; the connector must

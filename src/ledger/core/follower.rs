@@ -17,7 +17,7 @@ use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{Decision, PeerCommand, PeerMessage};
 use rota_peer::{Hash, Millis, ServerId, Slot, TxId};
 
-use super::{Action, AppliedRound, Commit, Committed, Core, PeerRefusal, Target, Tracked};
+use super::{Action, AppliedRound, Commit, Committed, Core, PeerRefusal, Persist, Target, Tracked};
 use crate::events::{Event, Outcome, TxState};
 
 /// Applies a round's payments in order, keeping those valid on `balances`:
@@ -173,25 +173,25 @@ impl Core {
                 hash: round.hash,
                 snapshot: round.snapshot.clone(),
             };
-            actions.push(Action::Commit(Commit {
+            actions.push(Action::Persist(Persist::Commit(Commit {
                 slot: round.slot,
                 hash: round.hash,
                 snapshot: round.snapshot,
                 block: self.synced && !round.transactions.is_empty(),
                 transactions: round.transactions,
                 installed: false,
-            }));
+            })));
         }
         if self.committed.slot < slot {
             self.committed.slot = slot;
-            actions.push(Action::Commit(Commit {
+            actions.push(Action::Persist(Persist::Commit(Commit {
                 slot,
                 hash: self.committed.hash,
                 snapshot: self.committed.snapshot.clone(),
                 transactions: Vec::new(),
                 block: false,
                 installed: false,
-            }));
+            })));
         }
         // In id order, as the tracker is a BTreeMap: the lost events leave
         // in the same order on every run.
@@ -268,14 +268,14 @@ impl Core {
         let through = self.committed.slot;
         self.tracked
             .retain(|_, t| !matches!(t, Tracked::Pending { slot } if *slot <= through));
-        let mut actions = vec![Action::Commit(Commit {
+        let mut actions = vec![Action::Persist(Persist::Commit(Commit {
             slot: self.committed.slot,
             hash,
             snapshot,
             transactions: Vec::new(),
             block: false,
             installed: true,
-        })];
+        }))];
         actions.extend(self.reapply_pending());
         actions
     }

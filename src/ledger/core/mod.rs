@@ -80,7 +80,7 @@ use rota_peer::wire::{Decision, PeerCommand, ServerList};
 use rota_peer::{Hash, Millis, ServerId, Slot, TxId};
 use serde::{Deserialize, Serialize};
 
-pub use self::action::{Action, Commit, Committed, Target};
+pub use self::action::{Action, Commit, Committed, Persist, Target};
 use self::beta::BetaRound;
 pub use self::refusal::{PeerRefusal, Refusal};
 use crate::events::{Event, Outcome};
