@@ -132,22 +132,13 @@ impl Server {
     /// Polls until the process exits; `None` if it is still running when
     /// `within` has passed.
     pub fn wait(&mut self, within: Duration) -> Result<Option<Exit>> {
-        let mut exit = None;
-        let mut failed = None;
-        let _ = wait_until(within, EXIT_POLL, || match self.try_exit() {
-            Ok(status) => {
-                exit = status;
-                exit.is_some()
-            }
-            Err(e) => {
-                failed = Some(e);
-                true
-            }
+        let mut outcome = Ok(None);
+        // `outcome` says whether it exited; the deadline needs no word of its own.
+        let _ = wait_until(within, EXIT_POLL, || {
+            outcome = self.try_exit();
+            !matches!(outcome, Ok(None))
         });
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(exit),
-        }
+        outcome
     }
 
     /// Kills the process with SIGKILL, as a crash would, and reaps it.
@@ -342,11 +333,6 @@ pub fn info(
     timeout_ms: u64,
 ) -> Option<serde_json::Value> {
     let mut connection = Connection::open(ctx, chain, address, timeout_ms).ok()?;
-    info_on(&mut connection)
-}
-
-/// The `I` reply over an open connection, as JSON.
-pub fn info_on(connection: &mut Connection) -> Option<serde_json::Value> {
     match connection.call(&Request::Info).ok()? {
         Reply::Info(text) => serde_json::from_str(&text).ok(),
         _ => None,
