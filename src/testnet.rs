@@ -10,19 +10,18 @@
 //! <dir>/node-N/rota.seed        server N's seed file
 //! ```
 //!
-//! `up` starts one `rota run` process per server (logs in `node-N/node.log`),
-//! prints each round's result as the servers publish it, and stops them all
-//! on Ctrl-C.
+//! `up` starts one `rota run` process per server through a
+//! [`Supervisor`] (logs in `node-N/node.log`), prints each round's result as
+//! the servers publish it, and stops them all on Ctrl-C.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rota_peer::PublicKey;
 use rota_peer::keys::create_seed_file;
@@ -31,6 +30,7 @@ use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::events::{Event, Outcome, Published};
 use crate::genesis::{Genesis, GenesisAccount};
+use crate::supervisor::{Stopped, Supervisor};
 
 /// The chain name of a generated network.
 pub const CHAIN: &str = "local";
@@ -345,16 +345,8 @@ pub fn node_confs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(confs)
 }
 
-/// What an exit code of `rota run` means.
-pub fn exit_meaning(code: Option<i32>) -> &'static str {
-    match code {
-        Some(0) => "stopped",
-        Some(1) => "failed",
-        Some(3) => "stopped: consensus lost",
-        Some(_) => "exited",
-        None => "killed by a signal",
-    }
-}
+/// How long `up` gives the servers to stop after SIGTERM before killing them.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
 
 /// Starts every server of the network in `dir`, prints round results as
 /// they are published, and stops the servers when `stop` is set. Returns
@@ -363,34 +355,14 @@ pub fn up(dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
     let confs = node_confs(dir)?;
     let client = Config::load(&dir.join("client.toml"), Role::Client)?;
     let exe = std::env::current_exe().map_err(|e| Error::io("rota executable", e))?;
-    let mut children: Vec<Option<Child>> = Vec::new();
-    for (i, conf) in confs.iter().enumerate() {
-        let log_path = conf.with_file_name("node.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| Error::io(&log_path, e))?;
-        let err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
-        let child = Command::new(&exe)
-            .args(["run", "--conf"])
-            .arg(conf)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| Error::io(&exe, e))?;
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut servers = Supervisor::new(exe, confs).log_filter(filter);
+    for i in 1..=servers.len() {
+        let pid = servers.start(i)?;
         println!(
-            "server {} started (pid {}), log {}",
-            i + 1,
-            child.id(),
-            log_path.display()
+            "server {i} started (pid {pid}), log {}",
+            servers.log(i).display()
         );
-        children.push(Some(child));
     }
     println!("watching rounds; Ctrl-C stops the network");
     let mut printed_blocks = BTreeSet::new();
@@ -400,59 +372,32 @@ pub fn up(dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
         &[],
         |published| print_event(published, &mut printed_blocks),
         || {
-            reap(&mut children);
-            stop.load(Ordering::Relaxed) || children.iter().all(Option::is_none)
+            reap(&mut servers);
+            stop.load(Ordering::Relaxed) || servers.all_exited()
         },
     );
-    stop_all(&mut children);
+    stop_all(&mut servers);
     result
 }
 
-/// Reports each server that has exited and forgets it.
-fn reap(children: &mut [Option<Child>]) {
-    for (i, slot) in children.iter_mut().enumerate() {
-        let Some(child) = slot else { continue };
-        if let Ok(Some(status)) = child.try_wait() {
-            println!(
-                "server {} {} (exit code {}); see node-{}/node.log",
-                i + 1,
-                exit_meaning(status.code()),
-                status.code().map_or("none".into(), |c| c.to_string()),
-                i + 1
-            );
-            *slot = None;
-        }
+/// Reports each server that has exited by itself.
+fn reap(servers: &mut Supervisor) {
+    for (i, exit) in servers.reap() {
+        println!(
+            "server {i} {} (exit code {}); see node-{i}/node.log",
+            exit.meaning(),
+            exit.code().map_or("none".into(), |c| c.to_string()),
+        );
     }
 }
 
-/// Sends SIGTERM to every running server, waits up to ten seconds, then
-/// kills what is left.
-fn stop_all(children: &mut [Option<Child>]) {
-    for child in children.iter().flatten() {
-        // SAFETY: kill(2) with a pid we spawned and still own.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for (i, slot) in children.iter_mut().enumerate() {
-        let Some(child) = slot else { continue };
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    println!("server {} {}", i + 1, exit_meaning(status.code()));
-                    break;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    println!("server {} killed after not stopping in time", i + 1);
-                    break;
-                }
-            }
+/// Stops every running server, killing those that do not stop in time.
+fn stop_all(servers: &mut Supervisor) {
+    for (i, stopped) in servers.stop_all(STOP_WITHIN) {
+        match stopped {
+            Ok(Stopped::Exited(exit)) => println!("server {i} {}", exit.meaning()),
+            Ok(Stopped::Killed(_)) => println!("server {i} killed after not stopping in time"),
+            Err(e) => println!("server {i}: {e}"),
         }
     }
 }

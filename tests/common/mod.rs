@@ -2,9 +2,11 @@
 //!
 //! [`Net::init`] writes a network with `rota testnet init` (free loopback
 //! ports, short slots) in a temporary directory; [`Net::start`] runs
-//! `rota run` for a server. Every wait is a condition polled against a
-//! deadline ([`Net::wait_for`]); a timeout fails the test with the tail of
-//! each server's log. Dropping the `Net` kills every process it started.
+//! `rota run` for a server through the library's
+//! [`Supervisor`](rota::supervisor::Supervisor). Every wait is a condition
+//! polled against a deadline ([`Net::wait_for`]); a timeout fails the test
+//! with the tail of each server's log. Dropping the `Net` kills every
+//! process it started.
 //! Networks inside one test binary run one at a time, so that tests with
 //! second-long slots do not starve each other of the machine's two cores.
 
@@ -12,17 +14,23 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rota::client::Connection;
 use rota::config::{Config, Role};
+use rota::supervisor::{self, Exit, Stopped, Supervisor};
 use rota_peer::keys::{Keypair, load_seed_file};
 use rota_peer::wire::{Reply, Request};
 use rota_peer::{PublicKey, ServerId};
 
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// How long a server has to stop after SIGTERM.
+const STOP_WITHIN: Duration = Duration::from_secs(15);
+/// How often a condition is checked while waiting for it.
+const POLL: Duration = Duration::from_millis(50);
 
 /// The `rota` binary under test.
 pub fn rota_bin() -> &'static str {
@@ -40,9 +48,11 @@ pub fn rota(args: &[&str]) -> Output {
 
 /// A network of servers in a temporary directory.
 pub struct Net {
+    /// Declared first, so that dropping the `Net` kills the servers before
+    /// their directory is removed and the next network may start.
+    servers: Supervisor,
     pub dir: tempfile::TempDir,
     pub client: Config,
-    children: Vec<Option<Child>>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -68,10 +78,13 @@ impl Net {
         );
         let client =
             Config::load(&dir.path().join("client.toml"), Role::Client).expect("client conf");
+        let confs = (1..=nodes)
+            .map(|i| dir.path().join(format!("node-{i}/rota.toml")))
+            .collect();
         Net {
+            servers: Supervisor::new(rota_bin(), confs),
             dir,
             client,
-            children: (0..nodes).map(|_| None).collect(),
             _serial: serial,
         }
     }
@@ -121,79 +134,35 @@ impl Net {
 
     /// Starts `rota run` for server `i`, appending to its `node.log`.
     pub fn start(&mut self, i: usize) {
-        assert!(
-            self.children[i - 1].is_none(),
-            "server {i} is already running"
-        );
-        let log_path = self.node_dir(i).join("node.log");
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .expect("log");
-        let child = Command::new(rota_bin())
-            .args(["run", "--conf"])
-            .arg(self.conf(i))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start rota run");
-        self.children[i - 1] = Some(child);
+        self.servers.start(i).expect("start rota run");
     }
 
     /// Whether server `i`'s process is still running.
     pub fn running(&mut self, i: usize) -> bool {
-        match &mut self.children[i - 1] {
-            Some(child) => child.try_wait().expect("try_wait").is_none(),
-            None => false,
-        }
+        self.servers.running(i)
     }
 
     /// Stops server `i` with SIGTERM and returns how it exited.
-    pub fn stop(&mut self, i: usize) -> ExitStatus {
-        let mut child = self.children[i - 1].take().expect("server running");
-        // SAFETY: kill(2) on a child this harness spawned and still owns.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "server {i} did not stop within 15 s of SIGTERM\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    pub fn stop(&mut self, i: usize) -> Exit {
+        match self.servers.stop(i, STOP_WITHIN).expect("stop") {
+            Stopped::Exited(exit) => exit,
+            Stopped::Killed(_) => panic!(
+                "server {i} did not stop within {STOP_WITHIN:?} of SIGTERM\n{}",
+                self.logs()
+            ),
         }
     }
 
     /// Kills server `i` with SIGKILL, as a crash would.
     pub fn kill(&mut self, i: usize) {
-        let mut child = self.children[i - 1].take().expect("server running");
-        child.kill().expect("kill");
-        child.wait().expect("wait");
+        self.servers.kill(i).expect("kill");
     }
 
     /// Waits for server `i` to exit by itself and returns its status.
-    pub fn wait_exit(&mut self, i: usize, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            let child = self.children[i - 1].as_mut().expect("server started");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.children[i - 1] = None;
-                return status;
-            }
-            if Instant::now() > deadline {
-                panic!("server {i} did not exit within {within:?}\n{}", self.logs());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    pub fn wait_exit(&mut self, i: usize, within: Duration) -> Exit {
+        match self.servers.wait_exit(i, within).expect("wait") {
+            Some(exit) => exit,
+            None => panic!("server {i} did not exit within {within:?}\n{}", self.logs()),
         }
     }
 
@@ -215,15 +184,13 @@ impl Net {
 
     /// Server `i`'s `I` reply, or `None` when it does not answer.
     pub fn info(&self, i: usize) -> Option<serde_json::Value> {
-        match self.request(i, &Request::Info) {
-            Ok(Reply::Info(text)) => serde_json::from_str(&text).ok(),
-            _ => None,
-        }
+        let address = self.client.server_address(ServerId(i as u32));
+        supervisor::info(&zmq::Context::new(), &self.client.chain, address, 1_000)
     }
 
     /// A field of server `i`'s info.
     pub fn field(&self, i: usize, name: &str) -> Option<serde_json::Value> {
-        self.info(i).and_then(|info| info.get(name).cloned())
+        self.info(i).and_then(|info| supervisor::field(&info, name))
     }
 
     pub fn height(&self, i: usize) -> Option<u64> {
@@ -249,7 +216,7 @@ impl Net {
 
     /// Whether server `i` is in sync (its connector sampling).
     pub fn in_sync(&self, i: usize) -> bool {
-        self.field(i, "in_sync").and_then(|v| v.as_bool()) == Some(true)
+        self.info(i).is_some_and(|info| supervisor::in_sync(&info))
     }
 
     /// Waits until every listed server is in sync.
@@ -279,16 +246,12 @@ impl Net {
 
     /// Polls `condition` every 50 ms until it holds; fails the test with the
     /// servers' logs when `within` passes first.
-    pub fn wait_for(&self, what: &str, within: Duration, mut condition: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while !condition() {
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {within:?} waiting for {what}\n{}",
-                    self.logs()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    pub fn wait_for(&self, what: &str, within: Duration, condition: impl FnMut() -> bool) {
+        if !supervisor::wait_until(within, POLL, condition) {
+            panic!(
+                "timed out after {within:?} waiting for {what}\n{}",
+                self.logs()
+            );
         }
     }
 
@@ -324,7 +287,7 @@ impl Net {
     /// The last lines of every server's log.
     pub fn logs(&self) -> String {
         let mut out = String::new();
-        for i in 1..=self.children.len() {
+        for i in 1..=self.servers.len() {
             let text = fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default();
             // Connections opened and closed by the test's own polling would
             // bury everything else.
@@ -345,14 +308,5 @@ impl Net {
     /// The whole log of server `i`.
     pub fn log(&self, i: usize) -> String {
         fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -1,0 +1,192 @@
+//! `rota bench`: a load generator against a real 3-server network on loopback.
+//!
+//! It writes a network whose genesis holds `accounts` accounts (1,000,000 by
+//! default) plus the payers, starts the three servers as separate processes,
+//! and measures, printing each figure beside a limit measured in the same run:
+//!
+//! 1. the raw single-core batched signature-verification rate, in process;
+//! 2. payments accepted per second at the alpha: `transactions` (50,000)
+//!    pre-signed payments sent over `connections` pipelined DEALER sockets,
+//!    connected beforehand, from the alpha's window opening; timed from the
+//!    first send to the last reply;
+//! 3. in the next slot, a round of `round_transactions` (10,000) payments at
+//!    the next alpha: the latency from its close to its RESULT (the beta's
+//!    round event), and to the last server committing it;
+//! 4. the catch-up time of a server that lost its database: server 3 is
+//!    stopped, a round changes the database, its data directory is deleted,
+//!    and it is started again; the time from its connector starting to in
+//!    sync, the part of it from fetch-snapshot on, and from its process
+//!    start to in sync, all read from its `I` answers.
+//!
+//! The servers and the load generator share this machine's cores.
+//!
+//! Its rooms: [`network`] (the servers, on the supervisor), [`load`] (the
+//! payments sent, and the raw verify rate they are held against),
+//! [`rounds`] (the round events, and the latencies read from them),
+//! [`catch_up`] (the restarted server, timed from its `I`) and [`report`]
+//! (what is printed). [`run`] goes through the steps in order.
+
+mod catch_up;
+mod load;
+mod network;
+mod report;
+mod rounds;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rota_peer::keys::Keypair;
+use rota_peer::schedule::unix_now_ms;
+use rota_peer::{Hash, PublicKey, ServerId};
+
+use crate::error::Result;
+use load::{Load, load_round};
+use network::Network;
+use rounds::Rounds;
+
+pub use load::raw_batched_verify_rate;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Where to write the network; a fresh temporary directory if `None`.
+    pub dir: Option<PathBuf>,
+    /// Payments in the throughput round.
+    pub transactions: usize,
+    /// Payments in the round whose close -> RESULT latency is measured.
+    pub round_transactions: usize,
+    /// Pipelined DEALER connections sending them.
+    pub connections: usize,
+    /// Accounts in the genesis besides the payers.
+    pub accounts: usize,
+    /// Accounts that pay.
+    pub payers: usize,
+    /// Slot length of the network.
+    pub slot_ms: u64,
+    /// Keep the network directory afterwards.
+    pub keep: bool,
+}
+
+impl Default for BenchOptions {
+    fn default() -> BenchOptions {
+        BenchOptions {
+            dir: None,
+            transactions: 50_000,
+            round_transactions: 10_000,
+            connections: 4,
+            accounts: 1_000_000,
+            payers: 1_000,
+            slot_ms: 20_000,
+            keep: false,
+        }
+    }
+}
+
+/// The key of payer `i`, funded in the genesis.
+fn payer(i: usize) -> Keypair {
+    let mut seed = [0u8; 32];
+    seed[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+    seed[8] = 0xbe;
+    Keypair::from_seed(&seed)
+}
+
+/// A key for account `i` that nobody signs with: only its bytes matter.
+fn filler(i: usize) -> PublicKey {
+    let mut input = b"rota bench account ".to_vec();
+    input.extend_from_slice(&(i as u64).to_be_bytes());
+    PublicKey(Hash::of(&input).0)
+}
+
+/// How long three fresh servers have to get in sync.
+const START_WITHIN: Duration = Duration::from_secs(120);
+
+/// Runs the benchmark and prints its report.
+pub fn run(options: &BenchOptions) -> Result<()> {
+    println!("rota bench: raw single-core batched verify rate (batches of 1024)...");
+    let raw = raw_batched_verify_rate(Duration::from_secs(3));
+    report::verify_rate(raw);
+
+    let dir = options
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("rota-bench-{}", std::process::id())));
+    println!(
+        "writing a 3-server network with {} + {} accounts in {}...",
+        options.accounts,
+        options.payers,
+        dir.display()
+    );
+    let mut net = Network::write(options, dir)?;
+    for i in 1..=3 {
+        net.start(i)?;
+    }
+    net.wait_for("all three servers in sync", START_WITHIN, || {
+        (1..=3).all(|i| net.in_sync(i))
+    })?;
+    let rounds = Rounds::subscribe(&net.client)?;
+
+    let throughput = throughput(&net, &rounds, options)?;
+    let (round, decided) = latency(&net, &rounds, options, throughput.slot)?;
+    let catch_up = catch_up::measure(
+        &mut net,
+        &rounds,
+        options.accounts + options.payers,
+        options.payers,
+    )?;
+    report::catch_up(&catch_up);
+
+    report::summary(&report::Summary {
+        raw,
+        throughput: &throughput,
+        round: &round,
+        decided: &decided,
+        catch_up: &catch_up,
+    });
+    Ok(())
+}
+
+/// Throughput: a large round at server 1, so that once-a-round costs do not
+/// dominate.
+fn throughput(net: &Network, rounds: &Rounds, options: &BenchOptions) -> Result<Load> {
+    println!(
+        "throughput: {} payments to server 1 in its next slot...",
+        options.transactions
+    );
+    let load = load_round(
+        &net.client,
+        ServerId(1),
+        unix_now_ms() + 3_000,
+        options.transactions,
+        options.connections,
+        options.payers,
+    )?;
+    report::load(&load, options.connections);
+    report::throughput_round(&rounds.decided(net, load.slot)?);
+    Ok(load)
+}
+
+/// Round latency: a round of the size asked for, at the alpha after
+/// `after_slot`'s.
+fn latency(
+    net: &Network,
+    rounds: &Rounds,
+    options: &BenchOptions,
+    after_slot: u64,
+) -> Result<(Load, rounds::Decided)> {
+    println!(
+        "latency: {} payments to server 2 in its next slot...",
+        options.round_transactions
+    );
+    let load = load_round(
+        &net.client,
+        ServerId(2),
+        net.client.schedule().close(after_slot),
+        options.round_transactions,
+        options.connections,
+        options.payers,
+    )?;
+    report::load(&load, options.connections);
+    let decided = rounds.decided(net, load.slot)?;
+    report::latency_round(&decided, load.accepted);
+    Ok((load, decided))
+}

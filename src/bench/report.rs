@@ -1,0 +1,99 @@
+//! What `rota bench` prints: each figure as it is measured, then a summary
+//! that puts each figure beside its limit, the raw verify rate measured in
+//! the same run or a stated target.
+
+use super::catch_up::{self, CatchUp};
+use super::load::Load;
+use super::rounds::Decided;
+
+/// The figures the summary lists.
+pub struct Summary<'a> {
+    /// The raw single-core batched verify rate, signatures per second.
+    pub raw: f64,
+    pub throughput: &'a Load,
+    /// The latency round, and when it was decided.
+    pub round: &'a Load,
+    pub decided: &'a Decided,
+    pub catch_up: &'a CatchUp,
+}
+
+pub fn verify_rate(raw: f64) {
+    println!("  raw batched verify: {raw:.0} signatures/s");
+}
+
+/// A loaded round: how much was accepted, how fast, and the first refusal.
+pub fn load(load: &Load, connections: usize) {
+    println!(
+        "  slot {}: accepted {} payments in {:.3} s over {connections} connections: {:.0} payments/s",
+        load.slot,
+        load.accepted,
+        load.seconds,
+        load.rate()
+    );
+    if load.refused > 0 {
+        println!(
+            "  refused {}; the first refusal: {}",
+            load.refused,
+            load.first_refusal.clone().unwrap_or_default()
+        );
+    }
+}
+
+/// The throughput round's result.
+pub fn throughput_round(decided: &Decided) {
+    println!(
+        "  round {}: {}, close -> RESULT {} ms",
+        decided.slot, decided.outcome, decided.to_result
+    );
+}
+
+/// The latency round's result, at its beta and everywhere.
+pub fn latency_round(decided: &Decided, payments: usize) {
+    println!(
+        "  round {} ({payments} payments): {}; close -> RESULT {} ms, close -> committed on all three {} ms",
+        decided.slot, decided.outcome, decided.to_result, decided.to_all
+    );
+}
+
+pub fn catch_up(catch_up: &CatchUp) {
+    println!(
+        "  catch-up of a {}-account database ({}): connector start -> in sync {}, of which \
+         fetch and install (from fetch-snapshot first seen) {}; process start -> in sync {} ms; \
+         each seen in its I, asked every {} ms",
+        catch_up.accounts,
+        catch_up.how,
+        catch_up.total.map_or("?".into(), |ms| format!("{ms} ms")),
+        catch_up.fetch.map_or("-".into(), |ms| format!("{ms} ms")),
+        catch_up.process,
+        catch_up::POLL.as_millis()
+    );
+}
+
+pub fn summary(summary: &Summary) {
+    let Summary {
+        raw,
+        throughput,
+        round,
+        decided,
+        catch_up,
+    } = summary;
+    let rate = throughput.rate();
+    println!();
+    println!("summary");
+    println!("  raw batched verify (1 core)        {raw:>10.0} /s");
+    println!(
+        "  accepted at the alpha              {rate:>10.0} /s   {:.0}% of raw (target >= 80%; {} payments)",
+        100.0 * rate / raw,
+        throughput.accepted
+    );
+    println!(
+        "  round close -> RESULT              {:>10} ms  ({} payments)",
+        decided.to_result, round.accepted
+    );
+    if let Some(ms) = catch_up.total {
+        println!(
+            "  catch-up, {:>7}-account database {ms:>10} ms  (target <= 1000 ms at 1,000,000 accounts)",
+            catch_up.accounts,
+        );
+    }
+}
