@@ -84,6 +84,12 @@ impl Info {
             .expect("info serializes")
             .to_string()
     }
+
+    /// Reads an `I` reply body; `None` when it is not one (a node of
+    /// another version, say).
+    pub fn from_json(text: &str) -> Option<Info> {
+        serde_json::from_str(text).ok()
+    }
 }
 
 fn peers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ServerId, PeerState>, D::Error> {

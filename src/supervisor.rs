@@ -29,6 +29,7 @@ use rota_peer::wire::{Reply, Request};
 use crate::cli::EXIT_CONSENSUS_LOST;
 use crate::client::Connection;
 use crate::error::{Error, Result};
+use crate::info::Info;
 
 /// How often a process is checked while waiting for it to exit.
 const EXIT_POLL: Duration = Duration::from_millis(20);
@@ -326,27 +327,12 @@ pub fn wait_until(within: Duration, every: Duration, mut condition: impl FnMut()
 
 /// The `I` reply of the server at `address` on `chain`, as JSON; `None` when
 /// it does not answer within `timeout_ms` or answers something else.
-pub fn info(
-    ctx: &zmq::Context,
-    chain: &str,
-    address: SocketAddr,
-    timeout_ms: u64,
-) -> Option<serde_json::Value> {
+pub fn info(ctx: &zmq::Context, chain: &str, address: SocketAddr, timeout_ms: u64) -> Option<Info> {
     let mut connection = Connection::open(ctx, chain, address, timeout_ms).ok()?;
     match connection.call(&Request::Info).ok()? {
-        Reply::Info(text) => serde_json::from_str(&text).ok(),
+        Reply::Info(text) => Info::from_json(&text),
         _ => None,
     }
-}
-
-/// One field of an `I` reply; `None` when it has no such field.
-pub fn field(info: &serde_json::Value, name: &str) -> Option<serde_json::Value> {
-    info.get(name).cloned()
-}
-
-/// Whether an `I` reply says its server is in sync (its connector sampling).
-pub fn in_sync(info: &serde_json::Value) -> bool {
-    field(info, "in_sync").and_then(|v| v.as_bool()) == Some(true)
 }
 
 #[cfg(test)]

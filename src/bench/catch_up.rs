@@ -34,7 +34,9 @@ use super::network::Network;
 use super::rounds::Rounds;
 use crate::config::endpoint;
 use crate::error::{Error, Result};
-use crate::supervisor::{self, field};
+use crate::events::ConnectorState;
+use crate::info::Info;
+use crate::supervisor;
 
 /// How often the restarted server is asked for `I`.
 pub const POLL: Duration = Duration::from_millis(10);
@@ -111,16 +113,15 @@ struct Seen {
 
 impl Seen {
     /// Takes in one `I` answer received `at`; true once it says in sync.
-    fn note(&mut self, info: &serde_json::Value, at: Millis) -> bool {
+    fn note(&mut self, info: &Info, at: Millis) -> bool {
         if !self.answered {
             self.answered = true;
-            let uptime = field(info, "uptime_ms").and_then(|v| v.as_u64());
-            self.connector_start = uptime.map(|ms| at.saturating_sub(ms));
+            self.connector_start = Some(at.saturating_sub(info.uptime_ms));
         }
-        if field(info, "connector").is_some_and(|state| state == "fetch-snapshot") {
+        if info.connector == ConnectorState::FetchSnapshot {
             self.fetching.get_or_insert(at);
         }
-        if supervisor::in_sync(info) {
+        if info.in_sync {
             self.in_sync = Some(at);
         }
         self.in_sync.is_some()
@@ -169,7 +170,7 @@ impl Asker {
     /// The `I` answer, or `None`; after a request left unanswered the
     /// socket is replaced, so that a late answer is never taken for the
     /// next one.
-    fn info(&mut self) -> Option<serde_json::Value> {
+    fn info(&mut self) -> Option<Info> {
         let answer = self.ask();
         if answer.is_none() {
             self.socket = None;
@@ -177,7 +178,7 @@ impl Asker {
         answer
     }
 
-    fn ask(&mut self) -> Option<serde_json::Value> {
+    fn ask(&mut self) -> Option<Info> {
         if self.socket.is_none() {
             self.socket = self.open().ok();
         }
@@ -191,7 +192,7 @@ impl Asker {
         let frames = socket.recv_multipart(0).ok()?;
         let parts: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
         match Reply::decode(&parts).ok()? {
-            Reply::Info(text) => serde_json::from_str(&text).ok(),
+            Reply::Info(text) => Info::from_json(&text),
             _ => None,
         }
     }

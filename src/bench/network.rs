@@ -13,6 +13,7 @@ use super::{BenchOptions, filler, payer};
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::genesis::{Genesis, GenesisAccount};
+use crate::info::Info;
 use crate::supervisor::{self, Supervisor};
 use crate::testnet::{self, InitOptions};
 
@@ -82,13 +83,13 @@ impl Network {
     }
 
     /// Server `i`'s `I` reply, or `None` when it does not answer.
-    pub fn info(&self, i: usize) -> Option<serde_json::Value> {
+    pub fn info(&self, i: usize) -> Option<Info> {
         let address = self.client.server_address(ServerId(i as u32));
         supervisor::info(&zmq::Context::new(), &self.client.chain, address, 2_000)
     }
 
     pub fn in_sync(&self, i: usize) -> bool {
-        self.info(i).is_some_and(|info| supervisor::in_sync(&info))
+        self.info(i).is_some_and(|info| info.in_sync)
     }
 
     /// Polls `condition` until it holds; an error naming `what` and where

@@ -14,6 +14,7 @@ use rota_peer::{Millis, ServerId, Slot};
 use super::network::Network;
 use crate::config::{Config, endpoint};
 use crate::error::Result;
+use crate::events::{Event, Published};
 
 /// One server's word on one round.
 struct RoundEvent {
@@ -128,18 +129,19 @@ fn collect(
             let [_, topic, body] = frames.as_slice() else {
                 continue;
             };
-            if topic.as_slice() != b"round" {
-                continue;
-            }
-            let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+            let Some(Published {
+                server,
+                time_ms,
+                event: Event::Round { slot, outcome, .. },
+            }) = Published::decode("round", body).filter(|_| topic.as_slice() == b"round")
+            else {
                 continue;
             };
-            let number = |name: &str| value[name].as_u64().unwrap_or(0);
             seen.lock().expect("round events lock").push(RoundEvent {
-                server: ServerId(number("server") as u32),
-                slot: number("slot"),
-                time_ms: number("time_ms"),
-                outcome: value["outcome"].as_str().unwrap_or("").to_string(),
+                server,
+                slot,
+                time_ms,
+                outcome: outcome.name().to_string(),
             });
         }
     }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use rota::client::Connection;
 use rota::config::{Config, Role};
+use rota::info::Info;
 use rota::supervisor::{self, Exit, Stopped, Supervisor};
 use rota_peer::keys::{Keypair, load_seed_file};
 use rota_peer::wire::{Reply, Request};
@@ -183,27 +184,31 @@ impl Net {
     }
 
     /// Server `i`'s `I` reply, or `None` when it does not answer.
-    pub fn info(&self, i: usize) -> Option<serde_json::Value> {
+    pub fn typed_info(&self, i: usize) -> Option<Info> {
         let address = self.client.server_address(ServerId(i as u32));
         supervisor::info(&zmq::Context::new(), &self.client.chain, address, 1_000)
     }
 
-    /// A field of server `i`'s info.
+    /// Server `i`'s `I` reply as JSON, for tests that read it by name.
+    pub fn info(&self, i: usize) -> Option<serde_json::Value> {
+        serde_json::to_value(self.typed_info(i)?).ok()
+    }
+
+    /// A field of server `i`'s info, as the JSON of the `I` reply has it.
     pub fn field(&self, i: usize, name: &str) -> Option<serde_json::Value> {
-        self.info(i).and_then(|info| supervisor::field(&info, name))
+        self.info(i)?.get(name).cloned()
     }
 
     pub fn height(&self, i: usize) -> Option<u64> {
-        self.field(i, "height").and_then(|v| v.as_u64())
+        self.typed_info(i).map(|info| info.height)
     }
 
     pub fn balance_hash(&self, i: usize) -> Option<String> {
-        self.field(i, "balance_hash")
-            .and_then(|v| v.as_str().map(str::to_string))
+        self.typed_info(i).map(|info| info.balance_hash.to_string())
     }
 
     pub fn committed_slot(&self, i: usize) -> Option<u64> {
-        self.field(i, "committed_slot").and_then(|v| v.as_u64())
+        self.typed_info(i).map(|info| info.committed_slot)
     }
 
     /// The balance of `key` on server `i` (`None` if no account or no answer).
@@ -216,7 +221,7 @@ impl Net {
 
     /// Whether server `i` is in sync (its connector sampling).
     pub fn in_sync(&self, i: usize) -> bool {
-        self.info(i).is_some_and(|info| supervisor::in_sync(&info))
+        self.typed_info(i).is_some_and(|info| info.in_sync)
     }
 
     /// Waits until every listed server is in sync.
