@@ -414,6 +414,8 @@ fn verdict(name: &str, ratio: Option<f64>, target: &str, met: impl Fn(f64) -> bo
     }
 }
 
+/// Prints every figure of this run beside its limit. One piece: a table of
+/// lines, one per figure, in the order the README shows them.
 fn summary(dir: &Path, since: SystemTime) {
     let rows: [(&str, String, Unit); 11] = [
         (

@@ -183,135 +183,14 @@ pub enum TestnetCommand {
 /// Runs a command; returns the process exit code.
 pub fn run(cli: Cli) -> Result<i32> {
     match cli.command {
-        Command::Keygen { seed_file } => {
-            let (keypair, made) = create_seed_file(&seed_file)?;
-            match made {
-                SeedFile::Created => eprintln!("created {}", seed_file.display()),
-                SeedFile::AlreadyThere => {
-                    eprintln!("{} already exists; not overwritten", seed_file.display())
-                }
-            }
-            println!("{}", keypair.public());
-            Ok(0)
-        }
-        Command::Run { conf } => {
-            let config = Config::load(&conf, Role::Server)?;
-            let exit = crate::node::run(&config)?;
-            Ok(match exit {
-                Exit::Shutdown => {
-                    log::info!("stopped");
-                    0
-                }
-                Exit::ConsensusLost(reason) => {
-                    log::error!(
-                        "consensus lost: {reason}. State is saved; restart the servers once \
-                         their operators agree (docs/OPERATIONS.md). Exit code {EXIT_CONSENSUS_LOST}."
-                    );
-                    EXIT_CONSENSUS_LOST
-                }
-                Exit::Failed(reason) => {
-                    log::error!("failed: {reason}");
-                    1
-                }
-            })
-        }
-        Command::ConfigTest { conf, client } => {
-            let role = if client { Role::Client } else { Role::Server };
-            let config = Config::load(&conf, role)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&resolved(&config, role)?)?
-            );
-            Ok(0)
-        }
+        Command::Keygen { seed_file } => keygen(&seed_file),
+        Command::Run { conf } => run_server(&conf),
+        Command::ConfigTest { conf, client } => config_test(&conf, client),
         Command::Pay(args) => pay(args),
-        Command::Balance { key, common } => {
-            let (config, server) = client_conf(&common)?;
-            let ctx = zmq::Context::new();
-            let (from, reply) = client::ask(
-                &ctx,
-                &config,
-                server,
-                &Request::Account(key),
-                common.timeout_ms,
-            )?;
-            let Reply::Account(balance) = reply else {
-                bail!("unexpected reply {reply:?}")
-            };
-            if common.json {
-                println!(
-                    "{}",
-                    json!({"public_key": key, "balance": balance, "server": from})
-                );
-            } else {
-                println!("{balance}");
-            }
-            Ok(0)
-        }
-        Command::Info { common } => {
-            let (config, server) = client_conf(&common)?;
-            let ctx = zmq::Context::new();
-            let (_, reply) = client::ask(&ctx, &config, server, &Request::Info, common.timeout_ms)?;
-            let Reply::Info(text) = reply else {
-                bail!("unexpected reply {reply:?}")
-            };
-            let value: serde_json::Value = serde_json::from_str(&text)?;
-            if common.json {
-                println!("{value}");
-            } else if let Some(map) = value.as_object() {
-                for (key, value) in map {
-                    println!("{key:>15}: {value}");
-                }
-            }
-            Ok(0)
-        }
-        Command::Status { id, common } => {
-            let (config, server) = client_conf(&common)?;
-            let ctx = zmq::Context::new();
-            let (from, reply) = client::ask(
-                &ctx,
-                &config,
-                server,
-                &Request::Status(id),
-                common.timeout_ms,
-            )?;
-            let Reply::Status(status) = reply else {
-                bail!("unexpected reply {reply:?}")
-            };
-            let (word, block) = client::status_words(status);
-            if common.json {
-                println!(
-                    "{}",
-                    json!({"id": id, "status": word, "block": block, "server": from})
-                );
-            } else {
-                match block {
-                    Some(block) => println!("{word} in block {block}"),
-                    None => println!("{word}"),
-                }
-            }
-            Ok(0)
-        }
-        Command::Watch { common, topics } => {
-            let (config, server) = client_conf(&common)?;
-            let stop = stop_flag()?;
-            client::watch(
-                &config,
-                server,
-                &topics,
-                |published| {
-                    let event = published.to_json();
-                    if common.json {
-                        println!("{event}");
-                    } else {
-                        let (server, topic) = (published.server, published.event.topic());
-                        println!("server {server} {topic}: {event}");
-                    }
-                },
-                || stop.load(Ordering::Relaxed),
-            )?;
-            Ok(0)
-        }
+        Command::Balance { key, common } => balance(key, &common),
+        Command::Info { common } => info(&common),
+        Command::Status { id, common } => status(id, &common),
+        Command::Watch { common, topics } => watch(&common, &topics),
         Command::Testnet(TestnetCommand::Init {
             nodes,
             dir,
@@ -327,6 +206,7 @@ pub fn run(cli: Cli) -> Result<i32> {
             print_init(&dir, nodes)?;
             Ok(0)
         }
+        Command::Testnet(TestnetCommand::Up { dir }) => testnet_up(&dir),
         Command::Bench(args) => {
             crate::bench::run(&crate::bench::BenchOptions {
                 dir: args.dir,
@@ -340,20 +220,164 @@ pub fn run(cli: Cli) -> Result<i32> {
             })?;
             Ok(0)
         }
-        Command::Testnet(TestnetCommand::Up { dir }) => {
-            if !dir.join("client.toml").exists() {
-                testnet::init(&InitOptions {
-                    nodes: DEFAULT_NODES,
-                    dir: dir.clone(),
-                    slot_ms: DEFAULT_SLOT_MS,
-                    base_port: None,
-                })?;
-                print_init(&dir, DEFAULT_NODES)?;
-            }
-            testnet::up(&dir, stop_flag()?)?;
-            Ok(0)
+    }
+}
+
+/// `rota keygen`: makes a seed file unless one is there, prints the key.
+fn keygen(seed_file: &std::path::Path) -> Result<i32> {
+    let (keypair, made) = create_seed_file(seed_file)?;
+    match made {
+        SeedFile::Created => eprintln!("created {}", seed_file.display()),
+        SeedFile::AlreadyThere => {
+            eprintln!("{} already exists; not overwritten", seed_file.display())
         }
     }
+    println!("{}", keypair.public());
+    Ok(0)
+}
+
+/// `rota run`: a server, until it stops; the exit code says why.
+fn run_server(conf: &std::path::Path) -> Result<i32> {
+    let config = Config::load(conf, Role::Server)?;
+    let exit = crate::node::run(&config)?;
+    Ok(match exit {
+        Exit::Shutdown => {
+            log::info!("stopped");
+            0
+        }
+        Exit::ConsensusLost(reason) => {
+            log::error!(
+                "consensus lost: {reason}. State is saved; restart the servers once \
+                 their operators agree (docs/OPERATIONS.md). Exit code {EXIT_CONSENSUS_LOST}."
+            );
+            EXIT_CONSENSUS_LOST
+        }
+        Exit::Failed(reason) => {
+            log::error!("failed: {reason}");
+            1
+        }
+    })
+}
+
+/// `rota config-test`: the conf, resolved, as JSON.
+fn config_test(conf: &std::path::Path, client: bool) -> Result<i32> {
+    let role = if client { Role::Client } else { Role::Server };
+    let config = Config::load(conf, role)?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&resolved(&config, role)?)?
+    );
+    Ok(0)
+}
+
+/// `rota balance`.
+fn balance(key: PublicKey, common: &ClientArgs) -> Result<i32> {
+    let (config, server) = client_conf(common)?;
+    let ctx = zmq::Context::new();
+    let (from, reply) = client::ask(
+        &ctx,
+        &config,
+        server,
+        &Request::Account(key),
+        common.timeout_ms,
+    )?;
+    let Reply::Account(balance) = reply else {
+        bail!("unexpected reply {reply:?}")
+    };
+    if common.json {
+        println!(
+            "{}",
+            json!({"public_key": key, "balance": balance, "server": from})
+        );
+    } else {
+        println!("{balance}");
+    }
+    Ok(0)
+}
+
+/// `rota info`: the `I` reply, as JSON or one field a line.
+fn info(common: &ClientArgs) -> Result<i32> {
+    let (config, server) = client_conf(common)?;
+    let ctx = zmq::Context::new();
+    let (_, reply) = client::ask(&ctx, &config, server, &Request::Info, common.timeout_ms)?;
+    let Reply::Info(text) = reply else {
+        bail!("unexpected reply {reply:?}")
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    if common.json {
+        println!("{value}");
+    } else if let Some(map) = value.as_object() {
+        for (key, value) in map {
+            println!("{key:>15}: {value}");
+        }
+    }
+    Ok(0)
+}
+
+/// `rota status`: what a server knows of a payment.
+fn status(id: Hash, common: &ClientArgs) -> Result<i32> {
+    let (config, server) = client_conf(common)?;
+    let ctx = zmq::Context::new();
+    let (from, reply) = client::ask(
+        &ctx,
+        &config,
+        server,
+        &Request::Status(id),
+        common.timeout_ms,
+    )?;
+    let Reply::Status(status) = reply else {
+        bail!("unexpected reply {reply:?}")
+    };
+    let (word, block) = client::status_words(status);
+    if common.json {
+        println!(
+            "{}",
+            json!({"id": id, "status": word, "block": block, "server": from})
+        );
+    } else {
+        match block {
+            Some(block) => println!("{word} in block {block}"),
+            None => println!("{word}"),
+        }
+    }
+    Ok(0)
+}
+
+/// `rota watch`: events until Ctrl-C.
+fn watch(common: &ClientArgs, topics: &[String]) -> Result<i32> {
+    let (config, server) = client_conf(common)?;
+    let stop = stop_flag()?;
+    client::watch(
+        &config,
+        server,
+        topics,
+        |published| {
+            let event = published.to_json();
+            if common.json {
+                println!("{event}");
+            } else {
+                let (server, topic) = (published.server, published.event.topic());
+                println!("server {server} {topic}: {event}");
+            }
+        },
+        || stop.load(Ordering::Relaxed),
+    )?;
+    Ok(0)
+}
+
+/// `rota testnet up`: writes the network the first time, then runs it.
+fn testnet_up(dir: &std::path::Path) -> Result<i32> {
+    if !dir.join("client.toml").exists() {
+        testnet::init(&InitOptions {
+            nodes: DEFAULT_NODES,
+            dir: dir.to_path_buf(),
+            slot_ms: DEFAULT_SLOT_MS,
+            base_port: None,
+        })?;
+        print_init(dir, DEFAULT_NODES)?;
+    }
+    testnet::up(dir, stop_flag()?)?;
+    Ok(0)
 }
 
 fn print_init(dir: &std::path::Path, nodes: usize) -> Result<()> {

@@ -15,14 +15,15 @@
 //! pairs, joins every thread, and returns why the node ended.
 
 use std::sync::Arc;
-use std::thread;
+use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{Sender, bounded};
 use rota_connector::{Connector, ConnectorConfig};
 use rota_listener::{Listener, ListenerConfig, Stats, Verifiers, Waker};
-use rota_peer::keys::load_seed_file;
+use rota_peer::ServerId;
+use rota_peer::keys::{Keypair, load_seed_file};
 use signal_hook::consts::{SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
+use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
 use crate::config::{Config, parse_address};
 use crate::error::{Error, Result};
@@ -49,21 +50,10 @@ fn verifier_count() -> usize {
         .clamp(1, 8)
 }
 
-/// Runs a server until it is stopped or stops itself.
-pub fn run(config: &Config) -> Result<Exit> {
-    let keypair = load_seed_file(&config.seed_file)?;
-    let me = config.identify(&keypair.public())?;
+/// Loads the committed state from the store and builds the core on it.
+fn load_core(config: &Config, me: ServerId, store: &Store) -> Result<Core> {
     let servers = config.server_list();
-    let schedule = config.schedule();
-    log::info!(
-        "rota {}: server {me} of {} on chain {:?}, public key {}",
-        env!("CARGO_PKG_VERSION"),
-        servers.len(),
-        config.chain,
-        keypair.public()
-    );
     let genesis = Genesis::load(&config.genesis_file, &config.chain)?.balances()?;
-    let store = Store::open(&config.data_dir, config.archive.keep, schedule.slot_ms)?;
     let committed = match store.load(genesis)? {
         Loaded::Intact(committed) => committed,
         Loaded::Damaged { reason, .. } if servers.len() == 1 => {
@@ -85,11 +75,15 @@ pub fn run(config: &Config) -> Result<Exit> {
         committed.hash.short(),
         committed.snapshot.len()
     );
-    let core = Core::new(me, servers.clone(), schedule, committed);
+    Ok(Core::new(me, servers, config.schedule(), committed))
+}
+
+/// The listener's sockets, from the conf's `listen` section.
+fn listener_config(config: &Config) -> Result<ListenerConfig> {
     let listen = config.listen.as_ref().expect("validated server conf");
     let address =
         |key: &str, text: &Option<String>| text.as_ref().map(|t| parse_address(key, t)).transpose();
-    let listener_config = ListenerConfig {
+    Ok(ListenerConfig {
         chain: config.chain.clone(),
         ipv4: address("listen.ipv4", &listen.ipv4)?,
         ipv6: address("listen.ipv6", &listen.ipv6)?,
@@ -99,18 +93,70 @@ pub fn run(config: &Config) -> Result<Exit> {
             .map(|t| parse_address("listen.publish", t))
             .collect::<Result<_>>()?,
         max_message_bytes: listen.max_message_bytes,
-        servers: servers.clone(),
-    };
-    let connector_config = ConnectorConfig {
+        servers: config.server_list(),
+    })
+}
+
+/// The connector's peers and timings, from the conf's server list.
+fn connector_config(config: &Config, keypair: &Keypair, me: ServerId) -> ConnectorConfig {
+    let servers = config.server_list();
+    ConnectorConfig {
         chain: config.chain.clone(),
         keypair: keypair.clone(),
         me,
         addresses: servers.ids().map(|id| config.server_address(id)).collect(),
-        servers: servers.clone(),
-        slot_ms: schedule.slot_ms,
+        servers,
+        slot_ms: config.schedule().slot_ms,
         heartbeat_ms: config.peering.heartbeat_ms,
         missed_heartbeats: config.peering.missed_heartbeats,
-    };
+    }
+}
+
+/// Starts the thread that turns SIGINT and SIGTERM into a message on
+/// `shutdown`. The handle closes the signal iterator, ending the thread.
+fn watch_signals(shutdown: Sender<()>) -> Result<(SignalHandle, JoinHandle<()>)> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
+    let handle = signals.handle();
+    let watcher = thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                log::info!("signal {signal} received: stopping");
+                let _ = shutdown.send(());
+            }
+        })
+        .map_err(|e| Error::io("signal thread", e))?;
+    Ok((handle, watcher))
+}
+
+/// Joins a thread that is ending, logging a panic.
+fn join<T>(name: &str, handle: JoinHandle<T>) {
+    if handle.join().is_err() {
+        log::error!("the {name} thread panicked");
+    }
+}
+
+/// Runs a server until it is stopped or stops itself. Every channel and
+/// thread of the node is created here, in one place, so that the wiring in
+/// the module's diagram can be checked against one function.
+pub fn run(config: &Config) -> Result<Exit> {
+    let keypair = load_seed_file(&config.seed_file)?;
+    let me = config.identify(&keypair.public())?;
+    let servers = config.server_list();
+    log::info!(
+        "rota {}: server {me} of {} on chain {:?}, public key {}",
+        env!("CARGO_PKG_VERSION"),
+        servers.len(),
+        config.chain,
+        keypair.public()
+    );
+    let store = Store::open(
+        &config.data_dir,
+        config.archive.keep,
+        config.schedule().slot_ms,
+    )?;
+    let core = load_core(config, me, &store)?;
 
     let ctx = zmq::Context::new();
     let (work_tx, work_rx) = bounded(WORK_QUEUE);
@@ -123,30 +169,37 @@ pub fn run(config: &Config) -> Result<Exit> {
 
     let verifiers = Verifiers {
         chain: config.chain.clone(),
-        servers: servers.clone(),
+        servers,
         stats: stats.clone(),
     };
-    let listener = Listener::bind(&ctx, listener_config, work_tx, replies_rx, stats.clone())
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let listener = Listener::bind(
+        &ctx,
+        listener_config(config)?,
+        work_tx,
+        replies_rx,
+        stats.clone(),
+    )
+    .map_err(|e| Error::Config(e.to_string()))?;
+    let channels = Channels {
+        requests: requests_rx,
+        connector_events: connector_events_rx,
+        shutdown: shutdown_rx,
+        to_listener: replies_tx,
+        listener_waker: Waker::connect(&ctx, rota_listener::SIGNAL)?,
+        to_connector: to_connector_tx,
+        connector_waker: Waker::connect(&ctx, rota_connector::SIGNAL)?,
+    };
     let ledger = LedgerThread::new(
         core,
         store,
-        keypair,
+        keypair.clone(),
         config.chain.clone(),
-        Channels {
-            requests: requests_rx,
-            connector_events: connector_events_rx,
-            shutdown: shutdown_rx,
-            to_listener: replies_tx,
-            listener_waker: Waker::connect(&ctx, rota_listener::SIGNAL)?,
-            to_connector: to_connector_tx,
-            connector_waker: Waker::connect(&ctx, rota_connector::SIGNAL)?,
-        },
+        channels,
         stats,
     )?;
     let connector = Connector::new(
         &ctx,
-        connector_config,
+        connector_config(config, &keypair, me),
         ledger.status(),
         to_connector_rx,
         connector_events_tx,
@@ -155,18 +208,7 @@ pub fn run(config: &Config) -> Result<Exit> {
     let stop_listener = Waker::connect(&ctx, rota_listener::SIGNAL)?;
     let stop_connector = Waker::connect(&ctx, rota_connector::SIGNAL)?;
 
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
-    let signal_handle = signals.handle();
-    let watcher = thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                log::info!("signal {signal} received: stopping");
-                let _ = shutdown_tx.send(());
-            }
-        })
-        .map_err(|e| Error::io("signal thread", e))?;
+    let (signal_handle, watcher) = watch_signals(shutdown_tx)?;
     let spawn = |name: &str| thread::Builder::new().name(name.into());
     let listener = spawn("listener")
         .spawn(move || listener.run())
@@ -194,16 +236,11 @@ pub fn run(config: &Config) -> Result<Exit> {
     stop_connector.stop();
     stop_listener.stop();
     signal_handle.close();
-    for (name, handle) in [("connector", connector), ("listener", listener)] {
-        if handle.join().is_err() {
-            log::error!("the {name} thread panicked");
-        }
-    }
+    join("connector", connector);
+    join("listener", listener);
     // The listener's end of the work queue is gone, so the verifiers finish.
     for handle in verifier_threads {
-        if handle.join().is_err() {
-            log::error!("a verifier thread panicked");
-        }
+        join("verifier", handle);
     }
     let _ = watcher.join();
     Ok(exit)

@@ -269,6 +269,10 @@ impl Reply {
 
     /// Reads a reply. `E` replies decode to [`Reply::Error`]; a reply that is
     /// not one rota sends is an error.
+    ///
+    /// One piece: a single `match` with an arm per reply command, each a few
+    /// lines, so that every reply's layout reads beside its neighbours and
+    /// beside [`Reply::encode`].
     pub fn decode(frames: &[&[u8]]) -> Result<Reply> {
         let [command, results @ ..] = frames else {
             return Err(Error::Invalid("an empty reply".into()));

@@ -144,6 +144,8 @@ mod tests {
 
     /// The texts PROTOCOL.md §11 quotes, spelled out, so that a change to
     /// one is a change to the protocol's documentation too.
+    // One piece: a table of every refusal beside the text the protocol
+    // quotes for it.
     #[test]
     fn peer_refusals_read_as_the_protocol_quotes_them() {
         let (a, b) = (Hash([0xaa; 32]), Hash([0xbb; 32]));

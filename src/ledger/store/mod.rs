@@ -156,6 +156,10 @@ impl Store {
     }
 
     /// Loads the committed state, starting from `genesis` on a new store.
+    ///
+    /// One piece: the recovery steps are tried in order (the file, the
+    /// archive, the genesis, the last block replayed) and the order is the
+    /// argument that nothing committed is lost, so it reads top to bottom.
     pub fn load(&self, genesis: Balances) -> Result<Loaded> {
         let Some(meta) = self.meta()? else {
             let mut genesis = genesis;
