@@ -259,7 +259,13 @@ pub fn pay(config: &Config, payer: &Keypair, options: &PayOptions) -> Result<Pay
     let schedule = config.schedule();
     for _ in 0..=config.servers.len() {
         let slot = wait_for_window(config);
-        let tx = Transaction::sign(payer, options.to, options.amount, unix_now_ms());
+        let tx = Transaction::sign(
+            &config.chain,
+            payer,
+            options.to,
+            options.amount,
+            unix_now_ms(),
+        );
         match offer(&ctx, config, options, slot, tx)? {
             Attempt::Taken {
                 sent_to,

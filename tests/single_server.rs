@@ -149,7 +149,7 @@ fn malformed_requests_get_errors_and_the_node_keeps_serving() {
     let chain = net.client.chain.as_bytes();
     let cases: Vec<(Vec<&[u8]>, &str)> = vec![
         (vec![b"\xff\x00garbage"], "got 1 frame"),
-        (vec![b"bitcoin", b"I"], "wrong chain"),
+        (vec![b"another-chain", b"I"], "wrong chain"),
         (vec![chain, b"Z"], "unknown command \"Z\""),
         (vec![chain, b"B", b"\x01\x02\x03"], "must be 8 bytes, got 3"),
         (vec![chain, b"B"], "takes 1 parameter"),
@@ -167,6 +167,7 @@ fn malformed_requests_get_errors_and_the_node_keeps_serving() {
     }
     // A payment whose signature does not verify.
     let mut tx = *Transaction::sign(
+        &net.client.chain,
         &net.payer(1),
         PublicKey([5; 32]),
         1,

@@ -59,6 +59,7 @@ fn round(before: &Balances, slot: Slot, payments: &[(u8, u8, u32)]) -> Commit {
         .enumerate()
         .map(|(i, &(payer, payee, amount))| {
             let tx = Transaction::sign(
+                "store",
                 &keypair(payer),
                 key(payee),
                 amount,
@@ -535,7 +536,7 @@ fn a_fetched_block_that_differs_drops_the_held_blocks_from_there_on_with_their_i
 
     // The majority's block 2 carries a different payment on our block 1.
     let mut theirs = ours[1].clone();
-    let tx = Transaction::sign(&keypair(2), key(6), 3, FIRST * SLOT_MS);
+    let tx = Transaction::sign("store", &keypair(2), key(6), 3, FIRST * SLOT_MS);
     theirs.transactions = vec![tx];
     theirs.header.merkle_root = rota_peer::block::merkle_root(&[tx.id()]);
     theirs.header.balance_hash = Hash::of(b"their state");

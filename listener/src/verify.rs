@@ -68,7 +68,7 @@ impl Verifiers {
     /// checked [`Batch`] on `to_ledger`. Returns when the listener has gone
     /// (its sender dropped) or the ledger has.
     pub fn run(self, work: Receiver<Work>, to_ledger: Sender<Batch>) {
-        let mut verifier = Verifier::default();
+        let mut verifier = Verifier::new(&self.chain);
         for Work { seq, requests } in work {
             let items = self.check_batch(&mut verifier, requests);
             if to_ledger.send(Batch { seq, items }).is_err() {

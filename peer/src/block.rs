@@ -162,7 +162,7 @@ mod tests {
     fn block(count: usize) -> Block {
         let payer = Keypair::from_seed(&[3; 32]);
         let transactions: Vec<Transaction> = (0..count)
-            .map(|i| Transaction::sign(&payer, PublicKey([4; 32]), 1, 1000 + i as u64))
+            .map(|i| Transaction::sign("test", &payer, PublicKey([4; 32]), 1, 1000 + i as u64))
             .collect();
         let ids: Vec<TxId> = transactions.iter().map(Transaction::id).collect();
         Block {

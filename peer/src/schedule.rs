@@ -42,21 +42,24 @@ impl Schedule {
         now / self.slot_ms
     }
 
-    /// The first millisecond of slot `s`.
+    /// The first millisecond of slot `s`. Slots and times come from
+    /// outside (requests, peer messages), so every sum and product here
+    /// saturates: a slot past the end of time starts at the end of time.
     pub fn start(&self, slot: Slot) -> Millis {
-        slot * self.slot_ms
+        slot.saturating_mul(self.slot_ms)
     }
 
     /// When the alpha of slot `s` stops accepting and closes the round.
     pub fn close(&self, slot: Slot) -> Millis {
-        self.start(slot + 1) - self.blackout_ms
+        self.start(slot.saturating_add(1))
+            .saturating_sub(self.blackout_ms)
     }
 
     /// When the beta of round `s` gives up waiting for votes and decides with
     /// those it has: half a slot after the close, well before the next round
     /// closes.
     pub fn vote_deadline(&self, slot: Slot) -> Millis {
-        self.close(slot) + self.slot_ms / 2
+        self.close(slot).saturating_add(self.slot_ms / 2)
     }
 
     /// The alpha of slot `s`.
@@ -80,7 +83,7 @@ impl Schedule {
     /// at both ends. Servers applying a ROUND use this, not their own clock.
     pub fn in_round(&self, timestamp: Millis, slot: Slot) -> bool {
         let earliest = self.start(slot).saturating_sub(self.tolerance_ms);
-        let latest = self.close(slot) + self.tolerance_ms;
+        let latest = self.close(slot).saturating_add(self.tolerance_ms);
         (earliest..=latest).contains(&timestamp)
     }
 
@@ -92,7 +95,8 @@ impl Schedule {
         if self.window_open(now) {
             (slot, now)
         } else {
-            (slot + 1, self.start(slot + 1))
+            let next = slot.saturating_add(1);
+            (next, self.start(next))
         }
     }
 }
@@ -174,5 +178,23 @@ mod tests {
         let s = schedule();
         assert!(s.vote_deadline(1) < s.close(2));
         assert!(s.vote_deadline(1) > s.close(1));
+    }
+
+    #[test]
+    fn slots_and_times_at_the_end_of_time_saturate_instead_of_overflowing() {
+        let s = schedule();
+        for slot in [u64::MAX, u64::MAX - 1, 1 << 63, u64::MAX / 60_000 + 1] {
+            assert_eq!(s.start(slot), u64::MAX);
+            assert_eq!(s.close(slot), u64::MAX - s.blackout_ms);
+            assert!(s.vote_deadline(slot) >= s.close(slot));
+            assert!(!s.in_round(0, slot));
+            let _ = s.alpha(slot);
+        }
+        for now in [u64::MAX, 1 << 63] {
+            let (slot, opens) = s.next_open(now);
+            assert!(slot >= s.slot_at(now) && opens >= s.start(s.slot_at(now)));
+            assert!(!s.timestamp_ok(0, now));
+            assert!(s.timestamp_ok(now, now));
+        }
     }
 }

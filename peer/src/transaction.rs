@@ -6,26 +6,50 @@
 //!      8     4  amount, big-endian u32
 //!     12    32  payee public key
 //!     44    32  payer public key
-//!     76    64  payer's ed25519 signature over bytes 0..76
+//!     76    64  payer's ed25519 signature (see below)
+//! ```
+//!
+//! The signature covers the chain's name as well as the first 76 bytes, so
+//! a payment signed for one chain is worthless on another where the payer
+//! has the same key (see [`signed_message`]):
+//!
+//! ```text
+//! "rota payment v1" (15 bytes) | len(chain) (1) | chain | bytes 0..76
 //! ```
 //!
 //! The transaction id is the SHA-256 of all 140 bytes. A [`Transaction`] is
 //! only a well-formed byte string; a [`VerifiedTx`] is one whose signature has
 //! been checked by a [`Verifier`], and only those reach the ledger.
 //!
-//! Determinism: a batch check is cofactored and a single check is not, so a
-//! crafted signature can pass one and fail the other. The verdict for a batch
-//! is a pure function of the batch (the batch's random coefficients come from
-//! a transcript of its inputs), so servers that must agree on a list of
-//! transactions, the transactions of a ROUND, verify that list as one batch.
+//! Determinism: signatures are checked under the ZIP 215 rules
+//! ([`crate::signature`]), so a payment's verdict is the same alone or in any
+//! batch, on every server.
 
-use std::collections::HashMap;
-
-use ed25519_dalek::{Signature, VerifyingKey};
+use std::collections::HashSet;
 
 use crate::error::{Error, Result};
 use crate::keys::Keypair;
+use crate::signature::{self, Batch};
 use crate::types::{Amount, Hash, Millis, PublicKey, TxId};
+
+/// The words that open every payment's signed message.
+pub const PAYMENT_DOMAIN: &[u8] = b"rota payment v1";
+
+/// The longest chain name a signed message can carry (its length is one
+/// byte); the conf allows shorter names still.
+const MAX_SIGNED_CHAIN: usize = 255;
+
+/// The bytes a payer signs: the domain words, the chain's name with its
+/// length, and the first 76 bytes of the transaction.
+pub fn signed_message(chain: &str, prefix: &[u8; SIGNED_LEN]) -> Vec<u8> {
+    let chain = &chain.as_bytes()[..chain.len().min(MAX_SIGNED_CHAIN)];
+    let mut message = Vec::with_capacity(PAYMENT_DOMAIN.len() + 1 + chain.len() + SIGNED_LEN);
+    message.extend_from_slice(PAYMENT_DOMAIN);
+    message.push(chain.len() as u8);
+    message.extend_from_slice(chain);
+    message.extend_from_slice(prefix);
+    message
+}
 
 /// Length of an encoded transaction.
 pub const TX_LEN: usize = 140;
@@ -37,14 +61,21 @@ pub const SIGNED_LEN: usize = 76;
 pub struct Transaction([u8; TX_LEN]);
 
 impl Transaction {
-    /// Signs a payment of `amount` from `payer` to `payee` stamped `timestamp`.
-    pub fn sign(payer: &Keypair, payee: PublicKey, amount: Amount, timestamp: Millis) -> Self {
+    /// Signs, for `chain`, a payment of `amount` from `payer` to `payee`
+    /// stamped `timestamp`.
+    pub fn sign(
+        chain: &str,
+        payer: &Keypair,
+        payee: PublicKey,
+        amount: Amount,
+        timestamp: Millis,
+    ) -> Self {
         let mut bytes = [0u8; TX_LEN];
         bytes[0..8].copy_from_slice(&timestamp.to_be_bytes());
         bytes[8..12].copy_from_slice(&amount.to_be_bytes());
         bytes[12..44].copy_from_slice(&payee.0);
         bytes[44..76].copy_from_slice(&payer.public().0);
-        let signature = payer.sign(&bytes[..SIGNED_LEN]);
+        let signature = payer.sign(&signed_message(chain, Transaction::prefix_of(&bytes)));
         bytes[76..].copy_from_slice(&signature);
         Transaction(bytes)
     }
@@ -80,8 +111,17 @@ impl Transaction {
         PublicKey(self.0[44..76].try_into().expect("32 bytes"))
     }
 
-    fn signature(&self) -> Signature {
-        Signature::from_bytes(self.0[76..].try_into().expect("64 bytes"))
+    fn prefix_of(bytes: &[u8; TX_LEN]) -> &[u8; SIGNED_LEN] {
+        bytes[..SIGNED_LEN].try_into().expect("76 bytes")
+    }
+
+    /// The bytes the payer signed for `chain`.
+    pub fn signed_message(&self, chain: &str) -> Vec<u8> {
+        signed_message(chain, Transaction::prefix_of(&self.0))
+    }
+
+    fn signature(&self) -> &[u8; 64] {
+        self.0[SIGNED_LEN..].try_into().expect("64 bytes")
     }
 
     /// SHA-256 of the 140 bytes.
@@ -151,86 +191,93 @@ impl std::ops::Deref for VerifiedTx {
     }
 }
 
-/// Checks payer signatures, singly or in batches, caching decompressed payer
-/// keys (decompression costs about a third of a single verification, and
-/// payers repeat).
+/// Checks payer signatures for one chain, singly or in batches, caching
+/// which payer keys may sign (the check decompresses the key, about a third
+/// of the cost of a signature check, and payers repeat).
 pub struct Verifier {
-    keys: HashMap<[u8; 32], VerifyingKey>,
+    chain: String,
+    signing_keys: HashSet<[u8; 32]>,
     capacity: usize,
 }
 
-impl Default for Verifier {
-    fn default() -> Self {
-        Verifier::with_capacity(65_536)
-    }
-}
-
 impl Verifier {
+    /// A verifier of payments signed for `chain`.
+    pub fn new(chain: &str) -> Verifier {
+        Verifier::with_capacity(chain, 65_536)
+    }
+
     /// A verifier caching at most `capacity` payer keys; when full the cache
-    /// is cleared, which costs only the re-decompression of hot keys.
-    pub fn with_capacity(capacity: usize) -> Verifier {
+    /// is cleared, which costs only the re-check of hot keys.
+    pub fn with_capacity(chain: &str, capacity: usize) -> Verifier {
         Verifier {
-            keys: HashMap::new(),
+            chain: chain.to_string(),
+            signing_keys: HashSet::new(),
             capacity: capacity.max(1),
         }
     }
 
-    fn key(&mut self, payer: PublicKey) -> Result<VerifyingKey> {
-        if let Some(key) = self.keys.get(&payer.0) {
-            return Ok(*key);
+    /// Whether `payer` may sign, from the cache when it can.
+    fn may_sign(&mut self, payer: PublicKey) -> bool {
+        if self.signing_keys.contains(&payer.0) {
+            return true;
         }
-        let key = VerifyingKey::from_bytes(&payer.0).map_err(|_| {
-            Error::Signature(format!("payer key {payer} is not a valid ed25519 key"))
-        })?;
-        if self.keys.len() >= self.capacity {
-            self.keys.clear();
+        let ok = signature::is_signing_key(&payer.0);
+        if ok {
+            if self.signing_keys.len() >= self.capacity {
+                self.signing_keys.clear();
+            }
+            self.signing_keys.insert(payer.0);
         }
-        self.keys.insert(payer.0, key);
-        Ok(key)
+        ok
+    }
+
+    fn refuse_key(payer: PublicKey) -> Error {
+        Error::Signature(format!(
+            "payer key {payer} is not a valid ed25519 key (not a curve point, or of small order)"
+        ))
     }
 
     /// Verifies one transaction.
     pub fn verify(&mut self, tx: Transaction) -> Result<VerifiedTx> {
-        let key = self.key(tx.payer())?;
-        key.verify_strict(&tx.0[..SIGNED_LEN], &tx.signature())
-            .map_err(|_| Error::Signature("the payer's signature does not verify".into()))?;
+        let payer = tx.payer();
+        if !self.may_sign(payer) {
+            return Err(Verifier::refuse_key(payer));
+        }
+        if !signature::verify(&payer.0, &tx.signed_message(&self.chain), tx.signature()) {
+            return Err(Error::Signature(
+                "the payer's signature does not verify".into(),
+            ));
+        }
         Ok(VerifiedTx { id: tx.id(), tx })
     }
 
     /// Verifies many transactions, returning a result for each in order. The
     /// whole batch is checked at once; only when that fails is each one
-    /// checked alone, to find the bad ones.
+    /// checked alone, to find the bad ones. Either way each verdict is the
+    /// one [`Verifier::verify`] gives (see [`crate::signature`]).
     pub fn verify_batch(&mut self, txs: &[Transaction]) -> Vec<Result<VerifiedTx>> {
-        let mut keys = Vec::with_capacity(txs.len());
-        let mut candidates = Vec::with_capacity(txs.len());
+        let mut batch = Batch::new();
         let mut results: Vec<Option<Result<VerifiedTx>>> = Vec::with_capacity(txs.len());
         for tx in txs {
-            match self.key(tx.payer()) {
-                Ok(key) => {
-                    keys.push(key);
-                    candidates.push(*tx);
-                    results.push(None);
-                }
-                Err(e) => results.push(Some(Err(e))),
+            let payer = tx.payer();
+            if self.may_sign(payer) {
+                batch.queue_checked_key(&payer.0, &tx.signed_message(&self.chain), tx.signature());
+                results.push(None);
+            } else {
+                results.push(Some(Err(Verifier::refuse_key(payer))));
             }
         }
-        let messages: Vec<&[u8]> = candidates.iter().map(|t| &t.0[..SIGNED_LEN]).collect();
-        let signatures: Vec<Signature> = candidates.iter().map(|t| t.signature()).collect();
-        let batch_ok = !candidates.is_empty()
-            && ed25519_dalek::verify_batch(&messages, &signatures, &keys).is_ok();
-        let mut candidates = candidates.into_iter();
+        let batch_ok = !batch.is_empty() && batch.verify();
         results
             .into_iter()
-            .map(|slot| match slot {
+            .zip(txs)
+            .map(|(slot, tx)| match slot {
                 Some(refused) => refused,
-                None => {
-                    let tx = candidates.next().expect("one candidate per open slot");
-                    if batch_ok {
-                        Ok(VerifiedTx { id: tx.id(), tx })
-                    } else {
-                        self.verify(tx)
-                    }
-                }
+                None if batch_ok => Ok(VerifiedTx {
+                    id: tx.id(),
+                    tx: *tx,
+                }),
+                None => self.verify(*tx),
             })
             .collect()
     }
@@ -240,6 +287,8 @@ impl Verifier {
 mod tests {
     use super::*;
 
+    const CHAIN: &str = "test";
+
     fn payer() -> Keypair {
         Keypair::from_seed(&[1; 32])
     }
@@ -247,7 +296,7 @@ mod tests {
     #[test]
     fn fields_round_trip_through_the_140_bytes() {
         let payee = PublicKey([9; 32]);
-        let tx = Transaction::sign(&payer(), payee, 250, 1_700_000_000_123);
+        let tx = Transaction::sign(CHAIN, &payer(), payee, 250, 1_700_000_000_123);
         let back = Transaction::decode(tx.bytes()).unwrap();
         assert_eq!(back.timestamp(), 1_700_000_000_123);
         assert_eq!(back.amount(), 250);
@@ -264,8 +313,8 @@ mod tests {
 
     #[test]
     fn a_signed_transaction_verifies_and_a_tampered_one_does_not() {
-        let mut verifier = Verifier::default();
-        let tx = Transaction::sign(&payer(), PublicKey([9; 32]), 5, 1000);
+        let mut verifier = Verifier::new(CHAIN);
+        let tx = Transaction::sign(CHAIN, &payer(), PublicKey([9; 32]), 5, 1000);
         assert!(verifier.verify(tx).is_ok());
         let mut bytes = *tx.bytes();
         bytes[8..12].copy_from_slice(&6u32.to_be_bytes());
@@ -275,9 +324,9 @@ mod tests {
 
     #[test]
     fn a_batch_with_one_forgery_rejects_exactly_that_one() {
-        let mut verifier = Verifier::default();
+        let mut verifier = Verifier::new(CHAIN);
         let mut txs: Vec<Transaction> = (0..10)
-            .map(|i| Transaction::sign(&payer(), PublicKey([9; 32]), i + 1, 1000 + i as u64))
+            .map(|i| Transaction::sign(CHAIN, &payer(), PublicKey([9; 32]), i + 1, 1000 + i as u64))
             .collect();
         let mut bytes = *txs[4].bytes();
         bytes[139] ^= 1;
@@ -291,8 +340,8 @@ mod tests {
 
     #[test]
     fn a_payer_key_that_is_not_a_curve_point_is_refused() {
-        let mut verifier = Verifier::default();
-        let mut bytes = *Transaction::sign(&payer(), PublicKey([9; 32]), 1, 1).bytes();
+        let mut verifier = Verifier::new(CHAIN);
+        let mut bytes = *Transaction::sign(CHAIN, &payer(), PublicKey([9; 32]), 1, 1).bytes();
         // y = 2 is not the y-coordinate of any point on the curve.
         let mut bad_key = [0u8; 32];
         bad_key[0] = 2;
@@ -300,5 +349,23 @@ mod tests {
         let tx = Transaction::decode(&bytes).unwrap();
         let results = verifier.verify_batch(&[tx]);
         assert!(results[0].is_err());
+    }
+
+    #[test]
+    fn a_payment_signed_for_one_chain_does_not_verify_on_another() {
+        let tx = Transaction::sign("east", &payer(), PublicKey([9; 32]), 5, 1000);
+        assert!(Verifier::new("east").verify(tx).is_ok());
+        assert!(Verifier::new("west").verify(tx).is_err());
+        assert!(Verifier::new("west").verify_batch(&[tx])[0].is_err());
+    }
+
+    #[test]
+    fn the_signed_message_is_the_domain_the_chain_and_the_prefix() {
+        let tx = Transaction::sign("east", &payer(), PublicKey([9; 32]), 5, 1000);
+        let message = tx.signed_message("east");
+        assert_eq!(&message[..15], b"rota payment v1");
+        assert_eq!(message[15], 4);
+        assert_eq!(&message[16..20], b"east");
+        assert_eq!(&message[20..], &tx.bytes()[..SIGNED_LEN]);
     }
 }

@@ -16,30 +16,31 @@ use rota_peer::{Millis, PublicKey, ServerId};
 use super::{filler, payer};
 use crate::config::{Config, endpoint};
 use crate::error::Result;
+use crate::testnet;
 
 /// Requests one sender keeps in flight.
 const WINDOW: usize = 1_000;
 
-/// The raw single-core batched verify rate: `ed25519_dalek::verify_batch`
-/// over batches of 1024, keys already decompressed.
+/// The raw single-core batched verify rate: the node's own ZIP 215 batch
+/// check ([`rota_peer::signature::Batch`]) over batches of 1024, the signed
+/// messages built beforehand.
 pub fn raw_batched_verify_rate(within: Duration) -> f64 {
     const BATCH: usize = 1024;
-    let txs: Vec<Transaction> = (0..BATCH)
-        .map(|i| Transaction::sign(&payer(i % 64), filler(i), 1, i as u64))
-        .collect();
-    let keys: Vec<ed25519_dalek::VerifyingKey> = txs
-        .iter()
-        .map(|t| ed25519_dalek::VerifyingKey::from_bytes(&t.payer().0).expect("valid key"))
-        .collect();
-    let messages: Vec<&[u8]> = txs.iter().map(|t| &t.bytes()[..SIGNED_LEN]).collect();
-    let signatures: Vec<ed25519_dalek::Signature> = txs
-        .iter()
-        .map(|t| ed25519_dalek::Signature::from_bytes(t.bytes()[76..].try_into().expect("64")))
+    let checks: Vec<([u8; 32], Vec<u8>, [u8; 64])> = (0..BATCH)
+        .map(|i| {
+            let tx = Transaction::sign(testnet::CHAIN, &payer(i % 64), filler(i), 1, i as u64);
+            let signature = tx.bytes()[SIGNED_LEN..].try_into().expect("64 bytes");
+            (tx.payer().0, tx.signed_message(testnet::CHAIN), signature)
+        })
         .collect();
     let start = Instant::now();
     let mut verified = 0usize;
     while start.elapsed() < within {
-        ed25519_dalek::verify_batch(&messages, &signatures, &keys).expect("valid batch");
+        let mut batch = rota_peer::signature::Batch::new();
+        for (key, message, signature) in &checks {
+            batch.queue(key, message, signature);
+        }
+        assert!(batch.verify(), "a valid batch");
         verified += BATCH;
     }
     verified as f64 / start.elapsed().as_secs_f64()
@@ -54,7 +55,7 @@ fn presign(count: usize, payers: usize, at: Millis, round: u64) -> Vec<Vec<u8>> 
             payee[..8].copy_from_slice(&round.to_be_bytes());
             payee[8..16].copy_from_slice(&(i as u64).to_be_bytes());
             payee[16] = 0x77;
-            Transaction::sign(&payer(i % payers), PublicKey(payee), 1, at)
+            Transaction::sign(testnet::CHAIN, &payer(i % payers), PublicKey(payee), 1, at)
                 .bytes()
                 .to_vec()
         })

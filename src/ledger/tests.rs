@@ -53,12 +53,12 @@ fn committed(accounts: &[(PublicKey, Amount)]) -> Committed {
 }
 
 fn verified(tx: Transaction) -> VerifiedTx {
-    Verifier::default().verify(tx).unwrap()
+    Verifier::new("test").verify(tx).unwrap()
 }
 
 /// A payment of `amount` from client `from` to `to`, stamped `at`.
 fn payment(from: u8, to: PublicKey, amount: Amount, at: Millis) -> VerifiedTx {
-    verified(Transaction::sign(&payer(from), to, amount, at))
+    verified(Transaction::sign("test", &payer(from), to, amount, at))
 }
 
 fn servers(n: usize) -> ServerList {
@@ -213,6 +213,25 @@ fn the_alpha_accepts_a_valid_payment_into_its_round() {
     let (result, _) = core.submit(payment(1, key(9), 10, T0 + 50), T0 + 50);
     assert_eq!(result, Ok(Disposition::Accepted(ServerId(1))));
     assert_eq!(core.pending_count(), 1);
+}
+
+#[test]
+fn a_timestamp_at_the_end_of_time_is_refused_with_a_sane_offset() {
+    let now = T0 + 500;
+    for at in [1 << 63, u64::MAX, u64::MAX - 1, 0] {
+        let mut core = core(1, 1, &genesis());
+        let (result, _) = core.submit(payment(1, key(9), 1, at), now);
+        match result {
+            Err(Refusal::Timestamp { offset_ms, .. }) => {
+                assert_eq!(offset_ms.signum(), if at == 0 { -1 } else { 1 }, "{at}");
+                assert_eq!(
+                    offset_ms.unsigned_abs(),
+                    at.abs_diff(now).min(i64::MAX as u64)
+                );
+            }
+            other => panic!("timestamp {at}: {other:?}"),
+        }
+    }
 }
 
 #[test]

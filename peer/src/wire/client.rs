@@ -6,7 +6,7 @@
 //! signed [`Envelope`], decoded in `envelope.rs`. Every client command's
 //! encoding sits next to its decoding in the two `match`es below.
 
-use super::{Envelope, PeerCommand, expect_params};
+use super::{Envelope, PeerCommand, expect_params, quote};
 use crate::error::{Error, Result};
 use crate::transaction::Transaction;
 use crate::types::{Amount, BlockNumber, Hash, PublicKey, ServerId, Slot, TxId, be_u64, bytes32};
@@ -54,11 +54,10 @@ impl Request {
         };
         if *got_chain != chain.as_bytes() {
             return Err(Error::Invalid(format!(
-                "wrong chain: this node serves {chain:?}, the request names {:?}",
-                String::from_utf8_lossy(got_chain)
+                "wrong chain: this node serves {chain:?}, the request names {}",
+                quote(got_chain)
             )));
         }
-        let name = String::from_utf8_lossy(command);
         match *command {
             b"I" => expect_params("I", params, &[]).map(|_| Request::Info),
             b"N" => expect_params("N", params, &[]).map(|_| Request::Height),
@@ -100,8 +99,9 @@ impl Request {
             other => match PeerCommand::from_bytes(other) {
                 Some(peer) => Envelope::decode(peer, params).map(Request::Peer),
                 None => Err(Error::Invalid(format!(
-                    "unknown command {name:?}: client commands are I N B H A T S D, \
+                    "unknown command {}: client commands are I N B H A T S D, \
                      server commands are {}",
+                    quote(other),
                     PeerCommand::ALL.map(|c| c.name()).join(" ")
                 ))),
             },
@@ -282,8 +282,8 @@ impl Reply {
                 Ok(())
             } else {
                 Err(Error::Invalid(format!(
-                    "reply {:?} should carry {wanted} frame(s), got {}",
-                    String::from_utf8_lossy(command),
+                    "reply {} should carry {wanted} frame(s), got {}",
+                    quote(command),
                     results.len()
                 )))
             }
@@ -336,8 +336,8 @@ impl Reply {
                     b"held" => Disposition::Held(server),
                     other => {
                         return Err(Error::Invalid(format!(
-                            "unknown disposition {:?}",
-                            String::from_utf8_lossy(other)
+                            "unknown disposition {}",
+                            quote(other)
                         )));
                     }
                 };
@@ -365,10 +365,7 @@ impl Reply {
             other => match PeerCommand::from_bytes(other) {
                 Some(peer) if results.is_empty() => Ok(Reply::Ack(peer)),
                 Some(peer) => Envelope::decode(peer, results).map(Reply::Signed),
-                None => Err(Error::Invalid(format!(
-                    "unknown reply {:?}",
-                    String::from_utf8_lossy(other)
-                ))),
+                None => Err(Error::Invalid(format!("unknown reply {}", quote(other)))),
             },
         }
     }
@@ -399,6 +396,7 @@ mod tests {
         round_trip(Request::BlockHash(7));
         round_trip(Request::Account(PublicKey([2; 32])));
         round_trip(Request::Submit(Transaction::sign(
+            CHAIN,
             &payer,
             PublicKey([2; 32]),
             3,
@@ -450,6 +448,21 @@ mod tests {
                 err.contains(expected),
                 "{err:?} should contain {expected:?}"
             );
+        }
+    }
+
+    #[test]
+    fn an_error_quotes_at_most_a_short_prefix_of_a_huge_frame() {
+        let huge: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        for request in [
+            vec![huge.clone(), b"I".to_vec()],
+            vec![CHAIN.as_bytes().to_vec(), huge.clone()],
+        ] {
+            let err = Request::decode(CHAIN, &frames(&request))
+                .unwrap_err()
+                .to_string();
+            assert!(err.len() < 1_024, "an error of {} bytes", err.len());
+            assert!(err.contains("(8388608 bytes)"), "{err}");
         }
     }
 

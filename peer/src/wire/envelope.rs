@@ -142,7 +142,7 @@ mod tests {
     fn every_peer_message_round_trips_and_verifies() {
         let key = Keypair::from_seed(&[1; 32]);
         let list = ServerList::new(vec![PublicKey([9; 32]), key.public()]);
-        let tx = Transaction::sign(&key, PublicKey([2; 32]), 3, 4);
+        let tx = Transaction::sign(CHAIN, &key, PublicKey([2; 32]), 3, 4);
         let status = Status {
             slot: 5,
             balance_hash: Hash([6; 32]),

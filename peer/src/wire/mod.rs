@@ -66,6 +66,22 @@ use crate::error::{Error, Result};
 /// Longest chain name allowed.
 pub const MAX_CHAIN_LEN: usize = 32;
 
+/// The most bytes of a request an error text quotes.
+pub const QUOTE_LIMIT: usize = 64;
+
+/// Bytes from outside, fit to quote in an error: escaped, and cut to
+/// [`QUOTE_LIMIT`] bytes with the full length when longer, so that an error
+/// reply costs the same however large the request that caused it.
+pub fn quote(bytes: &[u8]) -> String {
+    let shown = &bytes[..bytes.len().min(QUOTE_LIMIT)];
+    let text = format!("{:?}", String::from_utf8_lossy(shown));
+    if shown.len() == bytes.len() {
+        text
+    } else {
+        format!("{text}... ({} bytes)", bytes.len())
+    }
+}
+
 /// Checks the number of parameters of `command`, naming each one wanted in
 /// the refusal. Shared by client commands and the server envelope so that
 /// every wrong count reads the same way (PROTOCOL.md §3.5 quotes it).

@@ -8,6 +8,7 @@
 
 use super::Envelope;
 use crate::error::{Error, Result};
+use crate::signature;
 use crate::types::{PublicKey, ServerId};
 
 /// The number of servers out of `servers` that make a majority:
@@ -58,7 +59,8 @@ impl ServerList {
     }
 
     /// Checks that the envelope's signer is in the list and its signature
-    /// verifies for `chain`; returns the signer's identifier.
+    /// verifies for `chain` (under the one signature rule of
+    /// [`crate::signature`]); returns the signer's identifier.
     pub fn verify(&self, chain: &str, envelope: &Envelope) -> Result<ServerId> {
         let id = self.id_of(&envelope.signer).ok_or_else(|| {
             Error::Signature(format!(
@@ -67,21 +69,20 @@ impl ServerList {
                 envelope.signer
             ))
         })?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&envelope.signer.0).map_err(|_| {
-            Error::Signature(format!("server key {} is not valid", envelope.signer))
-        })?;
+        if !signature::is_signing_key(&envelope.signer.0) {
+            return Err(Error::Signature(format!(
+                "server key {} is not valid",
+                envelope.signer
+            )));
+        }
         let signed =
             Envelope::signed_bytes(chain, envelope.command, envelope.slot, &envelope.payload);
-        key.verify_strict(
-            &signed,
-            &ed25519_dalek::Signature::from_bytes(&envelope.signature),
-        )
-        .map_err(|_| {
-            Error::Signature(format!(
+        if !signature::verify(&envelope.signer.0, &signed, &envelope.signature) {
+            return Err(Error::Signature(format!(
                 "{} from server {id}: the signature does not verify",
                 envelope.command.name()
-            ))
-        })?;
+            )));
+        }
         Ok(id)
     }
 }

@@ -19,8 +19,11 @@ use super::{
 };
 use crate::events::{Event, TxState};
 
+/// How far `timestamp` is ahead of `clock` (behind when negative), clamped
+/// to what an i64 holds: a timestamp comes from the payer and may be any
+/// u64.
 fn offset(timestamp: Millis, clock: Millis) -> i64 {
-    timestamp as i64 - clock as i64
+    (i128::from(timestamp) - i128::from(clock)).clamp(i64::MIN.into(), i64::MAX.into()) as i64
 }
 
 impl Core {

@@ -355,7 +355,7 @@ impl Core {
                 slot,
                 current,
             })
-        } else if slot + late < current {
+        } else if slot.saturating_add(late) < current {
             Err(PeerRefusal::Stale {
                 command,
                 slot,
