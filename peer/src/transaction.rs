@@ -368,4 +368,27 @@ mod tests {
         assert_eq!(&message[16..20], b"east");
         assert_eq!(&message[20..], &tx.bytes()[..SIGNED_LEN]);
     }
+
+    /// The worked example of docs/PROTOCOL.md §5.2, byte for byte.
+    #[test]
+    fn the_protocol_worked_example_is_what_sign_makes() {
+        let payee = Keypair::from_seed(&[2; 32]).public();
+        let tx = Transaction::sign("local", &payer(), payee, 250, 1_700_000_000_123);
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        assert_eq!(
+            hex(&tx.signed_message("local")),
+            "726f7461207061796d656e74207631056c6f63616c0000018bcfe5687b000000fa\
+             8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394\
+             8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"
+        );
+        assert_eq!(
+            hex(&tx.bytes()[SIGNED_LEN..]),
+            "872e88af4b3ff5d8de5b16b63b786664acd632f38c33ce2b1a681dd7a62d6f87\
+             1d3d5a6e380ea9d2e3cc7a04400b9ee530fe9a92912a98071e00d8b004a0280b"
+        );
+        assert_eq!(
+            tx.id().to_string(),
+            "658908f0806f4c63f073a80e98d02eff81ab6d798cd47929cbc308775cf08867"
+        );
+    }
 }
