@@ -105,7 +105,7 @@ impl Block {
         let header = BlockHeader::decode(bytes[..HEADER_LEN].try_into().expect("header"));
         let count = u32::from_be_bytes(bytes[HEADER_LEN..HEADER_LEN + 4].try_into().expect("4"));
         let body = &bytes[HEADER_LEN + 4..];
-        if body.len() != count as usize * TX_LEN {
+        if u64::from(count).checked_mul(TX_LEN as u64) != Some(body.len() as u64) {
             return Err(Error::Invalid(format!(
                 "block {} says {count} transactions but carries {} bytes of them",
                 header.number,
@@ -186,6 +186,14 @@ mod tests {
         let bytes = b.encode();
         assert_eq!(bytes.len(), HEADER_LEN + 4 + 3 * TX_LEN);
         assert_eq!(Block::decode(&bytes).unwrap(), b);
+    }
+
+    #[test]
+    fn a_block_claiming_the_largest_count_is_refused_without_overflow() {
+        let mut bytes = block(1).encode();
+        bytes[HEADER_LEN..HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let err = Block::decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("4294967295 transactions"), "{err}");
     }
 
     #[test]

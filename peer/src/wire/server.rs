@@ -196,7 +196,7 @@ impl PeerMessage {
                 let hash = Hash(bytes32(&payload[..32], "round hash")?);
                 let count = u32::from_be_bytes(payload[32..36].try_into().expect("4")) as usize;
                 let body = &payload[36..];
-                if body.len() != count * TX_LEN {
+                if (count as u64).checked_mul(TX_LEN as u64) != Some(body.len() as u64) {
                     return Err(wrong(format!(
                         "says {count} transactions but carries {} bytes",
                         body.len()
@@ -246,6 +246,12 @@ mod tests {
         assert!(PeerMessage::decode(PeerCommand::Round, &[0; 35]).is_err());
         let mut round = vec![0u8; 36];
         round[35] = 1; // says one transaction, carries none
+        assert!(PeerMessage::decode(PeerCommand::Round, &round).is_err());
+        // The largest count a round can claim, over a body that is empty or
+        // one transaction long: refused, with no overflow in the check.
+        round[32..36].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(PeerMessage::decode(PeerCommand::Round, &round).is_err());
+        round.extend_from_slice(&[0; TX_LEN]);
         assert!(PeerMessage::decode(PeerCommand::Round, &round).is_err());
         assert!(PeerMessage::decode(PeerCommand::Vote, &[0; 31]).is_err());
         let mut result = vec![0u8; 41];
