@@ -119,6 +119,10 @@ pub struct BenchArgs {
     /// Keep the network's directory (logs, data) afterwards.
     #[arg(long)]
     pub keep: bool,
+    /// Also measure a round at server 3 while this many clients flood it
+    /// with I and D requests (reading every reply); 0 skips it.
+    #[arg(long, default_value_t = 0)]
+    pub flood: usize,
 }
 
 #[derive(Args, Debug)]
@@ -217,6 +221,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 payers: args.payers,
                 slot_ms: args.slot_ms,
                 keep: args.keep,
+                flood: args.flood,
             })?;
             Ok(0)
         }

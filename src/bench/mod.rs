@@ -12,7 +12,10 @@
 //! 3. in the next slot, a round of `round_transactions` (10,000) payments at
 //!    the next alpha: the latency from its close to its RESULT (the beta's
 //!    round event), and to the last server committing it;
-//! 4. the catch-up time of a server that lost its database: server 3 is
+//! 4. with `flood` > 0: a round like the latency round, at server 3, while
+//!    `flood` clients ask server 3 for `I` and `D` as fast as it answers
+//!    (reading every reply): its latency beside the unflooded round's;
+//! 5. the catch-up time of a server that lost its database: server 3 is
 //!    stopped, a round changes the database, its data directory is deleted,
 //!    and it is started again; the time from its connector starting to in
 //!    sync, the part of it from fetch-snapshot on, and from its process
@@ -27,6 +30,7 @@
 //! (what is printed). [`run`] goes through the steps in order.
 
 mod catch_up;
+mod flood;
 mod load;
 mod network;
 mod report;
@@ -65,6 +69,9 @@ pub struct BenchOptions {
     pub slot_ms: u64,
     /// Keep the network directory afterwards.
     pub keep: bool,
+    /// Clients flooding the alpha with `I` and `D` during a third round (0:
+    /// no flooded round).
+    pub flood: usize,
 }
 
 impl Default for BenchOptions {
@@ -78,6 +85,7 @@ impl Default for BenchOptions {
             payers: 1_000,
             slot_ms: 20_000,
             keep: false,
+            flood: 0,
         }
     }
 }
@@ -127,6 +135,11 @@ pub fn run(options: &BenchOptions) -> Result<()> {
 
     let throughput = throughput(&net, &rounds, options)?;
     let (round, decided) = latency(&net, &rounds, options, throughput.slot)?;
+    let flooded = if options.flood > 0 {
+        Some(flooded_latency(&net, &rounds, options, round.slot)?)
+    } else {
+        None
+    };
     let catch_up = catch_up::measure(
         &mut net,
         &rounds,
@@ -140,6 +153,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         throughput: &throughput,
         round: &round,
         decided: &decided,
+        flooded: flooded.as_ref(),
         catch_up: &catch_up,
     });
     Ok(())
@@ -189,4 +203,39 @@ fn latency(
     let decided = rounds.decided(net, load.slot)?;
     report::latency_round(&decided, load.accepted);
     Ok((load, decided))
+}
+
+/// Round latency under a client flood: a round like the latency round, at
+/// server 3, while `options.flood` clients flood server 3 with `I` and `D`.
+fn flooded_latency(
+    net: &Network,
+    rounds: &Rounds,
+    options: &BenchOptions,
+    after_slot: u64,
+) -> Result<(Load, rounds::Decided, flood::Flooded)> {
+    println!(
+        "flooded latency: {} payments to server 3 in its next slot, {} clients flooding it with I and D...",
+        options.round_transactions, options.flood
+    );
+    let address = net.client.server_address(ServerId(3));
+    let flood = flood::Flood::start(&net.client.chain, address, options.flood)?;
+    let load = load_round(
+        &net.client,
+        ServerId(3),
+        net.client.schedule().close(after_slot),
+        options.round_transactions,
+        options.connections,
+        options.payers,
+    );
+    let decided = load
+        .as_ref()
+        .ok()
+        .map(|load| rounds.decided(net, load.slot));
+    let flooded = flood.stop();
+    let load = load?;
+    let decided = decided.expect("a load that returned")?;
+    report::load(&load, options.connections);
+    report::latency_round(&decided, load.accepted);
+    report::flood(&flooded);
+    Ok((load, decided, flooded))
 }

@@ -3,6 +3,7 @@
 //! the same run or a stated target.
 
 use super::catch_up::{self, CatchUp};
+use super::flood::Flooded;
 use super::load::Load;
 use super::rounds::Decided;
 
@@ -14,6 +15,8 @@ pub struct Summary<'a> {
     /// The latency round, and when it was decided.
     pub round: &'a Load,
     pub decided: &'a Decided,
+    /// The round under a client flood, when one was asked for.
+    pub flooded: Option<&'a (Load, Decided, Flooded)>,
     pub catch_up: &'a CatchUp,
 }
 
@@ -55,6 +58,14 @@ pub fn latency_round(decided: &Decided, payments: usize) {
     );
 }
 
+/// What the flood clients got while the flooded round ran.
+pub fn flood(flood: &Flooded) {
+    println!(
+        "  flood: {} clients got {} answers, {} busy refusals, {} requests unanswered within a second",
+        flood.clients, flood.answered, flood.busy, flood.unanswered
+    );
+}
+
 pub fn catch_up(catch_up: &CatchUp) {
     println!(
         "  catch-up of a {}-account database ({}): connector start -> in sync {}, of which \
@@ -75,6 +86,7 @@ pub fn summary(summary: &Summary) {
         throughput,
         round,
         decided,
+        flooded,
         catch_up,
     } = summary;
     let rate = throughput.rate();
@@ -90,6 +102,12 @@ pub fn summary(summary: &Summary) {
         "  round close -> RESULT              {:>10} ms  ({} payments)",
         decided.to_result, round.accepted
     );
+    if let Some((load, decided, flood)) = flooded {
+        println!(
+            "  ... under a flood of {} I/D clients {:>7} ms  ({} payments; the figure above is the limit)",
+            flood.clients, decided.to_result, load.accepted
+        );
+    }
     if let Some(ms) = catch_up.total {
         println!(
             "  catch-up, {:>7}-account database {ms:>10} ms  (target <= 1000 ms at 1,000,000 accounts)",
