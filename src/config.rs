@@ -42,10 +42,15 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Listen {
-    /// IPv4 address and port of the peering/request socket, e.g. "127.0.0.1:2130".
+    /// IPv4 address and port of the client socket, e.g. "127.0.0.1:2130".
     pub ipv4: Option<String>,
-    /// IPv6 address and port of the peering/request socket, e.g. "[::1]:2130".
+    /// IPv6 address and port of the client socket, e.g. "[::1]:2130".
     pub ipv6: Option<String>,
+    /// Address and port the peering socket binds, e.g. "127.0.0.1:2136":
+    /// the other servers' connectors send their messages there, apart from
+    /// the clients. Required when the chain has more than one server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peering: Option<String>,
     /// Addresses of the event publisher (PUB) socket.
     pub publish: Vec<String>,
     /// Largest message the request sockets take (ZMQ_MAXMSGSIZE), in bytes.
@@ -62,7 +67,7 @@ pub struct ScheduleConf {
     pub tolerance_ms: u64,
 }
 
-/// Connector settings.
+/// Connector and peering socket settings.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Peering {
@@ -70,6 +75,11 @@ pub struct Peering {
     pub heartbeat_ms: u64,
     /// A server that misses this many heartbeats in a row is marked failed.
     pub missed_heartbeats: u32,
+    /// Largest frame the peering socket takes, and the largest reply the
+    /// connector takes from another server's (ZMQ_MAXMSGSIZE), in bytes. A
+    /// full ROUND (36 + 140 bytes a payment: 28 MB at 200,000 payments) and
+    /// a pushed or fetched database (36 bytes an account) must fit.
+    pub max_message_bytes: i64,
 }
 
 /// Archive settings.
@@ -86,8 +96,14 @@ pub struct Archive {
 pub struct ServerEntry {
     /// The server's ed25519 public key, 64 hex characters.
     pub public_key: String,
-    /// Where its peering socket listens, "host:port" ("[v6]:port" for IPv6).
+    /// Where its client socket listens, "host:port" ("[v6]:port" for IPv6):
+    /// clients send their requests here.
     pub address: String,
+    /// Where its peering socket listens, "host:port": the other servers'
+    /// connectors connect here. Required in a server conf when the chain has
+    /// more than one server; a client conf may leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peering: Option<String>,
     /// Where it publishes events, for `rota watch`; optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publish: Option<String>,
@@ -114,8 +130,9 @@ impl Default for Listen {
         Listen {
             ipv4: None,
             ipv6: None,
+            peering: None,
             publish: Vec::new(),
-            max_message_bytes: 64 * 1024 * 1024,
+            max_message_bytes: DEFAULT_MESSAGE_BYTES,
         }
     }
 }
@@ -135,6 +152,7 @@ impl Default for Peering {
         Peering {
             heartbeat_ms: 5_000,
             missed_heartbeats: 3,
+            max_message_bytes: DEFAULT_MESSAGE_BYTES,
         }
     }
 }
@@ -145,8 +163,13 @@ impl Default for Archive {
     }
 }
 
-/// The smallest `listen.max_message_bytes` allowed.
+/// The smallest `listen.max_message_bytes` and `peering.max_message_bytes`
+/// allowed.
 pub const MIN_MESSAGE_BYTES: i64 = 1 << 20;
+
+/// The default largest frame, 64 MiB: more than a full ROUND (28 MB) and a
+/// pushed database of a million accounts (36 MB).
+pub const DEFAULT_MESSAGE_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Whether a conf is for a server (`rota run`) or a client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -309,6 +332,34 @@ impl Config {
                 parse_address(&format!("servers[{}].publish", i + 1), publish)?;
             }
         }
+        self.validate_server_peering()
+    }
+
+    /// Each `[[servers]] peering` given: an address, once, and none of the
+    /// servers' client addresses (the two sockets are apart).
+    fn validate_server_peering(&self) -> Result<()> {
+        let mut seen: Vec<(SocketAddr, String)> = Vec::new();
+        for (i, server) in self.servers.iter().enumerate() {
+            let name = format!("servers[{}].address", i + 1);
+            seen.push((parse_address(&name, &server.address)?, name));
+        }
+        for (i, server) in self.servers.iter().enumerate() {
+            let Some(text) = &server.peering else {
+                continue;
+            };
+            let name = format!("servers[{}].peering", i + 1);
+            let address = parse_address(&name, text)?;
+            if let Some((_, other)) = seen.iter().find(|(a, _)| *a == address) {
+                return Err(bad(
+                    &name,
+                    format!(
+                        "{address} is also {other}; each server's peering socket has an \
+                         address of its own, apart from every client socket and peering socket"
+                    ),
+                ));
+            }
+            seen.push((address, name));
+        }
         Ok(())
     }
 
@@ -341,6 +392,7 @@ impl Config {
         for (i, text) in listen.publish.iter().enumerate() {
             parse_address(&format!("listen.publish[{}]", i + 1), text)?;
         }
+        self.validate_peering(listen)?;
         if listen.max_message_bytes < MIN_MESSAGE_BYTES {
             return Err(bad(
                 "listen.max_message_bytes",
@@ -363,6 +415,65 @@ impl Config {
         Ok(())
     }
 
+    /// A server's peering keys: `listen.peering` and every `[[servers]]
+    /// peering` are required when there is more than one server (one server
+    /// has no peers, and binds a peering socket only if given one), the
+    /// bind address must not clash with a client socket's, and
+    /// `peering.max_message_bytes` must hold a ROUND and a database.
+    fn validate_peering(&self, listen: &Listen) -> Result<()> {
+        let many = self.servers.len() > 1;
+        match &listen.peering {
+            None if many => {
+                return Err(bad(
+                    "listen.peering",
+                    format!(
+                        "a chain of {} servers needs a peering socket: give the address it binds, \
+                         \"host:port\" (e.g. \"127.0.0.1:2136\" or \"[::1]:2136\"), apart from \
+                         listen.ipv4 and listen.ipv6; the other servers connect to this server's \
+                         [[servers]] peering address",
+                        self.servers.len()
+                    ),
+                ));
+            }
+            None => {}
+            Some(text) => {
+                let peering = parse_address("listen.peering", text)?;
+                for (key, client) in [("listen.ipv4", &listen.ipv4), ("listen.ipv6", &listen.ipv6)]
+                {
+                    let Some(client) = client else { continue };
+                    if clashes(peering, parse_address(key, client)?) {
+                        return Err(bad(
+                            "listen.peering",
+                            format!(
+                                "{text:?} clashes with {key} ({client:?}); the peering socket \
+                                 needs an address and port of its own"
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        if many && let Some(i) = self.servers.iter().position(|s| s.peering.is_none()) {
+            return Err(bad(
+                &format!("servers[{}].peering", i + 1),
+                "missing; a server conf of a chain of more than one server gives every \
+                 server's peering address, \"host:port\" or \"[v6]:port\", where the other \
+                 servers connect",
+            ));
+        }
+        if self.peering.max_message_bytes < MIN_MESSAGE_BYTES {
+            return Err(bad(
+                "peering.max_message_bytes",
+                format!(
+                    "{} is too small; at least {MIN_MESSAGE_BYTES} (1 MiB), and more than a full \
+                     ROUND (36 + 140 bytes a payment) and a pushed database (36 bytes an account)",
+                    self.peering.max_message_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// The server list with keys parsed. Only call after `validate`.
     pub fn server_list(&self) -> ServerList {
         ServerList::new(
@@ -373,9 +484,29 @@ impl Config {
         )
     }
 
-    /// The peering address of server `id`. Only call after `validate`.
+    /// The client address of server `id`. Only call after `validate`.
     pub fn server_address(&self, id: ServerId) -> SocketAddr {
         self.servers[id.index()].address.parse().expect("validated")
+    }
+
+    /// The peering address of server `id`, if the conf gives one (a server
+    /// conf of more than one server gives every one). Only call after
+    /// `validate`.
+    pub fn server_peering(&self, id: ServerId) -> Option<SocketAddr> {
+        self.servers[id.index()]
+            .peering
+            .as_ref()
+            .map(|p| p.parse().expect("validated"))
+    }
+
+    /// The address the peering socket binds, if any. Only call after
+    /// `validate`.
+    pub fn listen_peering(&self) -> Option<SocketAddr> {
+        self.listen
+            .as_ref()?
+            .peering
+            .as_ref()
+            .map(|p| p.parse().expect("validated"))
     }
 
     /// The publish address of server `id`, if the conf gives one.
@@ -412,6 +543,14 @@ impl Config {
     }
 }
 
+/// Whether two bind addresses would take the same port: the same family and
+/// port, and the same address or either one unspecified (`0.0.0.0`, `::`).
+fn clashes(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// A ZeroMQ endpoint for a socket address; formatted in one place, the
 /// sockets crate.
 pub use rota_sockets::endpoint;
@@ -431,6 +570,7 @@ mod tests {
 chain = "test"
 [listen]
 ipv4 = "127.0.0.1:4000"
+peering = "127.0.0.1:4100"
 [schedule]
 slot_ms = 2000
 blackout_ms = 600
@@ -438,9 +578,11 @@ tolerance_ms = 200
 [[servers]]
 public_key = "{KEY_A}"
 address = "127.0.0.1:4000"
+peering = "127.0.0.1:4100"
 [[servers]]
 public_key = "{KEY_B}"
 address = "127.0.0.1:4001"
+peering = "127.0.0.1:4101"
 "#
         )
     }
@@ -562,9 +704,109 @@ address = "127.0.0.1:4001"
     }
 
     #[test]
+    fn a_chain_of_several_servers_needs_its_peering_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let text =
+            sample(dir.path()).replace("peering = \"127.0.0.1:4100\"\n[schedule]", "[schedule]");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("listen.peering")
+                && err.contains("a chain of 2 servers needs a peering socket")
+                && err.contains("\"host:port\""),
+            "{err}"
+        );
+        let text = sample(dir.path()).replace("peering = \"127.0.0.1:4101\"\n", "");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("servers[2].peering: missing") && err.contains("\"host:port\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_one_server_chain_may_leave_its_peering_socket_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path());
+        let one = &text[..text.rfind("[[servers]]").unwrap()];
+        let config = load(one, dir.path()).unwrap();
+        assert_eq!(config.listen_peering(), "127.0.0.1:4100".parse().ok());
+        // Both the bind address and the server's own entry go.
+        let bare = one.replace("peering = \"127.0.0.1:4100\"\n", "");
+        let config = load(&bare, dir.path()).unwrap();
+        assert_eq!(config.listen_peering(), None);
+        assert_eq!(config.server_peering(ServerId(1)), None);
+    }
+
+    #[test]
+    fn peering_addresses_are_apart_from_the_client_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path()).replace("\"127.0.0.1:4101\"", "\"127.0.0.1:4000\"");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("servers[2].peering")
+                && err.contains("127.0.0.1:4000 is also servers[1].address"),
+            "{err}"
+        );
+        let text = sample(dir.path()).replace("\"127.0.0.1:4101\"", "\"127.0.0.1:4100\"");
+        let err = error(&text, dir.path());
+        assert!(err.contains("is also servers[1].peering"), "{err}");
+        let text = sample(dir.path()).replace(
+            "peering = \"127.0.0.1:4100\"\n[schedule]",
+            "peering = \"0.0.0.0:4000\"\n[schedule]",
+        );
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("listen.peering") && err.contains("clashes with listen.ipv4"),
+            "{err}"
+        );
+        let text = sample(dir.path()).replace(
+            "peering = \"127.0.0.1:4100\"\n[schedule]",
+            "peering = \"localhost:4100\"\n[schedule]",
+        );
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("listen.peering") && err.contains("not an address"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_peering_frame_limit_has_a_default_and_a_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&sample(dir.path()), dir.path()).unwrap();
+        assert_eq!(config.peering.max_message_bytes, 64 * 1024 * 1024);
+        let text = sample(dir.path()).replace(
+            "[schedule]",
+            "[peering]\nmax_message_bytes = 1000\n[schedule]",
+        );
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("peering.max_message_bytes") && err.contains("at least 1048576"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_client_conf_needs_no_peering_addresses() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = sample(dir.path())
+            .replace("peering = \"127.0.0.1:4100\"\n", "")
+            .replace("peering = \"127.0.0.1:4101\"\n", "");
+        let path = dir.path().join("client.toml");
+        std::fs::write(&path, &text).unwrap();
+        let config = Config::load(&path, Role::Client).unwrap();
+        assert_eq!(config.server_peering(ServerId(2)), None);
+        let err = Config::load(&path, Role::Server).unwrap_err().to_string();
+        assert!(err.contains("listen.peering"), "{err}");
+    }
+
+    #[test]
     fn a_client_conf_needs_no_listen_table() {
         let dir = tempfile::tempdir().unwrap();
-        let text = sample(dir.path()).replace("[listen]\nipv4 = \"127.0.0.1:4000\"\n", "");
+        let text = sample(dir.path()).replace(
+            "[listen]\nipv4 = \"127.0.0.1:4000\"\npeering = \"127.0.0.1:4100\"\n",
+            "",
+        );
         let path = dir.path().join("client.toml");
         std::fs::write(&path, &text).unwrap();
         assert!(Config::load(&path, Role::Client).is_ok());

@@ -58,22 +58,42 @@ pub struct Info {
     /// are absent. JSON keys are the identifiers as strings.
     #[serde(deserialize_with = "peers")]
     pub peers: BTreeMap<ServerId, PeerState>,
+    /// Connections on the client sockets.
     pub connections: Connections,
-    /// Requests received since start.
+    /// Requests received on the client sockets since start.
     pub requests: u64,
-    /// Requests refused at the door (malformed, bad signature, busy).
+    /// Requests refused at the door of the client sockets (malformed, bad
+    /// signature, a server command, busy).
     pub refused: u64,
+    /// The same counts on the peering socket, where the other servers send
+    /// their messages. A node of an older version leaves it out.
+    #[serde(default)]
+    pub peering: PeeringCounts,
     /// Milliseconds since the ledger thread started.
     pub uptime_ms: Millis,
 }
 
-/// The connections on the request sockets.
+/// The connections on the client sockets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connections {
     /// Open now.
     pub open: u64,
     /// Accepted since start.
     pub accepted: u64,
+}
+
+/// Connections and requests on the peering socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeeringCounts {
+    /// Connections open now: one from each other server that is up.
+    pub open: u64,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Requests received since start.
+    pub requests: u64,
+    /// Requests refused at the door (malformed, bad signature, a client
+    /// command other than `D` and `B`, busy).
+    pub refused: u64,
 }
 
 impl Info {
@@ -139,6 +159,12 @@ mod tests {
             },
             requests: 21,
             refused: 0,
+            peering: PeeringCounts {
+                open: 2,
+                accepted: 2,
+                requests: 14,
+                refused: 0,
+            },
             uptime_ms: 4980,
         }
     }
@@ -151,7 +177,9 @@ mod tests {
             "{{\"accounts\":3,\"alpha\":1,\"balance_hash\":\"{balance}\",\
              \"blackout_ms\":500,\"block_hash\":\"{zeros}\",\
              \"chain\":\"local\",\"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
-             \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\"peers\":{{\"2\":\"alive\",\"3\":\"failed\"}},\"pending\":0,\
+             \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\
+             \"peering\":{{\"accepted\":2,\"open\":2,\"refused\":0,\"requests\":14}},\
+             \"peers\":{{\"2\":\"alive\",\"3\":\"failed\"}},\"pending\":0,\
              \"public_key\":\"{key}\",\"refused\":0,\
              \"requests\":21,\"role\":\"alpha\",\"servers\":3,\"slot\":897659580,\"slot_ms\":2000,\"supply\":3000000,\
              \"tolerance_ms\":200,\"uptime_ms\":4980,\"version\":\"0.1.0\",\"window_open\":true}}"

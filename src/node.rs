@@ -1,25 +1,39 @@
 //! Starting and stopping a server: every thread and channel is created here.
 //!
 //! ```text
-//!             requests (batches)              peer messages to send
-//!  listener ----------------------> ledger ------------------------> connector
-//!           <----------------------        <------------------------
-//!             replies and events    |        states, databases, blocks
-//!             (+ wake on signal)    |
-//!                               shutdown <-- SIGINT / SIGTERM watcher
+//!  client     client lane          verify-N
+//!  sockets -> listener ---------> (one per core) ---+
+//!             <--- replies and events --------------|---+
+//!                                                   v   |     peer messages to send
+//!  peering -> peering --consensus--> verify-consensus -> ledger ------------------> connector
+//!  socket     thread  --bulk-------> verify-bulk ---->   |   <------------------    (DEALERs to
+//!             <--- replies ------------------------------+   states, databases,    the peers'
+//!                                                        ^   blocks                 peering
+//!                                       shutdown <-- SIGINT / SIGTERM watcher       sockets)
 //! ```
+//!
+//! Server messages come in on the peering socket and take their own lanes
+//! (`rota_listener::lane`: consensus, and bulk for forwards, `D` and `B`) to
+//! verifiers of their own and to the ledger, which takes the consensus lane
+//! first; clients' requests take the client lane. Each lane is bounded in
+//! requests; what does not fit is refused as busy. A chain of one server
+//! without `listen.peering` runs no peering thread.
 //!
 //! The ledger thread decides when the node ends. On SIGINT or SIGTERM it is
 //! told to stop; when consensus is lost it stops by itself. Either way this
-//! function then stops the listener and the connector through their signal
-//! pairs, joins every thread, and returns why the node ended.
+//! function then stops the listener, the peering thread and the connector
+//! through their signal pairs, joins every thread, and returns why the node
+//! ended.
 
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded, never};
 use rota_connector::{Connector, ConnectorConfig};
-use rota_listener::{Listener, ListenerConfig, Stats, Verifiers, Waker};
+use rota_listener::{
+    Batch, Budgets, Lane, LaneSender, Listener, ListenerConfig, Peering, PeeringConfig,
+    PeeringLanes, Stats, Verifiers, Waker, Work,
+};
 use rota_peer::ServerId;
 use rota_peer::keys::{Keypair, load_seed_file};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -30,17 +44,23 @@ use crate::error::{Error, Result};
 use crate::genesis::Genesis;
 use crate::ledger::core::Core;
 use crate::ledger::store::{Loaded, Store};
-use crate::ledger::{Channels, Exit, LedgerThread};
+use crate::ledger::{Channels, Exit, Inputs, LedgerThread};
 
-/// Decoded batches queued from the listener to the verifiers; more are
-/// refused as busy.
-const WORK_QUEUE: usize = 64;
-/// Verified batches queued from the verifiers to the ledger.
+/// Verified batches queued from a lane's verifiers to the ledger; a
+/// verifier waits when it is full. (Decoded batches queued to the verifiers
+/// are bounded by each lane's budget in requests: see `lane_queue`.)
 const REQUEST_QUEUE: usize = 256;
 /// Replies and events queued from the ledger to the listener.
 const REPLY_QUEUE: usize = 65_536;
+/// Replies queued from the ledger to the peering thread: one for each
+/// request the peering lanes may hold, so the ledger never waits for it.
+const PEERING_REPLY_QUEUE: usize =
+    rota_listener::MAX_QUEUED_CONSENSUS + rota_listener::MAX_QUEUED_BULK;
 /// Messages queued between the ledger and the connector.
 const PEER_QUEUE: usize = 4_096;
+/// Verifier threads for each peering lane: a round's payments are checked as
+/// one batch by one thread anyway, and the lanes' traffic is small.
+const PEERING_VERIFIERS: usize = 1;
 
 /// One verifier thread per core: signature checks are most of the work of
 /// taking payments.
@@ -78,6 +98,24 @@ fn load_core(config: &Config, me: ServerId, store: &Store) -> Result<Core> {
     Ok(Core::new(me, servers, config.schedule(), committed))
 }
 
+/// The decoded-work channel of `lane`, as a [`LaneSender`] on its budget and
+/// the verifiers' end. It holds the lane's limit in batches, so that a batch
+/// the budget admits always fits: the budget, in requests, is the bound.
+fn lane_queue(lane: Lane, budgets: &Budgets) -> (LaneSender, Receiver<Work>) {
+    let (work_tx, work_rx) = bounded(lane.limit());
+    (LaneSender::new(work_tx, budgets.of(lane).clone()), work_rx)
+}
+
+/// The peering socket, from `listen.peering` and `[peering]`; `None` on a
+/// chain of one server that gives no `listen.peering`.
+fn peering_config(config: &Config) -> Option<PeeringConfig> {
+    Some(PeeringConfig {
+        chain: config.chain.clone(),
+        address: config.listen_peering()?,
+        max_message_bytes: config.peering.max_message_bytes,
+    })
+}
+
 /// The listener's sockets, from the conf's `listen` section.
 fn listener_config(config: &Config) -> Result<ListenerConfig> {
     let listen = config.listen.as_ref().expect("validated server conf");
@@ -104,7 +142,8 @@ fn connector_config(config: &Config, keypair: &Keypair, me: ServerId) -> Connect
         chain: config.chain.clone(),
         keypair: keypair.clone(),
         me,
-        addresses: servers.ids().map(|id| config.server_address(id)).collect(),
+        addresses: servers.ids().map(|id| config.server_peering(id)).collect(),
+        max_message_bytes: config.peering.max_message_bytes,
         servers,
         slot_ms: config.schedule().slot_ms,
         heartbeat_ms: config.peering.heartbeat_ms,
@@ -137,9 +176,52 @@ fn join<T>(name: &str, handle: JoinHandle<T>) {
     }
 }
 
+/// Starts `count` verifier threads named `name-N` for one lane: each takes
+/// decoded batches from `work` and sends checked ones on `to_ledger`.
+fn spawn_verifiers(
+    name: &str,
+    count: usize,
+    verifiers: &Verifiers,
+    work: &Receiver<Work>,
+    to_ledger: &Sender<Batch>,
+    handles: &mut Vec<JoinHandle<()>>,
+) -> Result<()> {
+    for i in 0..count {
+        let (verifiers, work, to_ledger) = (verifiers.clone(), work.clone(), to_ledger.clone());
+        let handle = thread::Builder::new()
+            .name(format!("{name}-{i}"))
+            .spawn(move || verifiers.run(work, to_ledger))
+            .map_err(|e| Error::io("verifier thread", e))?;
+        handles.push(handle);
+    }
+    Ok(())
+}
+
+/// A lane's two channels but their first end, the [`LaneSender`] its
+/// socket's thread owns: decoded work to the verifiers, and checked batches
+/// from them to the ledger.
+struct LaneEnds {
+    work: Receiver<Work>,
+    to_ledger: Sender<Batch>,
+    from_verifiers: Receiver<Batch>,
+}
+
+/// The channels of `lane`: the socket thread's sending end, and the rest.
+fn lane_channels(lane: Lane, budgets: &Budgets) -> (LaneSender, LaneEnds) {
+    let (sender, work) = lane_queue(lane, budgets);
+    let (to_ledger, from_verifiers) = bounded(REQUEST_QUEUE);
+    let ends = LaneEnds {
+        work,
+        to_ledger,
+        from_verifiers,
+    };
+    (sender, ends)
+}
+
 /// Runs a server until it is stopped or stops itself. Every channel and
 /// thread of the node is created here, in one place, so that the wiring in
-/// the module's diagram can be checked against one function.
+/// the module's diagram can be checked against one function; that is why it
+/// is longer than most.
 pub fn run(config: &Config) -> Result<Exit> {
     let keypair = load_seed_file(&config.seed_file)?;
     let me = config.identify(&keypair.public())?;
@@ -159,33 +241,53 @@ pub fn run(config: &Config) -> Result<Exit> {
     let core = load_core(config, me, &store)?;
 
     let ctx = zmq::Context::new();
-    let (work_tx, work_rx) = bounded(WORK_QUEUE);
-    let (requests_tx, requests_rx) = bounded(REQUEST_QUEUE);
+    let budgets = Budgets::new();
+    let (client_lane, client) = lane_channels(Lane::Client, &budgets);
+    let (consensus_lane, consensus) = lane_channels(Lane::Consensus, &budgets);
+    let (bulk_lane, bulk) = lane_channels(Lane::Bulk, &budgets);
     let (replies_tx, replies_rx) = bounded(REPLY_QUEUE);
+    let (peering_replies_tx, peering_replies_rx) = bounded(PEERING_REPLY_QUEUE);
     let (to_connector_tx, to_connector_rx) = bounded(PEER_QUEUE);
     let (connector_events_tx, connector_events_rx) = bounded(PEER_QUEUE);
     let (shutdown_tx, shutdown_rx) = bounded(1);
     let stats = Arc::new(Stats::default());
+    let peering_stats = Arc::new(Stats::default());
 
-    let verifiers = Verifiers {
-        chain: config.chain.clone(),
-        servers,
-        stats: stats.clone(),
-    };
     let listener = Listener::bind(
         &ctx,
         listener_config(config)?,
-        work_tx,
+        client_lane,
         replies_rx,
         stats.clone(),
     )
     .map_err(|e| Error::Config(e.to_string()))?;
+    let lanes = PeeringLanes {
+        consensus: consensus_lane,
+        bulk: bulk_lane,
+    };
+    let peering = peering_config(config)
+        .map(|c| Peering::bind(&ctx, c, lanes, peering_replies_rx, peering_stats.clone()))
+        .transpose()
+        .map_err(|e| Error::Config(e.to_string()))?;
+    // Without a peering thread its lanes stay empty; the ledger reads them
+    // as channels that never deliver.
+    let peering_lane = |lane: &LaneEnds| match peering {
+        Some(_) => lane.from_verifiers.clone(),
+        None => never(),
+    };
     let channels = Channels {
-        requests: requests_rx,
-        connector_events: connector_events_rx,
-        shutdown: shutdown_rx,
+        inputs: Inputs {
+            consensus: peering_lane(&consensus),
+            bulk: peering_lane(&bulk),
+            client: client.from_verifiers.clone(),
+            connector_events: connector_events_rx,
+            shutdown: shutdown_rx,
+        },
+        budgets,
         to_listener: replies_tx,
         listener_waker: Waker::connect(&ctx, rota_listener::SIGNAL)?,
+        to_peering: peering_replies_tx,
+        peering_waker: Waker::connect(&ctx, rota_listener::PEERING_SIGNAL)?,
         to_connector: to_connector_tx,
         connector_waker: Waker::connect(&ctx, rota_connector::SIGNAL)?,
     };
@@ -195,7 +297,8 @@ pub fn run(config: &Config) -> Result<Exit> {
         keypair.clone(),
         config.chain.clone(),
         channels,
-        stats,
+        stats.clone(),
+        peering_stats.clone(),
     )?;
     let connector = Connector::new(
         &ctx,
@@ -206,6 +309,7 @@ pub fn run(config: &Config) -> Result<Exit> {
     )
     .map_err(|e| Error::Config(e.to_string()))?;
     let stop_listener = Waker::connect(&ctx, rota_listener::SIGNAL)?;
+    let stop_peering = Waker::connect(&ctx, rota_listener::PEERING_SIGNAL)?;
     let stop_connector = Waker::connect(&ctx, rota_connector::SIGNAL)?;
 
     let (signal_handle, watcher) = watch_signals(shutdown_tx)?;
@@ -213,16 +317,44 @@ pub fn run(config: &Config) -> Result<Exit> {
     let listener = spawn("listener")
         .spawn(move || listener.run())
         .map_err(|e| Error::io("listener thread", e))?;
+    let verifiers = |stats: &Arc<Stats>| Verifiers {
+        chain: config.chain.clone(),
+        servers: servers.clone(),
+        stats: stats.clone(),
+    };
     let mut verifier_threads = Vec::new();
-    for i in 0..verifier_count() {
-        let (verifiers, work, to_ledger) =
-            (verifiers.clone(), work_rx.clone(), requests_tx.clone());
-        let handle = spawn(&format!("verify-{i}"))
-            .spawn(move || verifiers.run(work, to_ledger))
-            .map_err(|e| Error::io("verifier thread", e))?;
-        verifier_threads.push(handle);
-    }
-    drop((work_rx, requests_tx));
+    let (client_verifiers, peer_verifiers) = (verifiers(&stats), verifiers(&peering_stats));
+    spawn_verifiers(
+        "verify",
+        verifier_count(),
+        &client_verifiers,
+        &client.work,
+        &client.to_ledger,
+        &mut verifier_threads,
+    )?;
+    let peering = match peering {
+        Some(peering) => {
+            for (name, lane) in [("verify-consensus", &consensus), ("verify-bulk", &bulk)] {
+                spawn_verifiers(
+                    name,
+                    PEERING_VERIFIERS,
+                    &peer_verifiers,
+                    &lane.work,
+                    &lane.to_ledger,
+                    &mut verifier_threads,
+                )?;
+            }
+            Some(
+                spawn("peering")
+                    .spawn(move || peering.run())
+                    .map_err(|e| Error::io("peering thread", e))?,
+            )
+        }
+        None => None,
+    };
+    // Only the threads hold the lanes' ends now: when the listener or the
+    // peering thread ends, its verifiers finish, and the ledger sees them go.
+    drop((client, consensus, bulk));
     let connector = spawn("connector")
         .spawn(move || connector.run())
         .map_err(|e| Error::io("connector thread", e))?;
@@ -235,10 +367,17 @@ pub fn run(config: &Config) -> Result<Exit> {
         .unwrap_or_else(|_| Exit::Failed("the ledger thread panicked".into()));
     stop_connector.stop();
     stop_listener.stop();
+    if peering.is_some() {
+        stop_peering.stop();
+    }
     signal_handle.close();
     join("connector", connector);
     join("listener", listener);
-    // The listener's end of the work queue is gone, so the verifiers finish.
+    if let Some(peering) = peering {
+        join("peering", peering);
+    }
+    // The listener's and the peering thread's ends of the work queues are
+    // gone, so the verifiers finish.
     for handle in verifier_threads {
         join("verifier", handle);
     }

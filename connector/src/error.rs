@@ -13,13 +13,18 @@ use rota_peer::{ServerId, Slot};
 pub enum Error {
     /// The DEALER to another server could not be set up (a malformed
     /// address, say; a server that is down is not an error).
-    #[error("cannot connect to server {id} at {address}: {source}")]
+    #[error("cannot connect to server {id}'s peering socket at {address}: {source}")]
     Connect {
         id: ServerId,
         address: SocketAddr,
         #[source]
         source: zmq::Error,
     },
+
+    /// The conf gives no peering address for another server (a server conf
+    /// that was not validated).
+    #[error("server {id} has no peering address; give its [[servers]] entry one")]
+    NoPeering { id: ServerId },
 
     /// Another ZeroMQ call failed (binding the signal pair).
     #[error(transparent)]

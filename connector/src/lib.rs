@@ -1,11 +1,14 @@
 //! rota-connector: the connector thread, which talks to the other servers.
 //!
-//! It owns one DEALER socket per other server in the conf (reconnecting on
-//! its own, with backoff; built by `rota-sockets`) and the PULL end of its
-//! inproc signal pair. It carries two kinds of traffic:
+//! It owns one DEALER socket per other server in the conf, connected to that
+//! server's peering socket (its `[[servers]] peering` address), apart from
+//! the clients (reconnecting on its own, with backoff; built by
+//! `rota-sockets`, which limits a reply to `peering.max_message_bytes`), and
+//! the PULL end of its inproc signal pair. It carries two kinds of traffic:
 //!
 //! - the [`machine::Machine`]'s requests: registrations, heartbeats, and the
-//!   database and blocks fetched when this server is out of sync;
+//!   database and blocks fetched when this server is out of sync (`D` and
+//!   `B`, which the peering socket answers);
 //! - the ledger thread's peer messages (ROUND, VOTE, RESULT, push, forward),
 //!   which it signs and sends.
 //!
@@ -84,8 +87,11 @@ pub struct ConnectorConfig {
     pub keypair: Keypair,
     pub me: ServerId,
     pub servers: ServerList,
-    /// Peering address of each server, in list order.
-    pub addresses: Vec<SocketAddr>,
+    /// The peering address of each server, in list order; this server's own
+    /// is not used, and may be absent on a chain of one.
+    pub addresses: Vec<Option<SocketAddr>>,
+    /// The largest reply taken from another server (`D` holds a database).
+    pub max_message_bytes: i64,
     pub slot_ms: u64,
     pub heartbeat_ms: u64,
     pub missed_heartbeats: u32,
@@ -103,7 +109,8 @@ pub struct Connector {
 }
 
 impl Connector {
-    /// Connects a DEALER to every other server and binds the signal pair.
+    /// Connects a DEALER to every other server's peering socket and binds
+    /// the signal pair.
     pub fn new(
         ctx: &zmq::Context,
         config: ConnectorConfig,
@@ -113,15 +120,19 @@ impl Connector {
     ) -> Result<Connector, Error> {
         let mut sockets = Vec::with_capacity(config.addresses.len());
         for (i, address) in config.addresses.iter().enumerate() {
-            if ServerId::from_index(i) == config.me {
+            let id = ServerId::from_index(i);
+            if id == config.me {
                 sockets.push(None);
                 continue;
             }
-            let socket = rota_sockets::dealer(ctx, address).map_err(|source| Error::Connect {
-                id: ServerId::from_index(i),
-                address: *address,
-                source,
-            })?;
+            let address = address.ok_or(Error::NoPeering { id })?;
+            let socket = rota_sockets::dealer(ctx, &address, config.max_message_bytes).map_err(
+                |source| Error::Connect {
+                    id,
+                    address,
+                    source,
+                },
+            )?;
             sockets.push(Some(socket));
         }
         let signal = SignalReceiver::bind(ctx, SIGNAL)?;

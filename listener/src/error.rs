@@ -19,6 +19,14 @@ pub enum Error {
         source: zmq::Error,
     },
 
+    /// The peering socket could not be bound (the address is in use, say).
+    #[error("cannot bind the peering socket (listen.peering) on {address}: {source}")]
+    Peering {
+        address: SocketAddr,
+        #[source]
+        source: zmq::Error,
+    },
+
     /// The monitor of a request socket could not be attached.
     #[error("cannot monitor the {name} socket: {source}")]
     Monitor {
@@ -43,16 +51,36 @@ pub enum Error {
 
 /// Why a request was answered `E` at the door instead of reaching the
 /// ledger. The texts are the `E` messages, quoted in `docs/PROTOCOL.md`
-/// §3.5 and §10.2: change neither without the other.
+/// §2, §3.5 and §10.2: change neither without the other.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// The frames are not a request rota reads (checks 1 to 4 of §3.4).
     #[error("{0}")]
     Malformed(rota_peer::Error),
 
-    /// The verifiers' queue is full.
+    /// The client lane holds as many requests as it may
+    /// ([`crate::MAX_QUEUED_CLIENT_REQUESTS`]).
     #[error("the node is busy; try again shortly")]
     Busy,
+
+    /// A peering lane holds as many requests as it may
+    /// ([`crate::MAX_QUEUED_CONSENSUS`], [`crate::MAX_QUEUED_BULK`]).
+    #[error("the peering queue is full; try again shortly")]
+    PeeringBusy,
+
+    /// A server command on a client socket.
+    #[error(
+        "command {0} is a server command: servers send it to the peering socket, not to the \
+         client socket"
+    )]
+    ServerCommand(&'static str),
+
+    /// A client command other than `D` and `B` on the peering socket.
+    #[error(
+        "command {0} is not taken on the peering socket, which takes the server commands, D \
+         and B: send it to the client socket"
+    )]
+    NotOnPeering(&'static str),
 
     /// The payment in a `T` does not verify.
     #[error("command T: {0}")]
@@ -82,6 +110,20 @@ mod tests {
         assert_eq!(
             Refusal::Busy.to_string(),
             "the node is busy; try again shortly"
+        );
+        assert_eq!(
+            Refusal::PeeringBusy.to_string(),
+            "the peering queue is full; try again shortly"
+        );
+        assert_eq!(
+            Refusal::ServerCommand("round").to_string(),
+            "command round is a server command: servers send it to the peering socket, not to \
+             the client socket"
+        );
+        assert_eq!(
+            Refusal::NotOnPeering("T").to_string(),
+            "command T is not taken on the peering socket, which takes the server commands, D \
+             and B: send it to the client socket"
         );
         assert_eq!(
             Refusal::Payment(bad()).to_string(),

@@ -1,11 +1,14 @@
-//! rota-listener: the listener thread, its sockets, and the verifiers.
+//! rota-listener: the listener and peering threads, their sockets, and the
+//! verifiers.
 //!
-//! The listener owns every socket the outside world connects to: a ROUTER on
-//! IPv4 and one on IPv6 (either may be left out), the PUB socket for events,
-//! a monitor on each ROUTER, and the PULL end of the inproc signal pair (all
-//! built by `rota-sockets`, which sets their options). It
-//! polls them all in one loop and does only I/O: requests are read in
-//! batches and decoded; a malformed one is answered at once with `E`.
+//! The listener owns the sockets clients connect to: a ROUTER on IPv4 and
+//! one on IPv6 (either may be left out), the PUB socket for events, a
+//! monitor on each ROUTER, and the PULL end of the inproc signal pair (all
+//! built by `rota-sockets`, which sets their options). It polls them all in
+//! one loop and does only I/O: requests are read in batches and decoded; a
+//! malformed one, or a server command, is answered at once with `E`. The
+//! other servers talk to a socket of their own, owned by the peering thread
+//! ([`peering`]), so that no client load delays them.
 //!
 //! Decoded batches go, numbered, to a pool of verifier threads
 //! ([`verify::Verifiers`]). Signatures are checked there and nowhere else:
@@ -18,26 +21,34 @@
 //! The ledger's answers come back as [`Outgoing`] on a channel, with a
 //! wake-up on the signal pair.
 //!
-//! The queue to the verifiers is bounded. When it is full the batch is
-//! answered with `E` ("busy") and the refusal is logged and counted, so a
-//! flood of requests cannot grow memory without limit.
+//! Each socket's requests take their own lane to the ledger ([`lane`]), and
+//! each lane is bounded in requests: what does not fit is answered with `E`
+//! ("busy") and the refusal is logged and counted, so a flood of requests
+//! cannot grow memory without limit.
 
 mod error;
+pub mod lane;
 mod monitor;
+pub mod peering;
 mod verify;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::Receiver;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
 use rota_peer::{ServerId, Slot};
 use rota_sockets::{Signal, SignalReceiver};
 
 pub use error::{Error, Refusal};
+pub use lane::{
+    Budget, Budgets, Lane, LaneSender, MAX_QUEUED_BULK, MAX_QUEUED_CLIENT_REQUESTS,
+    MAX_QUEUED_CONSENSUS,
+};
 pub use monitor::Stats;
+pub use peering::{PEERING_SIGNAL, Peering, PeeringConfig, PeeringLanes};
 /// The signal pair lives in `rota-sockets`; the node and the ledger thread
 /// take their [`Waker`] from here, beside the [`SIGNAL`] endpoint it wakes.
 pub use rota_sockets::Waker;
@@ -47,13 +58,15 @@ pub use verify::{Batch, InOrder, Verifiers, Work};
 pub const SIGNAL: &str = "inproc://rota-listener-signal";
 
 /// The most requests read from one socket before looking at the others.
-const BATCH: usize = 1024;
+pub const BATCH: usize = 1024;
 
-/// Which ROUTER a request came in on.
+/// Which ROUTER a request came in on: a client socket, by its family, or
+/// the peering socket (whichever its family).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     V4,
     V6,
+    Peering,
 }
 
 /// Where to send a reply: the socket and the routing frames (the peer's
@@ -115,9 +128,8 @@ pub struct Listener {
     monitors: Vec<monitor::Monitor>,
     publisher: Option<zmq::Socket>,
     signal: SignalReceiver,
-    to_verifiers: Sender<Work>,
-    /// The sequence number of the next batch handed to the verifiers.
-    next_seq: u64,
+    /// The client lane to the verifiers.
+    lane: LaneSender,
     from_ledger: Receiver<Outgoing>,
     stats: Arc<Stats>,
 }
@@ -128,7 +140,7 @@ impl Listener {
     pub fn bind(
         ctx: &zmq::Context,
         config: ListenerConfig,
-        to_verifiers: Sender<Work>,
+        lane: LaneSender,
         from_ledger: Receiver<Outgoing>,
         stats: Arc<Stats>,
     ) -> Result<Listener, Error> {
@@ -177,8 +189,7 @@ impl Listener {
             monitors,
             publisher,
             signal,
-            to_verifiers,
-            next_seq: 0,
+            lane,
             from_ledger,
             stats,
         })
@@ -251,6 +262,8 @@ impl Listener {
         match family {
             Family::V4 => self.socket4.as_ref(),
             Family::V6 => self.socket6.as_ref(),
+            // Answers on the peering socket go through the peering thread.
+            Family::Peering => None,
         }
     }
 
@@ -291,8 +304,10 @@ impl Listener {
         self.reply(route, &Reply::Error(refusal.to_string()));
     }
 
-    /// Reads up to a batch of requests from one socket, decodes them, and
-    /// hands the batch to the verifiers. Returns false if they are gone.
+    /// Reads up to a batch of requests from one socket, decodes them,
+    /// refuses server commands, and hands the batch to the verifiers as far
+    /// as the client lane has room; the rest are refused as busy. Returns
+    /// false if the verifiers are gone.
     fn serve(&mut self, family: Family) -> bool {
         let mut batch = Vec::new();
         while batch.len() < BATCH {
@@ -308,40 +323,35 @@ impl Listener {
             };
             let parts: Vec<&[u8]> = body.iter().map(|f| f.as_slice()).collect();
             match Request::decode(&self.config.chain, &parts) {
-                Ok(request) => batch.push((route, request)),
+                Ok(request) => match Lane::on_client_socket(&request) {
+                    Ok(_) => batch.push((route, request)),
+                    Err(refusal) => self.refuse(&route, refusal),
+                },
                 Err(e) => self.refuse(&route, Refusal::Malformed(e)),
             }
         }
-        if batch.is_empty() {
-            return true;
-        }
-        let work = Work {
-            seq: self.next_seq,
-            requests: batch,
+        let Ok(over) = self.lane.queue(batch) else {
+            return false;
         };
-        match self.to_verifiers.try_send(work) {
-            Ok(()) => {
-                self.next_seq += 1;
-                true
+        if !over.is_empty() {
+            log::warn!(
+                "client lane full ({MAX_QUEUED_CLIENT_REQUESTS} requests): refusing {} as busy",
+                over.len()
+            );
+            for (route, _) in over {
+                self.refuse(&route, Refusal::Busy);
             }
-            Err(TrySendError::Full(work)) => {
-                log::warn!(
-                    "verifier queue full: refusing {} requests as busy",
-                    work.requests.len()
-                );
-                for (route, _) in work.requests {
-                    self.refuse(&route, Refusal::Busy);
-                }
-                true
-            }
-            Err(TrySendError::Disconnected(_)) => false,
         }
+        true
     }
 }
 
 /// Splits a ROUTER message into its route (identity, and the empty delimiter
 /// if a REQ socket sent it) and its body.
-fn split_route(family: Family, mut frames: Vec<Vec<u8>>) -> Option<(Route, Vec<Vec<u8>>)> {
+pub(crate) fn split_route(
+    family: Family,
+    mut frames: Vec<Vec<u8>>,
+) -> Option<(Route, Vec<Vec<u8>>)> {
     if frames.is_empty() {
         return None;
     }

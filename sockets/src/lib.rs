@@ -6,8 +6,11 @@
 //! it speaks IPv6) and the `tcp://` endpoint they bind or connect to are
 //! decided here, once:
 //!
-//! - [`router`]: a node's request socket, bound on one address;
-//! - [`dealer`]: a connection to another server, reconnecting on its own;
+//! - [`router`]: a node's client socket, bound on one address;
+//! - [`peering_router`]: a node's peering socket, where the other servers'
+//!   connectors send their messages;
+//! - [`dealer`]: a connection to another server's peering socket,
+//!   reconnecting on its own;
 //! - [`publisher`]: the event socket, bound on every publish address;
 //! - [`subscriber`]: an event watcher's socket;
 //! - [`signal`]: the inproc pair ([`SignalReceiver`], [`Waker`]) that wakes
@@ -23,10 +26,16 @@ use std::net::SocketAddr;
 
 pub use signal::{Signal, SignalReceiver, Waker};
 
-/// Messages a request socket or a peer connection queues, each way, before
-/// a send fails (or a peer is not read from). Large enough for a busy
-/// round's worth of payments.
+/// Messages a client socket queues, each way and per connection, before a
+/// send fails (or a peer is not read from).
 pub const HIGH_WATER_MARK: i32 = 100_000;
+
+/// Messages the peering socket and the connector's DEALERs queue, each way
+/// and per connection, before a send fails (or a peer is not read from).
+/// Kept apart from the client sockets' mark so that a choice made for
+/// clients does not silently apply to the servers: a busy round's forwarded
+/// payments arrive as one message each.
+pub const PEERING_HIGH_WATER_MARK: i32 = 100_000;
 
 /// How long a DEALER may keep trying to deliver its last messages when the
 /// node stops.
@@ -57,7 +66,7 @@ pub fn connect(socket: &zmq::Socket, address: &SocketAddr) -> zmq::Result<()> {
     socket.connect(&endpoint(address))
 }
 
-/// A node's request socket, bound on `address`. Frames longer than
+/// A node's client socket, bound on `address`. Frames longer than
 /// `max_message_bytes` drop the connection, so a client cannot make the node
 /// allocate without limit; nothing lingers on close, since replies to a node
 /// that is stopping are not worth waiting for.
@@ -75,16 +84,41 @@ pub fn router(
     Ok(socket)
 }
 
-/// A connection to another server at `address`. It queues only once the
-/// connection is up (`immediate`), so a message to a server that is down
-/// fails at once instead of waiting; it reconnects with backoff on its own,
-/// and lingers briefly on close so that a last RESULT still goes out.
-pub fn dealer(ctx: &zmq::Context, address: &SocketAddr) -> zmq::Result<zmq::Socket> {
+/// A node's peering socket, bound on `address`: the other servers'
+/// connectors send their signed messages, `D` and `B` here. Frames longer
+/// than `max_message_bytes` (`peering.max_message_bytes`: a ROUND or a
+/// pushed database must fit) drop the connection; nothing lingers on close.
+pub fn peering_router(
+    ctx: &zmq::Context,
+    address: &SocketAddr,
+    max_message_bytes: i64,
+) -> zmq::Result<zmq::Socket> {
+    let socket = ctx.socket(zmq::ROUTER)?;
+    socket.set_linger(0)?;
+    socket.set_maxmsgsize(max_message_bytes)?;
+    socket.set_rcvhwm(PEERING_HIGH_WATER_MARK)?;
+    socket.set_sndhwm(PEERING_HIGH_WATER_MARK)?;
+    bind(&socket, address)?;
+    Ok(socket)
+}
+
+/// A connection to another server's peering socket at `address`. It queues
+/// only once the connection is up (`immediate`), so a message to a server
+/// that is down fails at once instead of waiting; it reconnects with
+/// backoff on its own, and lingers briefly on close so that a last RESULT
+/// still goes out. Replies longer than `max_message_bytes` (a `D` reply
+/// holds a whole database, as a push does) drop the connection.
+pub fn dealer(
+    ctx: &zmq::Context,
+    address: &SocketAddr,
+    max_message_bytes: i64,
+) -> zmq::Result<zmq::Socket> {
     let socket = ctx.socket(zmq::DEALER)?;
     socket.set_linger(DEALER_LINGER_MS)?;
     socket.set_immediate(true)?;
-    socket.set_sndhwm(HIGH_WATER_MARK)?;
-    socket.set_rcvhwm(HIGH_WATER_MARK)?;
+    socket.set_maxmsgsize(max_message_bytes)?;
+    socket.set_sndhwm(PEERING_HIGH_WATER_MARK)?;
+    socket.set_rcvhwm(PEERING_HIGH_WATER_MARK)?;
     socket.set_reconnect_ivl(RECONNECT_MS)?;
     socket.set_reconnect_ivl_max(RECONNECT_MAX_MS)?;
     connect(&socket, address)?;

@@ -3,12 +3,14 @@
 //!
 //! It owns the core (balances and rounds) and the [`store::Store`] (blocks,
 //! the database file, the archive). It answers the requests the listener
-//! passes on, feeds peer messages and the connector's events to the core,
-//! ticks the core at its deadlines, and carries out what the core asks:
-//! persisting commits, handing peer messages to the connector, publishing
-//! events, stopping.
+//! and the peering thread pass on, server messages first ([`inbox`]), feeds
+//! peer messages and the connector's events to the core, ticks the core at
+//! its deadlines, and carries out what the core asks: persisting commits,
+//! handing peer messages to the connector, publishing events, stopping.
 
 pub mod core;
+pub mod inbox;
+mod outbox;
 pub mod store;
 #[cfg(test)]
 mod tests;
@@ -17,10 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, select};
+use crossbeam_channel::Sender;
 use rota_connector::machine::State;
 use rota_connector::{ConnectorEvent, ConnectorInput};
-use rota_listener::{InOrder, Inbound, Incoming, Outgoing, Stats, Waker};
+use rota_listener::{Budgets, Inbound, Incoming, Lane, Outgoing, Stats, Waker};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, merkle_root};
 use rota_peer::keys::Keypair;
@@ -29,23 +31,11 @@ use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, Status, TxStatus};
 use rota_peer::{Millis, ServerId};
 
 use self::core::{Action, Commit, Committed, Core, PeerRefusal, Persist, Target, Tracked};
+pub use self::inbox::Inputs;
+use self::inbox::{Inbox, Input};
 use self::store::{Appended, Store, Tip};
-use crate::events::{Event, PeerState, Published};
-use crate::info::{Connections, Info};
-
-/// Queues `item` for a thread that sleeps in `poll` until woken. When the
-/// queue is full the thread is woken first, so that it drains the queue
-/// while this one waits.
-fn send_waking<T>(queue: &Sender<T>, waker: &Waker, item: T) {
-    match queue.try_send(item) {
-        Ok(()) => {}
-        Err(TrySendError::Full(item)) => {
-            waker.wake();
-            let _ = queue.send(item);
-        }
-        Err(TrySendError::Disconnected(_)) => {}
-    }
-}
+use crate::events::{Event, PeerState};
+use crate::info::{Connections, Info, PeeringCounts};
 
 /// Why the ledger thread ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,13 +48,23 @@ pub enum Exit {
     Failed(String),
 }
 
+/// The most client and bulk requests answered before the core is ticked
+/// again. The inbox gives way to a server message after any one of them;
+/// this bounds the work between two ticks, so that a round closes on time.
+const DUE_STEP: usize = 64;
+
 /// The channels and wakers the ledger thread uses.
 pub struct Channels {
-    pub requests: Receiver<rota_listener::Batch>,
-    pub connector_events: Receiver<ConnectorEvent>,
-    pub shutdown: Receiver<()>,
+    /// What it reads: the three lanes, the connector, the shutdown.
+    pub inputs: Inputs,
+    /// The lanes' budgets: one is given back for each request answered.
+    pub budgets: Budgets,
+    /// Replies to the client sockets, and events.
     pub to_listener: Sender<Outgoing>,
     pub listener_waker: Waker,
+    /// Replies to the peering socket.
+    pub to_peering: Sender<Outgoing>,
+    pub peering_waker: Waker,
     pub to_connector: Sender<ConnectorInput>,
     pub connector_waker: Waker,
 }
@@ -77,11 +77,15 @@ pub struct LedgerThread {
     keypair: Keypair,
     chain: String,
     channels: Channels,
+    /// The client sockets' counters and the peering socket's, for `I`.
     stats: Arc<Stats>,
+    peering_stats: Arc<Stats>,
     connector: State,
     started: Millis,
-    /// Verified batches, put back in arrival order.
-    in_order: InOrder,
+    /// The lanes, put back in arrival order, and the requests due.
+    inbox: Inbox,
+    /// Whether answers went to the peering thread since it was last woken.
+    peering_answered: bool,
 }
 
 impl LedgerThread {
@@ -92,6 +96,7 @@ impl LedgerThread {
         chain: String,
         channels: Channels,
         stats: Arc<Stats>,
+        peering_stats: Arc<Stats>,
     ) -> crate::Result<Self> {
         let tip = store.tip()?;
         Ok(LedgerThread {
@@ -102,9 +107,11 @@ impl LedgerThread {
             chain,
             channels,
             stats,
+            peering_stats,
             connector: State::Connecting,
             started: unix_now_ms(),
-            in_order: InOrder::default(),
+            inbox: Inbox::default(),
+            peering_answered: false,
         })
     }
 
@@ -119,38 +126,62 @@ impl LedgerThread {
         }
     }
 
-    /// The ledger thread body. Owns the core and the store; reads requests
-    /// from the listener, events from the connector and the shutdown channel;
-    /// sends replies and events to the listener and peer messages to the
-    /// connector, waking each. Returns why it stopped.
+    /// The ledger thread body. Owns the core and the store; reads the three
+    /// lanes of requests, events from the connector and the shutdown channel
+    /// ([`Inputs`], in the order [`inbox`] says); sends replies to the
+    /// listener and the peering thread, events to the listener and peer
+    /// messages to the connector, waking each. Returns why it stopped.
     pub fn run(mut self) -> Exit {
         self.send_own();
         loop {
             let now = unix_now_ms();
-            let wait = Duration::from_millis(self.core.next_deadline(now).saturating_sub(now));
+            let deadline = self.core.next_deadline(now);
+            let wait = Duration::from_millis(deadline.saturating_sub(now));
             let mut actions = Vec::new();
-            select! {
-                recv(self.channels.requests) -> batch => match batch {
-                    Ok(batch) => {
-                        for incoming in self.in_order.arrive(batch) {
-                            actions.extend(self.handle(incoming));
-                        }
+            match self.inbox.next(&self.channels.inputs, wait) {
+                Input::Shutdown => return self.exit(Exit::Shutdown),
+                Input::Gone(thread) => {
+                    return self.exit(Exit::Failed(format!("the {thread} thread has gone")));
+                }
+                Input::Connector(event) => actions.extend(self.on_connector(event)),
+                Input::Consensus(due) => {
+                    for incoming in due {
+                        actions.extend(self.answer(Lane::Consensus, incoming));
                     }
-                    Err(_) => return self.exit(Exit::Failed("the listener thread has gone".into())),
-                },
-                recv(self.channels.connector_events) -> event => match event {
-                    Ok(event) => actions.extend(self.on_connector(event)),
-                    Err(_) => return self.exit(Exit::Failed("the connector thread has gone".into())),
-                },
-                recv(self.channels.shutdown) -> _ => return self.exit(Exit::Shutdown),
-                default(wait) => {}
+                }
+                Input::Requests => actions.extend(self.answer_due(deadline)),
+                Input::Timeout => {}
             }
             actions.extend(self.core.tick(unix_now_ms()));
             if let Some(exit) = self.perform(actions) {
                 return self.exit(exit);
             }
-            self.channels.listener_waker.wake();
+            self.wake();
         }
+    }
+
+    /// Answers due client and bulk requests in order: up to [`DUE_STEP`],
+    /// fewer when a server message or a connector event comes (the inbox
+    /// then gives none) or the core's `deadline` passes.
+    fn answer_due(&mut self, deadline: Millis) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for _ in 0..DUE_STEP {
+            let Some((lane, incoming)) = self.inbox.next_due(&self.channels.inputs) else {
+                break;
+            };
+            actions.extend(self.answer(lane, incoming));
+            if unix_now_ms() >= deadline {
+                break;
+            }
+        }
+        actions
+    }
+
+    /// Answers one request of `lane` and gives its room back to the lane.
+    fn answer(&mut self, lane: Lane, incoming: Incoming) -> Vec<Action> {
+        let actions = self.handle(incoming);
+        self.channels.budgets.of(lane).give_back(1);
+        actions
     }
 
     fn exit(&mut self, exit: Exit) -> Exit {
@@ -164,42 +195,8 @@ impl LedgerThread {
             Exit::Failed(reason) => format!("failed: {reason}"),
         };
         self.publish(Event::Stop { reason });
-        self.channels.listener_waker.wake();
+        self.wake();
         exit
-    }
-
-    fn reply(&self, route: rota_listener::Route, reply: Reply) {
-        let outgoing = Outgoing::Reply { route, reply };
-        send_waking(
-            &self.channels.to_listener,
-            &self.channels.listener_waker,
-            outgoing,
-        );
-    }
-
-    fn publish(&self, event: Event) {
-        let topic = event.topic();
-        let body = Published {
-            server: self.core.me,
-            time_ms: unix_now_ms(),
-            event,
-        }
-        .to_json();
-        let outgoing = Outgoing::Publish { topic, body };
-        send_waking(
-            &self.channels.to_listener,
-            &self.channels.listener_waker,
-            outgoing,
-        );
-    }
-
-    fn to_connector(&self, input: ConnectorInput) {
-        send_waking(
-            &self.channels.to_connector,
-            &self.channels.connector_waker,
-            input,
-        );
-        self.channels.connector_waker.wake();
     }
 
     /// Answers one request, returning what the core asks for.
@@ -394,6 +391,12 @@ impl LedgerThread {
             },
             requests: self.stats.requests.load(Ordering::Relaxed),
             refused: self.stats.refused.load(Ordering::Relaxed),
+            peering: PeeringCounts {
+                open: self.peering_stats.open.load(Ordering::Relaxed),
+                accepted: self.peering_stats.accepted.load(Ordering::Relaxed),
+                requests: self.peering_stats.requests.load(Ordering::Relaxed),
+                refused: self.peering_stats.refused.load(Ordering::Relaxed),
+            },
             uptime_ms: now.saturating_sub(self.started),
         }
     }

@@ -765,17 +765,24 @@ fn one_server_thread(
     store.load(start.snapshot.as_ref().clone()).unwrap();
     // Nothing reads the wake-ups: an inproc connect needs no bound end.
     let waker = || rota_listener::Waker::connect(ctx, "inproc://ledger-test").unwrap();
-    let (_requests_in, requests) = crossbeam_channel::bounded(1);
     let (_events_in, connector_events) = crossbeam_channel::bounded(1);
     let (_shutdown_in, shutdown) = crossbeam_channel::bounded(1);
     let (to_listener, _from_ledger) = crossbeam_channel::unbounded();
+    let (to_peering, _from_ledger) = crossbeam_channel::unbounded();
     let (to_connector, from_ledger) = crossbeam_channel::unbounded();
     let channels = super::Channels {
-        requests,
-        connector_events,
-        shutdown,
+        inputs: super::Inputs {
+            consensus: crossbeam_channel::never(),
+            bulk: crossbeam_channel::never(),
+            client: crossbeam_channel::never(),
+            connector_events,
+            shutdown,
+        },
+        budgets: rota_listener::Budgets::new(),
         to_listener,
         listener_waker: waker(),
+        to_peering,
+        peering_waker: waker(),
         to_connector,
         connector_waker: waker(),
     };
@@ -792,6 +799,7 @@ fn one_server_thread(
         me,
         "test".into(),
         channels,
+        Arc::new(rota_listener::Stats::default()),
         Arc::new(rota_listener::Stats::default()),
     )
     .unwrap();

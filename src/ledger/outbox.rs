@@ -1,0 +1,74 @@
+//! How the ledger thread sends: replies to the thread that owns the socket
+//! a request came in on (the listener for the client sockets, the peering
+//! thread for the peering socket), events to the listener, messages to the
+//! connector, each with a wake-up on that thread's signal pair.
+
+use crossbeam_channel::{Sender, TrySendError};
+use rota_connector::ConnectorInput;
+use rota_listener::{Family, Outgoing, Waker};
+use rota_peer::schedule::unix_now_ms;
+use rota_peer::wire::Reply;
+
+use super::LedgerThread;
+use crate::events::{Event, Published};
+
+/// Queues `item` for a thread that sleeps in `poll` until woken. When the
+/// queue is full the thread is woken first, so that it drains the queue
+/// while this one waits.
+fn send_waking<T>(queue: &Sender<T>, waker: &Waker, item: T) {
+    match queue.try_send(item) {
+        Ok(()) => {}
+        Err(TrySendError::Full(item)) => {
+            waker.wake();
+            let _ = queue.send(item);
+        }
+        Err(TrySendError::Disconnected(_)) => {}
+    }
+}
+
+impl LedgerThread {
+    /// Wakes the listener, and the peering thread if it has answers to send.
+    pub(super) fn wake(&mut self) {
+        self.channels.listener_waker.wake();
+        if std::mem::take(&mut self.peering_answered) {
+            self.channels.peering_waker.wake();
+        }
+    }
+
+    /// Queues a reply for the thread that owns the socket it came in on.
+    pub(super) fn reply(&mut self, route: rota_listener::Route, reply: Reply) {
+        let (queue, waker) = match route.family {
+            Family::V4 | Family::V6 => (&self.channels.to_listener, &self.channels.listener_waker),
+            Family::Peering => {
+                self.peering_answered = true;
+                (&self.channels.to_peering, &self.channels.peering_waker)
+            }
+        };
+        send_waking(queue, waker, Outgoing::Reply { route, reply });
+    }
+
+    pub(super) fn publish(&self, event: Event) {
+        let topic = event.topic();
+        let body = Published {
+            server: self.core.me,
+            time_ms: unix_now_ms(),
+            event,
+        }
+        .to_json();
+        let outgoing = Outgoing::Publish { topic, body };
+        send_waking(
+            &self.channels.to_listener,
+            &self.channels.listener_waker,
+            outgoing,
+        );
+    }
+
+    pub(super) fn to_connector(&self, input: ConnectorInput) {
+        send_waking(
+            &self.channels.to_connector,
+            &self.channels.connector_waker,
+            input,
+        );
+        self.channels.connector_waker.wake();
+    }
+}
