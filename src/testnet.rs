@@ -6,7 +6,8 @@
 //! <dir>/genesis.json            the funded client accounts
 //! <dir>/client.toml             a client conf for `rota pay`, `balance`, `watch`...
 //! <dir>/clients/client-K.seed   the client seed files
-//! <dir>/node-N/rota.toml        server N's conf (loopback ports, IPv4 and IPv6)
+//! <dir>/node-N/rota.toml        server N's conf (loopback ports: client sockets
+//!                               on IPv4 and IPv6, a peering socket, events)
 //! <dir>/node-N/rota.seed        server N's seed file
 //! ```
 //!
@@ -49,8 +50,9 @@ pub struct InitOptions {
     pub nodes: usize,
     pub dir: PathBuf,
     pub slot_ms: u64,
-    /// Fixed ports from here (server N: base + 2(N-1) for requests, one more
-    /// for events) instead of free ones picked at random.
+    /// Fixed ports from here instead of free ones picked at random: server
+    /// N's client sockets on base + 2(N-1), its events on the next port, and
+    /// its peering socket on base + 2 x nodes + (N-1), after all of those.
     pub base_port: Option<u16>,
 }
 
@@ -79,6 +81,37 @@ impl Timings {
 struct Ports {
     request: u16,
     publish: u16,
+    peering: u16,
+}
+
+/// One server as the confs list it.
+struct Entry {
+    key: PublicKey,
+    address: SocketAddr,
+    publish: SocketAddr,
+    peering: SocketAddr,
+}
+
+/// The fixed ports of `nodes` servers from `base` (see
+/// [`InitOptions::base_port`]), refused if the last is above 65535.
+fn fixed_ports(base: u16, nodes: usize) -> Result<Vec<Ports>> {
+    let port = |offset: usize| {
+        u16::try_from(usize::from(base) + offset).map_err(|_| {
+            Error::Config(format!(
+                "--base-port {base}: {nodes} servers need ports up to {}, above 65535",
+                usize::from(base) + 3 * nodes - 1
+            ))
+        })
+    };
+    (0..nodes)
+        .map(|i| {
+            Ok(Ports {
+                request: port(2 * i)?,
+                publish: port(2 * i + 1)?,
+                peering: port(2 * nodes + i)?,
+            })
+        })
+        .collect()
 }
 
 fn ipv6_available() -> bool {
@@ -124,12 +157,10 @@ fn quote(text: &str) -> String {
     format!("{text:?}")
 }
 
-/// The commented `[schedule]`, `[[servers]]` parts shared by server and client confs.
-fn shared_sections(
-    out: &mut String,
-    timings: &Timings,
-    servers: &[(PublicKey, SocketAddr, SocketAddr)],
-) {
+/// The commented `[schedule]`, `[[servers]]` parts shared by server and
+/// client confs; a server conf lists each server's peering address too (a
+/// client never connects there).
+fn shared_sections(out: &mut String, timings: &Timings, servers: &[Entry], peering: bool) {
     let _ = write!(
         out,
         r#"
@@ -150,21 +181,37 @@ tolerance_ms = {}
 "#,
         timings.slot_ms, timings.blackout_ms, timings.tolerance_ms
     );
-    for (i, (key, address, publish)) in servers.iter().enumerate() {
+    for (i, server) in servers.iter().enumerate() {
         let _ = write!(
             out,
             r#"
 [[servers]]
 # Server {}: its ed25519 public key, 64 hex characters (from `rota keygen`).
-public_key = "{key}"
-# Where its request and peering socket listens: "host:port", "[v6]:port".
+public_key = "{}"
+# Where its client socket listens, for clients' requests: "host:port",
+# "[v6]:port".
 address = {}
-# Where it publishes events (optional; `rota watch` subscribes here).
-publish = {}
 "#,
             i + 1,
-            quote(&address.to_string()),
-            quote(&publish.to_string())
+            server.key,
+            quote(&server.address.to_string()),
+        );
+        if peering {
+            let _ = write!(
+                out,
+                r#"# Where its peering socket listens, for the other servers' messages:
+# "host:port", "[v6]:port". Required when there is more than one server.
+peering = {}
+"#,
+                quote(&server.peering.to_string())
+            );
+        }
+        let _ = write!(
+            out,
+            r#"# Where it publishes events (optional; `rota watch` subscribes here).
+publish = {}
+"#,
+            quote(&server.publish.to_string())
         );
     }
 }
@@ -174,7 +221,7 @@ fn server_conf(
     timings: &Timings,
     ports: &Ports,
     ipv6: bool,
-    servers: &[(PublicKey, SocketAddr, SocketAddr)],
+    servers: &[Entry],
 ) -> String {
     let mut out = format!(
         r#"# rota server conf: server {id} of {n} on chain "{CHAIN}".
@@ -196,10 +243,14 @@ seed_file = "rota.seed"
 genesis_file = "../genesis.json"
 
 [listen]
-# The request and peering socket (ZeroMQ ROUTER), on IPv4 and on IPv6.
-# Either may be left out, not both.
+# The client socket (ZeroMQ ROUTER), on IPv4 and on IPv6, for clients'
+# requests. Either may be left out, not both.
 ipv4 = "127.0.0.1:{port}"
 {v6}
+# The peering socket (ZeroMQ ROUTER) the other servers send their messages
+# to, apart from the clients: the address it binds, "host:port" or
+# "[v6]:port". Required when there is more than one server.
+peering = "127.0.0.1:{peering_port}"
 # Where events are published (ZeroMQ PUB) as [chain][topic][JSON].
 publish = [{publish}]
 # The largest request taken, in bytes (ZMQ_MAXMSGSIZE). A pushed database
@@ -211,6 +262,11 @@ max_message_bytes = 67108864
 heartbeat_ms = {heartbeat}
 # A server that misses this many heartbeats in a row is marked failed.
 missed_heartbeats = 3
+# The largest message the peering socket takes, and the largest reply taken
+# from another server's, in bytes (ZMQ_MAXMSGSIZE), at least 1 MiB. A full
+# ROUND (36 + 140 bytes a payment) and a pushed database (36 bytes an
+# account) must fit.
+max_message_bytes = 67108864
 
 [archive]
 # How many archived databases (archive/<hash>.<seconds>) to keep.
@@ -218,6 +274,7 @@ keep = 10
 "#,
         n = servers.len(),
         port = ports.request,
+        peering_port = ports.peering,
         v6 = if ipv6 {
             format!("ipv6 = \"[::1]:{}\"", ports.request)
         } else {
@@ -226,11 +283,11 @@ keep = 10
         publish = quote(&format!("127.0.0.1:{}", ports.publish)),
         heartbeat = timings.heartbeat_ms,
     );
-    shared_sections(&mut out, timings, servers);
+    shared_sections(&mut out, timings, servers, true);
     out
 }
 
-fn client_conf(timings: &Timings, servers: &[(PublicKey, SocketAddr, SocketAddr)]) -> String {
+fn client_conf(timings: &Timings, servers: &[Entry]) -> String {
     let mut out = format!(
         r#"# rota client conf for chain "{CHAIN}", written by `rota testnet init`.
 # Use it with `rota pay`, `rota balance`, `rota info`, `rota status` and
@@ -244,7 +301,7 @@ chain = "{CHAIN}"
 seed_file = "clients/client-1.seed"
 "#
     );
-    shared_sections(&mut out, timings, servers);
+    shared_sections(&mut out, timings, servers, false);
     out
 }
 
@@ -273,17 +330,13 @@ pub fn init(options: &InitOptions) -> Result<()> {
     fs::create_dir_all(dir.join("clients")).map_err(|e| Error::io(dir, e))?;
     let ipv6 = ipv6_available();
     let ports: Vec<Ports> = match options.base_port {
-        Some(base) => (0..options.nodes)
-            .map(|i| Ports {
-                request: base + 2 * i as u16,
-                publish: base + 2 * i as u16 + 1,
-            })
-            .collect(),
-        None => free_ports(2 * options.nodes, ipv6)?
-            .chunks(2)
+        Some(base) => fixed_ports(base, options.nodes)?,
+        None => free_ports(3 * options.nodes, ipv6)?
+            .chunks(3)
             .map(|p| Ports {
                 request: p[0],
                 publish: p[1],
+                peering: p[2],
             })
             .collect(),
     };
@@ -292,12 +345,13 @@ pub fn init(options: &InitOptions) -> Result<()> {
         let node = dir.join(format!("node-{}", i + 1));
         fs::create_dir_all(&node).map_err(|e| Error::io(&node, e))?;
         let (keypair, _) = create_seed_file(&node.join("rota.seed"))?;
-        let localhost = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-        servers.push((
-            keypair.public(),
-            SocketAddr::new(localhost.ip(), ports.request),
-            SocketAddr::new(localhost.ip(), ports.publish),
-        ));
+        let localhost = |port| SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        servers.push(Entry {
+            key: keypair.public(),
+            address: localhost(ports.request),
+            publish: localhost(ports.publish),
+            peering: localhost(ports.peering),
+        });
     }
     for (i, ports) in ports.iter().enumerate() {
         let path = dir.join(format!("node-{}/rota.toml", i + 1));
@@ -446,5 +500,56 @@ fn print_event(published: &Published, blocks: &mut BTreeSet<u64>) {
         Event::Connector { state } => println!("server {server}: connector {state}"),
         Event::Stop { reason } => println!("server {server}: stopping: {reason}"),
         Event::Tx { .. } | Event::Role { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_ports_put_the_peering_sockets_after_the_client_and_event_ports() {
+        let ports = fixed_ports(2130, 3).unwrap();
+        let got: Vec<(u16, u16, u16)> = ports
+            .iter()
+            .map(|p| (p.request, p.publish, p.peering))
+            .collect();
+        assert_eq!(
+            got,
+            [(2130, 2131, 2136), (2132, 2133, 2137), (2134, 2135, 2138)]
+        );
+        let err = fixed_ports(65_530, 3).err().unwrap().to_string();
+        assert!(
+            err.contains("--base-port 65530") && err.contains("65538"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn init_writes_every_peering_address_and_a_client_conf_without_them() {
+        let dir = tempfile::tempdir().unwrap();
+        init(&InitOptions {
+            nodes: 3,
+            dir: dir.path().to_path_buf(),
+            slot_ms: 2_000,
+            base_port: None,
+        })
+        .unwrap();
+        let server = Config::load(&dir.path().join("node-2/rota.toml"), Role::Server).unwrap();
+        let peering = server.listen_peering().unwrap();
+        assert_eq!(server.server_peering(rota_peer::ServerId(2)), Some(peering));
+        assert_eq!(server.peering.max_message_bytes, 64 * 1024 * 1024);
+        let mut ports = HashSet::new();
+        for id in server.server_list().ids() {
+            assert!(ports.insert(server.server_address(id).port()));
+            assert!(ports.insert(server.server_peering(id).unwrap().port()));
+        }
+        let text = fs::read_to_string(dir.path().join("node-2/rota.toml")).unwrap();
+        assert!(
+            text.contains("# The peering socket (ZeroMQ ROUTER)"),
+            "{text}"
+        );
+        let client = Config::load(&dir.path().join("client.toml"), Role::Client).unwrap();
+        assert!(client.servers.iter().all(|s| s.peering.is_none()));
     }
 }

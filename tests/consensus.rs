@@ -178,7 +178,7 @@ fn a_message_signed_by_a_key_not_in_the_conf_is_refused() {
         },
     );
     let err = net
-        .request(2, &Request::Peer(vote))
+        .peer_request(2, &Request::Peer(vote))
         .unwrap_err()
         .to_string();
     assert!(err.contains("not in this chain's server list"), "{err}");
@@ -208,7 +208,7 @@ fn a_round_replayed_from_an_earlier_slot_is_refused() {
     );
     let target = if alpha == 2 { 3 } else { 2 };
     let err = net
-        .request(target, &Request::Peer(replay))
+        .peer_request(target, &Request::Peer(replay))
         .unwrap_err()
         .to_string();
     assert!(

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
@@ -178,9 +179,42 @@ impl Net {
         .expect("connect")
     }
 
-    /// Sends one request to server `i`.
+    /// Sends one request to server `i`'s client socket.
     pub fn request(&self, i: usize, request: &Request) -> rota::Result<Reply> {
         self.connect(i).call(request)
+    }
+
+    /// Server `i`'s peering address, from its own conf: the client conf
+    /// lists none, since clients never connect there.
+    pub fn peering_address(&self, i: usize) -> SocketAddr {
+        Config::load(&self.conf(i), Role::Server)
+            .expect("server conf")
+            .server_peering(ServerId(i as u32))
+            .expect("a peering address")
+    }
+
+    /// Sends one request to server `i`'s peering socket, as another
+    /// server's connector does.
+    pub fn peer_request(&self, i: usize, request: &Request) -> rota::Result<Reply> {
+        let ctx = zmq::Context::new();
+        Connection::open(&ctx, &self.client.chain, self.peering_address(i), 1_000)?.call(request)
+    }
+
+    /// Sends raw frames to `address` on a fresh DEALER and returns the reply
+    /// frames, or `None` when none comes within 2 s.
+    pub fn raw(&self, address: SocketAddr, frames: &[&[u8]]) -> Option<Vec<Vec<u8>>> {
+        let ctx = zmq::Context::new();
+        let socket = ctx.socket(zmq::DEALER).expect("socket");
+        socket.set_linger(0).expect("linger");
+        socket.set_ipv6(address.is_ipv6()).expect("ipv6");
+        socket
+            .connect(&rota::config::endpoint(&address))
+            .expect("connect");
+        socket.send_multipart(frames, 0).expect("send");
+        if socket.poll(zmq::POLLIN, 2_000).expect("poll") == 0 {
+            return None;
+        }
+        socket.recv_multipart(0).ok()
     }
 
     /// Server `i`'s `I` reply, or `None` when it does not answer.
