@@ -4,13 +4,11 @@
 //! connector, each with a wake-up on that thread's signal pair.
 
 use crossbeam_channel::{Sender, TrySendError};
-use rota_connector::ConnectorInput;
 use rota_listener::{Family, Outgoing, Waker};
-use rota_peer::schedule::unix_now_ms;
 use rota_peer::wire::Reply;
 
 use super::LedgerThread;
-use crate::events::{Event, Published};
+use super::edge::Effect;
 
 /// Queues `item` for a thread that sleeps in `poll` until woken. When the
 /// queue is full the thread is woken first, so that it drains the queue
@@ -47,28 +45,34 @@ impl LedgerThread {
         send_waking(queue, waker, Outgoing::Reply { route, reply });
     }
 
-    pub(super) fn publish(&self, event: Event) {
-        let topic = event.topic();
-        let body = Published {
-            server: self.core.me,
-            time_ms: unix_now_ms(),
-            event,
+    /// Hands what the edge produced on: events to the listener, input to
+    /// the connector (woken once).
+    pub(super) fn flush(&mut self) {
+        let mut woke_connector = false;
+        for effect in self.edge.take_effects() {
+            match effect {
+                Effect::Publish(published) => {
+                    let topic = published.event.topic();
+                    let body = published.to_json();
+                    let outgoing = Outgoing::Publish { topic, body };
+                    send_waking(
+                        &self.channels.to_listener,
+                        &self.channels.listener_waker,
+                        outgoing,
+                    );
+                }
+                Effect::Connector(input) => {
+                    send_waking(
+                        &self.channels.to_connector,
+                        &self.channels.connector_waker,
+                        input,
+                    );
+                    woke_connector = true;
+                }
+            }
         }
-        .to_json();
-        let outgoing = Outgoing::Publish { topic, body };
-        send_waking(
-            &self.channels.to_listener,
-            &self.channels.listener_waker,
-            outgoing,
-        );
-    }
-
-    pub(super) fn to_connector(&self, input: ConnectorInput) {
-        send_waking(
-            &self.channels.to_connector,
-            &self.channels.connector_waker,
-            input,
-        );
-        self.channels.connector_waker.wake();
+        if woke_connector {
+            self.channels.connector_waker.wake();
+        }
     }
 }

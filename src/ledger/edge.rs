@@ -1,0 +1,543 @@
+//! What the ledger thread does with its input, without its channels: the
+//! [`Edge`] around the pure [`Core`] and the [`Store`].
+//!
+//! The ledger thread (`mod.rs`) owns the queues and their order (`inbox.rs`,
+//! `outbox.rs`), the wake-ups, the clock and the signing key; everything it decides lives here, so that the
+//! cluster simulator runs the very same steps with a simulated clock, a
+//! simulated disk and simulated queues. The edge:
+//!
+//! - answers a request ([`Edge::handle`]): a query from the committed state
+//!   and the block store, a payment through the core, a peer message through
+//!   the core (registrations and heartbeats with this server's status, for
+//!   the caller to sign);
+//! - takes the connector's events ([`Edge::on_connector`]): its state, a
+//!   peer's liveness, a database or blocks fetched from the others;
+//! - carries out the core's actions in order ([`Edge::perform`]), persisting
+//!   through the store before anything after it leaves.
+//!
+//! What leaves the edge other than a reply (events to publish, input for
+//! the connector) is kept as [`Effect`]s, in order, until the caller takes
+//! them ([`Edge::take_effects`]). The edge reads no clock: every step takes
+//! the time from its caller.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rota_connector::machine::State;
+use rota_connector::{ConnectorEvent, ConnectorInput};
+use rota_listener::{Inbound, Stats};
+use rota_peer::balances::Balances;
+use rota_peer::block::{Block, BlockHeader, merkle_root};
+use rota_peer::transaction::VerifiedTx;
+use rota_peer::wire::{PeerMessage, Reply, Request, Status, TxStatus};
+use rota_peer::{Millis, PublicKey, ServerId, Slot};
+
+use super::core::{Action, Commit, Committed, Core, PeerRefusal, Persist, Target, Tracked};
+use super::store::{Appended, Store, Tip};
+use crate::events::{Event, PeerState, Published};
+use crate::info::{Connections, Info, PeeringCounts};
+
+/// Why the ledger ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Asked to stop (SIGINT or SIGTERM).
+    Shutdown,
+    /// No majority is possible; the servers must be restarted by hand.
+    ConsensusLost(String),
+    /// A local failure (the disk, a thread gone).
+    Failed(String),
+}
+
+/// Something the edge hands on besides a reply, in the order it happened.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// An event for the publisher.
+    Publish(Published),
+    /// Input for the connector.
+    Connector(ConnectorInput),
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug)]
+pub enum Response {
+    /// A reply as it is.
+    Reply(Reply),
+    /// This server's status (a `register` or `heart` message), to be signed
+    /// for `slot` by the caller, who holds the key, and sent as
+    /// [`Reply::Signed`].
+    Sign { slot: Slot, message: PeerMessage },
+}
+
+/// The ledger's state and its steps. See the module documentation.
+pub struct Edge {
+    core: Core,
+    store: Store,
+    tip: Tip,
+    public_key: PublicKey,
+    chain: String,
+    /// The client sockets' counters and the peering socket's, for `I`.
+    stats: Arc<Stats>,
+    peering_stats: Arc<Stats>,
+    connector: State,
+    started: Millis,
+    effects: Vec<Effect>,
+}
+
+impl Edge {
+    /// The edge of a server whose core was loaded from `store`, started at
+    /// `now`.
+    pub fn new(
+        core: Core,
+        store: Store,
+        public_key: PublicKey,
+        chain: String,
+        stats: Arc<Stats>,
+        peering_stats: Arc<Stats>,
+        now: Millis,
+    ) -> crate::Result<Edge> {
+        let tip = store.tip()?;
+        Ok(Edge {
+            core,
+            store,
+            tip,
+            public_key,
+            chain,
+            stats,
+            peering_stats,
+            connector: State::Connecting,
+            started: now,
+            effects: Vec::new(),
+        })
+    }
+
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn tip(&self) -> Tip {
+        self.tip
+    }
+
+    /// The connector state last reported.
+    pub fn connector(&self) -> State {
+        self.connector
+    }
+
+    /// What the edge has handed on since it was last asked, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// This server's committed state, as heartbeats report it.
+    pub fn status(&self) -> Status {
+        let committed = self.core.committed();
+        Status {
+            slot: committed.slot,
+            balance_hash: committed.hash,
+            height: self.tip.height,
+            block_hash: self.tip.hash,
+        }
+    }
+
+    /// The next moment the core needs a tick.
+    pub fn next_deadline(&self, now: Millis) -> Millis {
+        self.core.next_deadline(now)
+    }
+
+    /// Advances the core's time.
+    pub fn tick(&mut self, now: Millis) -> Vec<Action> {
+        self.core.tick(now)
+    }
+
+    /// Tells the connector this server's committed state.
+    pub fn send_own(&mut self) {
+        let status = self.status();
+        self.for_connector(ConnectorInput::Own(status));
+    }
+
+    /// The ledger ends: says so, and warns of payments it drops.
+    pub fn exit(&mut self, exit: Exit, now: Millis) -> Exit {
+        let pending = self.core.pending_count() + self.core.held_count();
+        if pending > 0 {
+            log::warn!("stopping with {pending} payments taken but not committed; they are lost");
+        }
+        let reason = match &exit {
+            Exit::Shutdown => "shutdown".to_string(),
+            Exit::ConsensusLost(reason) => format!("consensus lost: {reason}"),
+            Exit::Failed(reason) => format!("failed: {reason}"),
+        };
+        self.publish(Event::Stop { reason }, now);
+        exit
+    }
+
+    fn publish(&mut self, event: Event, now: Millis) {
+        self.effects.push(Effect::Publish(Published {
+            server: self.core.me,
+            time_ms: now,
+            event,
+        }));
+    }
+
+    fn for_connector(&mut self, input: ConnectorInput) {
+        self.effects.push(Effect::Connector(input));
+    }
+
+    /// Answers one request, returning what the core asks for.
+    pub fn handle(&mut self, inbound: Inbound, now: Millis) -> (Response, Vec<Action>) {
+        match inbound {
+            Inbound::Refused(message) => (Response::Reply(Reply::Error(message)), Vec::new()),
+            Inbound::Query(request) => {
+                let reply = self
+                    .query(request, now)
+                    .unwrap_or_else(|e| Reply::Error(e.to_string()));
+                (Response::Reply(reply), Vec::new())
+            }
+            Inbound::Submit(tx) => {
+                let (result, actions) = self.core.submit(tx, now);
+                let reply = match result {
+                    Ok(disposition) => {
+                        let event = Event::Tx {
+                            id: tx.id(),
+                            state: disposition.into(),
+                            alpha: disposition.server(),
+                        };
+                        self.publish(event, now);
+                        Reply::Submitted {
+                            id: tx.id(),
+                            disposition,
+                        }
+                    }
+                    Err(refusal) => Reply::Error(format!("payment refused: {refusal}")),
+                };
+                (Response::Reply(reply), actions)
+            }
+            Inbound::Peer {
+                from,
+                slot,
+                message,
+            } => {
+                let command = message.command();
+                match self.on_peer(from, slot, message, now) {
+                    Ok((Some(response), actions)) => (response, actions),
+                    Ok((None, actions)) => (Response::Reply(Reply::Ack(command)), actions),
+                    Err(refusal) => {
+                        log::info!("{} from server {from} refused: {refusal}", command.name());
+                        (
+                            Response::Reply(Reply::Error(refusal.to_string())),
+                            Vec::new(),
+                        )
+                    }
+                }
+            }
+        }
+    }
+
+    /// A peer message: registrations and heartbeats are answered with this
+    /// server's status; the rest go to the core.
+    fn on_peer(
+        &mut self,
+        from: ServerId,
+        slot: u64,
+        message: PeerMessage<VerifiedTx>,
+        now: Millis,
+    ) -> Result<(Option<Response>, Vec<Action>), PeerRefusal> {
+        let actions = match message {
+            // Answered with this server's status, by the ledger since it
+            // holds the status; registrations and heartbeats are not rounds,
+            // so only a slot far from this server's clock is refused.
+            PeerMessage::Register(_) | PeerMessage::Heart(_) => {
+                let current = self.core.schedule.slot_at(now);
+                if slot.abs_diff(current) > 2 {
+                    return Err(PeerRefusal::StaleStatus {
+                        command: message.command(),
+                        slot,
+                        current,
+                    });
+                }
+                let message = match message {
+                    PeerMessage::Register(_) => PeerMessage::Register(self.status()),
+                    _ => PeerMessage::Heart(self.status()),
+                };
+                let response = Response::Sign {
+                    slot: current,
+                    message,
+                };
+                return Ok((Some(response), Vec::new()));
+            }
+            PeerMessage::Round { hash, transactions } => {
+                self.core.on_round(from, slot, hash, transactions, now)?
+            }
+            PeerMessage::Vote { hash } => self.core.on_vote(from, slot, hash)?,
+            PeerMessage::Result(decision) => self.core.on_result(from, slot, decision, now)?,
+            PeerMessage::Push { packed } => self.core.on_push(from, slot, &packed, now)?,
+            PeerMessage::Forward { transaction } => {
+                let disposition = self.core.on_forward(from, slot, transaction, now)?;
+                let event = Event::Tx {
+                    id: transaction.id(),
+                    state: disposition.into(),
+                    alpha: disposition.server(),
+                };
+                self.publish(event, now);
+                Vec::new()
+            }
+        };
+        Ok((None, actions))
+    }
+
+    /// Answers a client query from the committed state and the block store.
+    fn query(&mut self, request: Request, now: Millis) -> crate::Result<Reply> {
+        let committed = self.core.committed();
+        let not_found = |n| format!("block {n} not found; the height is {}", self.tip.height);
+        Ok(match request {
+            Request::Info => Reply::Info(self.info(now).to_json()),
+            Request::Height => Reply::Height(self.tip.height),
+            Request::Block(n) => match self.store.block(n)? {
+                Some(bytes) => Reply::Block(bytes),
+                None => Reply::error(not_found(n)),
+            },
+            Request::BlockHash(n) => match self.store.block_hash(n)? {
+                Some(hash) => Reply::BlockHash(hash),
+                None => Reply::error(not_found(n)),
+            },
+            Request::Account(key) => match committed.snapshot.get(&key) {
+                Some(balance) => Reply::Account(balance),
+                None => Reply::error(format!("no account for {key}")),
+            },
+            Request::Status(id) => Reply::Status(match self.store.tx_block(&id)? {
+                Some(block) => TxStatus::Committed(block),
+                None => match self.core.tracked(&id) {
+                    Some(Tracked::Pending { .. }) => TxStatus::Pending,
+                    Some(Tracked::Lost { .. }) => TxStatus::Lost,
+                    None => TxStatus::Unknown,
+                },
+            }),
+            Request::Database => Reply::Database {
+                hash: committed.hash,
+                slot: committed.slot,
+                height: self.tip.height,
+                packed: committed
+                    .snapshot
+                    .packed()
+                    .expect("committed snapshots are packed")
+                    .to_vec(),
+            },
+            Request::Submit(_) | Request::Peer(_) => Reply::error("not a query"),
+        })
+    }
+
+    /// This server's view of itself, for `I`.
+    fn info(&self, now: Millis) -> Info {
+        let schedule = &self.core.schedule;
+        let slot = schedule.slot_at(now);
+        let committed = self.core.committed();
+        let peers = self
+            .core
+            .peers()
+            .iter()
+            .map(|(id, alive)| (*id, PeerState::of(*alive)))
+            .collect();
+        Info {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            chain: self.chain.clone(),
+            public_key: self.public_key,
+            identifier: self.core.me,
+            servers: self.core.servers.len(),
+            slot,
+            slot_ms: schedule.slot_ms,
+            blackout_ms: schedule.blackout_ms,
+            tolerance_ms: schedule.tolerance_ms,
+            alpha: schedule.alpha(slot),
+            window_open: schedule.window_open(now),
+            role: self.core.role_at(now),
+            height: self.tip.height,
+            block_hash: self.tip.hash,
+            balance_hash: committed.hash,
+            committed_slot: committed.slot,
+            accounts: committed.snapshot.len(),
+            supply: committed.snapshot.supply(),
+            pending: self.core.pending_count(),
+            held: self.core.held_count(),
+            connector: self.connector.into(),
+            in_sync: self.core.is_synced(),
+            peers,
+            connections: Connections {
+                open: self.stats.open.load(Ordering::Relaxed),
+                accepted: self.stats.accepted.load(Ordering::Relaxed),
+            },
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            refused: self.stats.refused.load(Ordering::Relaxed),
+            peering: PeeringCounts {
+                open: self.peering_stats.open.load(Ordering::Relaxed),
+                accepted: self.peering_stats.accepted.load(Ordering::Relaxed),
+                requests: self.peering_stats.requests.load(Ordering::Relaxed),
+                refused: self.peering_stats.refused.load(Ordering::Relaxed),
+            },
+            uptime_ms: now.saturating_sub(self.started),
+        }
+    }
+
+    /// An event from the connector, returning what the core asks for.
+    pub fn on_connector(&mut self, event: ConnectorEvent, now: Millis) -> Vec<Action> {
+        match event {
+            ConnectorEvent::State(state) => {
+                self.connector = state;
+                self.core.set_synced(state == State::Sampling, now);
+                let event = Event::Connector {
+                    state: state.into(),
+                };
+                self.publish(event, now);
+                Vec::new()
+            }
+            ConnectorEvent::Peer { id, alive } => {
+                self.core.set_peer_alive(id, alive);
+                let event = Event::Peer {
+                    peer: id,
+                    state: PeerState::of(alive),
+                };
+                self.publish(event, now);
+                Vec::new()
+            }
+            ConnectorEvent::Install { slot, hash, packed } => {
+                match Balances::from_packed(&packed).map(|mut b| (b.hash(), b)) {
+                    Ok((got, balances)) if got == hash => {
+                        log::info!("installing the fetched database {}", hash.short());
+                        self.core.install(slot, hash, balances)
+                    }
+                    Ok((got, _)) => {
+                        log::warn!(
+                            "fetched database hashes to {}, not {}; refused",
+                            got.short(),
+                            hash.short()
+                        );
+                        vec![Action::OutOfSync]
+                    }
+                    Err(e) => {
+                        log::warn!("fetched database refused: {e}");
+                        vec![Action::OutOfSync]
+                    }
+                }
+            }
+            ConnectorEvent::Blocks(blocks) => {
+                match self.store.append_fetched(&blocks) {
+                    Ok(Appended::Tip(tip)) => {
+                        self.tip = tip;
+                        self.send_own();
+                    }
+                    Ok(Appended::Fork { from }) => {
+                        self.refresh_tip();
+                        self.for_connector(ConnectorInput::Fork { from });
+                    }
+                    Err(e) => {
+                        log::warn!("fetched blocks not stored: {e}");
+                        self.refresh_tip();
+                    }
+                }
+                Vec::new()
+            }
+            ConnectorEvent::LostMajority { alive, needed } => vec![Action::Stop(format!(
+                "only {alive} of {} servers are alive; a majority needs {needed}",
+                self.core.servers.len()
+            ))],
+        }
+    }
+
+    /// Reads the tip again after the store changed in ways the edge did not
+    /// follow (blocks dropped or appended before a fork was found).
+    fn refresh_tip(&mut self) {
+        match self.store.tip() {
+            Ok(tip) => self.tip = tip,
+            Err(e) => log::error!("cannot read the block tip: {e}"),
+        }
+    }
+
+    /// Carries out the core's actions; returns an exit when one is asked for.
+    ///
+    /// Actions are carried out in order. A persist that fails stops the
+    /// node at once: the actions after it are dropped, because they may
+    /// announce what was to be kept.
+    pub fn perform(&mut self, actions: Vec<Action>, now: Millis) -> Option<Exit> {
+        let mut exit = None;
+        let total = actions.len();
+        for (done, action) in actions.into_iter().enumerate() {
+            match action {
+                Action::Send { to, slot, message } => {
+                    let to = match to {
+                        Target::All => rota_connector::Target::All,
+                        Target::Only(ids) => rota_connector::Target::Only(ids),
+                    };
+                    self.for_connector(ConnectorInput::Send { to, slot, message });
+                }
+                Action::Persist(Persist::Commit(commit)) => {
+                    if let Err(e) = self.commit(commit, now) {
+                        log::error!(
+                            "could not persist a commit; dropping the {} actions after it",
+                            total - done - 1
+                        );
+                        return Some(Exit::Failed(format!("could not persist a commit: {e}")));
+                    }
+                }
+                Action::Publish(event) => self.publish(event, now),
+                Action::OutOfSync => self.for_connector(ConnectorInput::OutOfSync),
+                Action::Stop(reason) => exit = Some(Exit::ConsensusLost(reason)),
+            }
+        }
+        exit
+    }
+
+    fn commit(&mut self, commit: Commit, now: Millis) -> crate::Result<()> {
+        let block = commit
+            .block
+            .then(|| build_block(self.tip, &commit, self.core.schedule.start(commit.slot)));
+        let committed = Committed {
+            slot: commit.slot,
+            hash: commit.hash,
+            snapshot: commit.snapshot.clone(),
+        };
+        self.store
+            .commit(commit.slot, &committed, block.as_ref(), commit.installed)?;
+        if let Some(block) = block {
+            self.tip = Tip {
+                height: block.header.number,
+                hash: block.header.hash(),
+            };
+            log::info!(
+                "block {} ({} payments) appended, hash {}",
+                self.tip.height,
+                block.transactions.len(),
+                self.tip.hash.short()
+            );
+            let event = Event::Block {
+                number: self.tip.height,
+                hash: self.tip.hash,
+                slot: commit.slot,
+                transactions: block.transactions.len(),
+            };
+            self.publish(event, now);
+        }
+        self.send_own();
+        Ok(())
+    }
+}
+
+/// The block for a committed round: a pure function of the round and the
+/// chain's tip, so every server in consensus builds the same one.
+pub fn build_block(tip: Tip, commit: &Commit, timestamp: Millis) -> Block {
+    let ids: Vec<_> = commit.transactions.iter().map(|tx| tx.id()).collect();
+    Block {
+        header: BlockHeader {
+            number: tip.height + 1,
+            previous: tip.hash,
+            slot: commit.slot,
+            timestamp,
+            merkle_root: merkle_root(&ids),
+            balance_hash: commit.hash,
+            difficulty: 0,
+            nonce: 0,
+        },
+        transactions: commit.transactions.iter().map(|tx| *tx.tx()).collect(),
+    }
+}
