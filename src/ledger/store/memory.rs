@@ -5,6 +5,12 @@
 //! Clones share one disk, as a restarted process finds the disk its
 //! predecessor left: the simulator keeps a clone, drops the crashed server's
 //! store, and opens a new store on the clone.
+//!
+//! A crash can also tear the file being written, where the real disk could:
+//! the real one writes a file as `<name>.tmp`, syncs it and renames it, so a
+//! crash part-way leaves a `.tmp` holding the first bytes and the old file
+//! untouched ([`MemoryDisk::crash_after_torn`]). Table transactions cannot
+//! tear (redb commits them whole), so they never do here.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,6 +32,9 @@ struct State {
     /// After this many durable steps every write fails, as if the process
     /// had died there: nothing after it reaches the disk.
     crash_after: Option<u64>,
+    /// Whether a file written at the crash point leaves a torn `.tmp`
+    /// holding this many of its first bytes.
+    torn: Option<usize>,
 }
 
 /// A simulated disk. See the module documentation.
@@ -54,11 +63,29 @@ impl MemoryDisk {
     pub fn crash_after(&self, steps: u64) {
         let mut state = self.state();
         state.crash_after = Some(state.writes + steps);
+        state.torn = None;
+    }
+
+    /// As [`MemoryDisk::crash_after`], and if the write at the crash point
+    /// is a file, the crash tears it: `<name>.tmp` is left holding its
+    /// first `keep` bytes, as the real disk's temporary file would be.
+    pub fn crash_after_torn(&self, steps: u64, keep: usize) {
+        let mut state = self.state();
+        state.crash_after = Some(state.writes + steps);
+        state.torn = Some(keep);
+    }
+
+    /// Whether the crash point has been reached: the process is dead.
+    pub fn crashed(&self) -> bool {
+        let state = self.state();
+        state.crash_after.is_some_and(|at| state.writes >= at)
     }
 
     /// The process is back: writes reach the disk again.
     pub fn restart(&self) {
-        self.state().crash_after = None;
+        let mut state = self.state();
+        state.crash_after = None;
+        state.torn = None;
     }
 
     /// Counts one durable step, or refuses it after the crash point.
@@ -85,7 +112,14 @@ impl Disk for MemoryDisk {
 
     fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let mut state = self.state();
-        MemoryDisk::step(&mut state)?;
+        if let Err(crash) = MemoryDisk::step(&mut state) {
+            // Torn once: the first write refused at the crash point.
+            if let Some(keep) = state.torn.take() {
+                let partial = bytes[..keep.min(bytes.len())].to_vec();
+                state.files.insert(format!("{name}.tmp"), partial);
+            }
+            return Err(crash);
+        }
         state.files.insert(name.to_string(), bytes.to_vec());
         Ok(())
     }
