@@ -43,7 +43,7 @@ use crate::config::{Config, parse_address};
 use crate::error::{Error, Result};
 use crate::genesis::Genesis;
 use crate::ledger::core::Core;
-use crate::ledger::store::{Loaded, Store};
+use crate::ledger::store::Store;
 use crate::ledger::{Channels, Exit, Inputs, LedgerThread};
 
 /// Verified batches queued from a lane's verifiers to the ledger; a
@@ -72,30 +72,8 @@ fn verifier_count() -> usize {
 
 /// Loads the committed state from the store and builds the core on it.
 fn load_core(config: &Config, me: ServerId, store: &Store) -> Result<Core> {
-    let servers = config.server_list();
     let genesis = Genesis::load(&config.genesis_file, &config.chain)?.balances()?;
-    let committed = match store.load(genesis)? {
-        Loaded::Intact(committed) => committed,
-        Loaded::Damaged { reason, .. } if servers.len() == 1 => {
-            return Err(Error::Store(format!(
-                "{reason}; a single server has no one to fetch from: restore balances.db from \
-                 the archive by hand (see docs/OPERATIONS.md)"
-            )));
-        }
-        Loaded::Damaged { best, reason } => {
-            log::error!(
-                "{reason}; starting out of sync: the other servers' database will replace it"
-            );
-            best
-        }
-    };
-    log::info!(
-        "resuming at round {} with balance hash {} ({} accounts)",
-        committed.slot,
-        committed.hash.short(),
-        committed.snapshot.len()
-    );
-    Ok(Core::new(me, servers, config.schedule(), committed))
+    crate::ledger::edge::resume(store, genesis, me, config.server_list(), config.schedule())
 }
 
 /// The decoded-work channel of `lane`, as a [`LaneSender`] on its budget and

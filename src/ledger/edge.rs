@@ -15,6 +15,8 @@
 //! - carries out the core's actions in order ([`Edge::perform`]), persisting
 //!   through the store before anything after it leaves.
 //!
+//! A server starts, and restarts, from what its store kept ([`resume`]).
+//!
 //! What leaves the edge other than a reply (events to publish, input for
 //! the connector) is kept as [`Effect`]s, in order, until the caller takes
 //! them ([`Edge::take_effects`]). The edge reads no clock: every step takes
@@ -28,12 +30,13 @@ use rota_connector::{ConnectorEvent, ConnectorInput};
 use rota_listener::{Inbound, Stats};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, merkle_root};
+use rota_peer::schedule::Schedule;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{PeerMessage, Reply, Request, Status, TxStatus};
+use rota_peer::wire::{PeerMessage, Reply, Request, ServerList, Status, TxStatus};
 use rota_peer::{Millis, PublicKey, ServerId, Slot};
 
 use super::core::{Action, Commit, Committed, Core, PeerRefusal, Persist, Target, Tracked};
-use super::store::{Appended, Store, Tip};
+use super::store::{Appended, Loaded, Store, Tip};
 use crate::events::{Event, PeerState, Published};
 use crate::info::{Connections, Info, PeeringCounts};
 
@@ -521,6 +524,42 @@ impl Edge {
         self.send_own();
         Ok(())
     }
+}
+
+/// The core a server resumes with: the committed state loaded from its
+/// store (from `genesis` on a new one), as the node does at every start and
+/// the simulator at every restart. A damaged store starts the server out of
+/// sync, to be replaced from the others, except on a one-server chain,
+/// which has no one to fetch from and refuses to start.
+pub fn resume(
+    store: &Store,
+    genesis: Balances,
+    me: ServerId,
+    servers: ServerList,
+    schedule: Schedule,
+) -> crate::Result<Core> {
+    let committed = match store.load(genesis)? {
+        Loaded::Intact(committed) => committed,
+        Loaded::Damaged { reason, .. } if servers.len() == 1 => {
+            return Err(crate::Error::Store(format!(
+                "{reason}; a single server has no one to fetch from: restore balances.db from \
+                 the archive by hand (see docs/OPERATIONS.md)"
+            )));
+        }
+        Loaded::Damaged { best, reason } => {
+            log::error!(
+                "{reason}; starting out of sync: the other servers' database will replace it"
+            );
+            best
+        }
+    };
+    log::info!(
+        "resuming at round {} with balance hash {} ({} accounts)",
+        committed.slot,
+        committed.hash.short(),
+        committed.snapshot.len()
+    );
+    Ok(Core::new(me, servers, schedule, committed))
 }
 
 /// The block for a committed round: a pure function of the round and the
