@@ -1,0 +1,404 @@
+//! What must hold after every step, and the checks that say it does.
+//!
+//! The [`Checker`] watches honest servers only: a dishonest server's own
+//! state may be anything. It keeps the first version of every block and of
+//! every committed state that an honest server showed (the *canonical*
+//! chain), and holds every honest server to it; it remembers what honest
+//! servers told clients, and every vote an honest server sent.
+//!
+//! The checks are incremental (a server's blocks are read again only when
+//! its tip moves), so they run after every step at little cost. Two
+//! invariants are judged by the run itself, since they speak of time and
+//! the network: no stop while a quorum can talk ([`Invariant::NoStop`]),
+//! and rounds commit again after the heal ([`Invariant::Liveness`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use rota::ledger::edge::Edge;
+use rota::ledger::store::Tip;
+use rota_peer::block::Block;
+use rota_peer::wire::TxStatus;
+use rota_peer::{BlockNumber, Hash, ServerId, Slot, TxId};
+
+use crate::clients::Clients;
+
+/// The invariants, in the order they are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Invariant {
+    /// A payment reported committed to a client stays committed on every
+    /// honest server.
+    CommittedStays,
+    /// The committed chains (blocks and committed states) of honest servers
+    /// are prefixes of one another, and never lose a block.
+    Prefix,
+    /// Balances always sum to the genesis supply.
+    Supply,
+    /// No honest server signs two different votes for one slot (a beta's
+    /// ROUND is its vote).
+    OneVote,
+    /// No honest server stops while a majority of honest servers can talk.
+    NoStop,
+    /// Once faults heal, a round closed by an honest server commits on
+    /// every honest server within K slots.
+    Liveness,
+    /// A payment that must be refused is never committed.
+    Refused,
+    /// No payment is committed twice.
+    Once,
+    /// A server's store loads intact after any crash, as the store promises.
+    Recovery,
+    /// After the heal, an honest alpha in sync takes a good payment that a
+    /// client with a true clock sends it in the middle of its window.
+    Timely,
+    /// The real code panicked.
+    Panic,
+}
+
+impl Invariant {
+    pub const ALL: [Invariant; 11] = [
+        Invariant::CommittedStays,
+        Invariant::Prefix,
+        Invariant::Supply,
+        Invariant::OneVote,
+        Invariant::NoStop,
+        Invariant::Liveness,
+        Invariant::Refused,
+        Invariant::Once,
+        Invariant::Recovery,
+        Invariant::Timely,
+        Invariant::Panic,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Invariant::CommittedStays => "committed-stays",
+            Invariant::Prefix => "prefix",
+            Invariant::Supply => "supply",
+            Invariant::OneVote => "one-vote",
+            Invariant::NoStop => "no-stop",
+            Invariant::Liveness => "liveness",
+            Invariant::Refused => "refused",
+            Invariant::Once => "once",
+            Invariant::Recovery => "recovery",
+            Invariant::Timely => "timely",
+            Invariant::Panic => "panic",
+        }
+    }
+
+    /// What the invariant says, in a line.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Invariant::CommittedStays => {
+                "a payment reported committed to a client stays committed on every honest server"
+            }
+            Invariant::Prefix => {
+                "the committed chains of honest servers are prefixes of one another"
+            }
+            Invariant::Supply => "balances always sum to the genesis supply",
+            Invariant::OneVote => "no honest server signs two different votes for one slot",
+            Invariant::NoStop => {
+                "no honest server stops while a majority of honest servers can talk"
+            }
+            Invariant::Liveness => {
+                "once faults heal, a round closed by an honest server commits on every honest \
+                 server within K slots"
+            }
+            Invariant::Refused => "a payment that must be refused is never committed",
+            Invariant::Once => "no payment is committed twice",
+            Invariant::Recovery => "a store loads intact after any crash",
+            Invariant::Timely => {
+                "after the heal, an honest alpha in sync takes a good payment sent to it \
+                 mid-window by a client with a true clock"
+            }
+            Invariant::Panic => "the real code does not panic",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Invariant> {
+        Invariant::ALL.into_iter().find(|i| i.name() == name)
+    }
+}
+
+impl fmt::Display for Invariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// A broken invariant and what broke it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub invariant: Invariant,
+    pub detail: String,
+}
+
+fn broken(invariant: Invariant, detail: String) -> Result<(), Violation> {
+    Err(Violation { invariant, detail })
+}
+
+/// A canonical block: its hash, its payments, and who showed it first.
+struct Canonical {
+    hash: Hash,
+    ids: Vec<TxId>,
+    first: ServerId,
+}
+
+/// What the checker last saw of one server.
+#[derive(Clone, Copy, Default)]
+struct Seen {
+    tip: Tip,
+    highest: BlockNumber,
+    committed: Option<(Slot, Hash)>,
+}
+
+/// The incremental checks. See the module documentation.
+pub struct Checker {
+    supply: u64,
+    blocks: BTreeMap<BlockNumber, Canonical>,
+    states: BTreeMap<Slot, (Hash, ServerId)>,
+    committed_ids: BTreeMap<TxId, BlockNumber>,
+    votes: BTreeMap<(ServerId, Slot), Hash>,
+    /// Payments an honest server reported committed: in which block, by whom.
+    reported: BTreeMap<TxId, (BlockNumber, ServerId)>,
+    seen: Vec<Seen>,
+}
+
+impl Checker {
+    pub fn new(servers: usize, supply: u64) -> Checker {
+        Checker {
+            supply,
+            blocks: BTreeMap::new(),
+            states: BTreeMap::new(),
+            committed_ids: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            reported: BTreeMap::new(),
+            seen: vec![Seen::default(); servers],
+        }
+    }
+
+    /// An honest server sent a vote (or, as beta, its round) for `slot`.
+    pub fn vote(&mut self, server: ServerId, slot: Slot, hash: Hash) -> Result<(), Violation> {
+        match self.votes.insert((server, slot), hash) {
+            Some(earlier) if earlier != hash => broken(
+                Invariant::OneVote,
+                format!(
+                    "s{server} voted {} for slot {slot} after voting {}",
+                    hash.short(),
+                    earlier.short()
+                ),
+            ),
+            Some(_) | None => Ok(()),
+        }
+    }
+
+    /// An honest server answered `S` for payment `id`.
+    pub fn status(
+        &mut self,
+        server: ServerId,
+        id: TxId,
+        status: TxStatus,
+        edge: &Edge,
+    ) -> Result<(), Violation> {
+        let earlier = self.reported.get(&id).copied();
+        match (status, earlier) {
+            (TxStatus::Committed(n), None) => {
+                let holds = block_ids(edge, n).is_some_and(|ids| ids.contains(&id));
+                if !holds {
+                    return broken(
+                        Invariant::CommittedStays,
+                        format!(
+                            "s{server} says {} is in block {n}, which lacks it",
+                            id.short()
+                        ),
+                    );
+                }
+                self.reported.insert(id, (n, server));
+                Ok(())
+            }
+            (TxStatus::Committed(n), Some((m, by))) if n != m => broken(
+                Invariant::CommittedStays,
+                format!(
+                    "s{server} says {} is in block {n}; s{by} said block {m}",
+                    id.short()
+                ),
+            ),
+            (TxStatus::Lost, Some((m, by))) => broken(
+                Invariant::CommittedStays,
+                format!(
+                    "s{server} says {} is lost; s{by} said it is in block {m}",
+                    id.short()
+                ),
+            ),
+            (TxStatus::Committed(_), Some(_))
+            | (TxStatus::Lost, None)
+            | (TxStatus::Pending | TxStatus::Unknown, _) => Ok(()),
+        }
+    }
+
+    /// Checks an honest server's committed state after a step.
+    pub fn server(
+        &mut self,
+        server: ServerId,
+        edge: &Edge,
+        clients: &Clients,
+    ) -> Result<(), Violation> {
+        let seen = self.seen[server.index()];
+        let tip = edge.tip();
+        if tip != seen.tip {
+            self.blocks_of(server, edge, seen, clients)?;
+        }
+        let committed = edge.core().committed();
+        if seen.committed != Some((committed.slot, committed.hash)) {
+            let supply = committed.snapshot.supply();
+            if supply != self.supply {
+                return broken(
+                    Invariant::Supply,
+                    format!(
+                        "s{server} committed {} at slot {}, whose balances sum to {supply}, not {}",
+                        committed.hash.short(),
+                        committed.slot,
+                        self.supply
+                    ),
+                );
+            }
+            let (hash, first) = *self
+                .states
+                .entry(committed.slot)
+                .or_insert((committed.hash, server));
+            if hash != committed.hash {
+                return broken(
+                    Invariant::Prefix,
+                    format!(
+                        "s{server} committed {} at slot {}; s{first} committed {}",
+                        committed.hash.short(),
+                        committed.slot,
+                        hash.short()
+                    ),
+                );
+            }
+        }
+        let entry = &mut self.seen[server.index()];
+        entry.tip = tip;
+        entry.highest = entry.highest.max(tip.height);
+        entry.committed = Some((committed.slot, committed.hash));
+        Ok(())
+    }
+
+    /// Holds a server's blocks to the canonical chain, from the first one
+    /// that may have changed.
+    fn blocks_of(
+        &mut self,
+        server: ServerId,
+        edge: &Edge,
+        seen: Seen,
+        clients: &Clients,
+    ) -> Result<(), Violation> {
+        let tip = edge.tip();
+        if tip.height < seen.highest {
+            return broken(
+                Invariant::Prefix,
+                format!(
+                    "s{server} dropped its blocks above {}; it had {}",
+                    tip.height, seen.highest
+                ),
+            );
+        }
+        let unchanged = seen.tip.height > 0
+            && seen.tip.height <= tip.height
+            && block_of(edge, seen.tip.height).is_some_and(|b| b.header.hash() == seen.tip.hash);
+        let from = if unchanged { seen.tip.height + 1 } else { 1 };
+        for n in from..=tip.height {
+            let Some(block) = block_of(edge, n) else {
+                return broken(
+                    Invariant::Prefix,
+                    format!("s{server} has no block {n} below its tip {}", tip.height),
+                );
+            };
+            let hash = block.header.hash();
+            let ids: Vec<TxId> = block.transactions.iter().map(|tx| tx.id()).collect();
+            if let Some(canonical) = self.blocks.get(&n) {
+                if canonical.hash == hash {
+                    continue;
+                }
+                let gone = canonical
+                    .ids
+                    .iter()
+                    .find(|id| self.reported.get(id).is_some_and(|(m, _)| *m == n));
+                if let Some(id) = gone {
+                    let by = self.reported[id].1;
+                    return broken(
+                        Invariant::CommittedStays,
+                        format!(
+                            "s{server}'s block {n} lacks {}, which s{by} reported committed in it",
+                            id.short()
+                        ),
+                    );
+                }
+                return broken(
+                    Invariant::Prefix,
+                    format!(
+                        "s{server}'s block {n} is {}; s{}'s is {}",
+                        hash.short(),
+                        canonical.first,
+                        canonical.hash.short()
+                    ),
+                );
+            }
+            for id in &ids {
+                if let Some(bad) = clients.must_refuse(id) {
+                    return broken(
+                        Invariant::Refused,
+                        format!(
+                            "s{server}'s block {n} holds {} ({})",
+                            id.short(),
+                            bad.name()
+                        ),
+                    );
+                }
+                if let Some(earlier) = self.committed_ids.insert(*id, n) {
+                    return broken(
+                        Invariant::Once,
+                        format!(
+                            "s{server}'s block {n} holds {}, already in block {earlier}",
+                            id.short()
+                        ),
+                    );
+                }
+            }
+            self.blocks.insert(
+                n,
+                Canonical {
+                    hash,
+                    ids,
+                    first: server,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The highest canonical block.
+    pub fn height(&self) -> BlockNumber {
+        self.blocks.keys().next_back().copied().unwrap_or(0)
+    }
+
+    /// Payments reported committed so far.
+    pub fn reported(&self) -> usize {
+        self.reported.len()
+    }
+
+    /// The ids of the canonical chain's payments.
+    pub fn committed_ids(&self) -> BTreeSet<TxId> {
+        self.committed_ids.keys().copied().collect()
+    }
+}
+
+fn block_of(edge: &Edge, n: BlockNumber) -> Option<Block> {
+    let bytes = edge.store().block(n).ok()??;
+    Block::decode(&bytes).ok()
+}
+
+fn block_ids(edge: &Edge, n: BlockNumber) -> Option<Vec<TxId>> {
+    block_of(edge, n).map(|b| b.transactions.iter().map(|tx| tx.id()).collect())
+}
