@@ -315,66 +315,73 @@ impl Checker {
                     format!("s{server} has no block {n} below its tip {}", tip.height),
                 );
             };
-            let hash = block.header.hash();
-            let ids: Vec<TxId> = block.transactions.iter().map(|tx| tx.id()).collect();
-            if let Some(canonical) = self.blocks.get(&n) {
-                if canonical.hash == hash {
-                    continue;
-                }
-                let gone = canonical
-                    .ids
-                    .iter()
-                    .find(|id| self.reported.get(id).is_some_and(|(m, _)| *m == n));
-                if let Some(id) = gone {
-                    let by = self.reported[id].1;
-                    return broken(
-                        Invariant::CommittedStays,
-                        format!(
-                            "s{server}'s block {n} lacks {}, which s{by} reported committed in it",
-                            id.short()
-                        ),
-                    );
-                }
+            self.block(server, n, &block, clients)?;
+        }
+        Ok(())
+    }
+
+    /// Holds a server's block `n` to the canonical one, or makes it the
+    /// canonical one if it is the first seen.
+    fn block(
+        &mut self,
+        server: ServerId,
+        n: BlockNumber,
+        block: &Block,
+        clients: &Clients,
+    ) -> Result<(), Violation> {
+        let hash = block.header.hash();
+        if let Some(canonical) = self.blocks.get(&n) {
+            if canonical.hash == hash {
+                return Ok(());
+            }
+            let gone = canonical
+                .ids
+                .iter()
+                .find(|id| self.reported.get(id).is_some_and(|(m, _)| *m == n));
+            if let Some(id) = gone {
+                let by = self.reported[id].1;
                 return broken(
-                    Invariant::Prefix,
+                    Invariant::CommittedStays,
                     format!(
-                        "s{server}'s block {n} is {}; s{}'s is {}",
-                        hash.short(),
-                        canonical.first,
-                        canonical.hash.short()
+                        "s{server}'s block {n} lacks {}, which s{by} reported committed in it",
+                        id.short()
                     ),
                 );
             }
-            for id in &ids {
-                if let Some(bad) = clients.must_refuse(id) {
-                    return broken(
-                        Invariant::Refused,
-                        format!(
-                            "s{server}'s block {n} holds {} ({})",
-                            id.short(),
-                            bad.name()
-                        ),
-                    );
-                }
-                if let Some(earlier) = self.committed_ids.insert(*id, n) {
-                    return broken(
-                        Invariant::Once,
-                        format!(
-                            "s{server}'s block {n} holds {}, already in block {earlier}",
-                            id.short()
-                        ),
-                    );
-                }
-            }
-            self.blocks.insert(
-                n,
-                Canonical {
-                    hash,
-                    ids,
-                    first: server,
-                },
+            return broken(
+                Invariant::Prefix,
+                format!(
+                    "s{server}'s block {n} is {}; s{}'s is {}",
+                    hash.short(),
+                    canonical.first,
+                    canonical.hash.short()
+                ),
             );
         }
+        let ids: Vec<TxId> = block.transactions.iter().map(|tx| tx.id()).collect();
+        for id in &ids {
+            if let Some(bad) = clients.must_refuse(id) {
+                return broken(
+                    Invariant::Refused,
+                    format!(
+                        "s{server}'s block {n} holds {} ({})",
+                        id.short(),
+                        bad.name()
+                    ),
+                );
+            }
+            if let Some(earlier) = self.committed_ids.insert(*id, n) {
+                return broken(
+                    Invariant::Once,
+                    format!(
+                        "s{server}'s block {n} holds {}, already in block {earlier}",
+                        id.short()
+                    ),
+                );
+            }
+        }
+        let first = server;
+        self.blocks.insert(n, Canonical { hash, ids, first });
         Ok(())
     }
 

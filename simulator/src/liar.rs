@@ -111,7 +111,7 @@ impl Liar {
                 }
                 return;
             }
-            Payload::Answer(response) => match self.answer(server, response, p) {
+            Payload::Answer(response) => match self.answer(response, p) {
                 Some(response) => Payload::Answer(response),
                 None => return,
             },
@@ -197,9 +197,8 @@ impl Liar {
                     transactions: kept,
                 }]
             }
-            PeerMessage::Vote { hash } if self.rng.chance(p.lie_vote) => {
+            PeerMessage::Vote { .. } if self.rng.chance(p.lie_vote) => {
                 self.lies += 1;
-                let _ = hash;
                 vec![PeerMessage::Vote {
                     hash: Hash(self.rng.bytes32()),
                 }]
@@ -210,7 +209,7 @@ impl Liar {
 
     /// An answer to another server's request, as the liar would have it;
     /// none to withhold it.
-    fn answer(&mut self, server: &SimServer, response: Response, p: &Profile) -> Option<Response> {
+    fn answer(&mut self, response: Response, p: &Profile) -> Option<Response> {
         match response {
             Response::Sign { slot, message } => {
                 let lie = matches!(message, PeerMessage::Register(_) | PeerMessage::Heart(_))
@@ -224,18 +223,15 @@ impl Liar {
                 };
                 Some(Response::Sign { slot, message })
             }
-            Response::Reply(reply @ (Reply::Database { .. } | Reply::Block(_)))
+            Response::Reply(Reply::Database { .. } | Reply::Block(_))
                 if self.rng.chance(p.lie_withhold) =>
             {
                 self.lies += 1;
-                let _ = reply;
                 None
             }
             Response::Reply(Reply::Block(bytes)) if self.rng.chance(p.lie_blocks) => {
                 self.lies += 1;
-                Some(Response::Reply(Reply::Block(
-                    self.forged_block(server, &bytes),
-                )))
+                Some(Response::Reply(Reply::Block(self.forged_block(&bytes))))
             }
             other => Some(other),
         }
@@ -252,7 +248,7 @@ impl Liar {
     /// A block of the liar's making in place of its block: the same number
     /// and previous block, with its last payment dropped and a made-up
     /// balance hash.
-    fn forged_block(&mut self, _server: &SimServer, bytes: &[u8]) -> Vec<u8> {
+    fn forged_block(&mut self, bytes: &[u8]) -> Vec<u8> {
         let Ok(mut block) = Block::decode(bytes) else {
             return bytes.to_vec();
         };

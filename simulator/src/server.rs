@@ -238,7 +238,7 @@ impl SimServer {
                 actions = asked;
             }
             Step::Answer { from, response } => {
-                let answer = answer(from, response, local, setup.schedule.slot_ms);
+                let answer = answer(response, local, setup.schedule.slot_ms);
                 work.push_back(Work::ToMachine(Input::Answer { from, answer }));
             }
             Step::Wake => {}
@@ -395,12 +395,11 @@ fn machine_output(
     Ok((Endpoint::Server(to), Payload::Ask(ask)))
 }
 
-/// What the connector makes of an answer from server `from`, read at its
-/// clock's `local` time: a status must be for a slot near this server's
-/// clock and be a status; a block must decode. (The sender is the network's
-/// word, so the signature check has nothing to add here.)
-pub fn answer(from: ServerId, response: Response, local: Millis, slot_ms: u64) -> Answer {
-    let _ = from;
+/// What the connector makes of an answer, read at its clock's `local`
+/// time: a status must be for a slot near this server's clock and be a
+/// status; a block must decode. (The sender is the network's word, so the
+/// signature check has nothing to add here.)
+pub fn answer(response: Response, local: Millis, slot_ms: u64) -> Answer {
     match response {
         Response::Sign { slot, message } => {
             let current = local / slot_ms;
