@@ -110,7 +110,14 @@ pub fn describe(payload: &Payload) -> String {
                 format!("forward({slot}) {}", transaction.id().short())
             }
         },
-        Payload::Ask(Ask::Submit(tx)) => format!("T {}", tx.id().short()),
+        Payload::Ask(Ask::Submit(tx)) => format!(
+            "T {} ({} pays {} to {}, stamped {})",
+            tx.id().short(),
+            short_key(&tx.payer()),
+            tx.amount(),
+            short_key(&tx.payee()),
+            crate::trace::stamp(tx.timestamp())
+        ),
         Payload::Ask(Ask::Query(request)) => format!("{request:?}"),
         Payload::Answer(Response::Sign { slot, message }) => {
             format!("signed {}({slot})", message.command().name())
@@ -122,4 +129,9 @@ pub fn describe(payload: &Payload) -> String {
             other => format!("{other:?}"),
         },
     }
+}
+
+/// A key's first four bytes in hex, for the trace.
+fn short_key(key: &rota_peer::PublicKey) -> String {
+    key.0[..4].iter().map(|b| format!("{b:02x}")).collect()
 }
