@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod limits;
+
+use limits::in_range;
+pub use limits::{LIMIT_RANGES, LimitRanges, Limits, MESSAGE_BYTES, Range};
+
 /// A rota conf file.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -34,6 +39,8 @@ pub struct Config {
     pub schedule: ScheduleConf,
     pub peering: Peering,
     pub archive: Archive,
+    /// Bounds on what clients can make a server hold or do.
+    pub limits: Limits,
     /// The ordered server list; a server's identifier is its position from 1.
     pub servers: Vec<ServerEntry>,
 }
@@ -53,8 +60,10 @@ pub struct Listen {
     pub peering: Option<String>,
     /// Addresses of the event publisher (PUB) socket.
     pub publish: Vec<String>,
-    /// Largest message the request sockets take (ZMQ_MAXMSGSIZE), in bytes.
-    /// It must hold a pushed database: 36 bytes an account.
+    /// Largest frame the client request sockets take (ZMQ_MAXMSGSIZE), in
+    /// bytes; a larger one drops the connection before anything is
+    /// allocated for it. Client requests are tiny: the largest frame is the
+    /// 140-byte payment of a `T`. See [`MESSAGE_BYTES`].
     pub max_message_bytes: i64,
 }
 
@@ -120,6 +129,7 @@ impl Default for Config {
             schedule: ScheduleConf::default(),
             peering: Peering::default(),
             archive: Archive::default(),
+            limits: Limits::default(),
             servers: Vec::new(),
         }
     }
@@ -132,7 +142,7 @@ impl Default for Listen {
             ipv6: None,
             peering: None,
             publish: Vec::new(),
-            max_message_bytes: DEFAULT_MESSAGE_BYTES,
+            max_message_bytes: MESSAGE_BYTES.default,
         }
     }
 }
@@ -163,12 +173,12 @@ impl Default for Archive {
     }
 }
 
-/// The smallest `listen.max_message_bytes` and `peering.max_message_bytes`
-/// allowed.
+/// The smallest `peering.max_message_bytes` allowed (the client sockets'
+/// `listen.max_message_bytes` has its own range, [`MESSAGE_BYTES`]).
 pub const MIN_MESSAGE_BYTES: i64 = 1 << 20;
 
-/// The default largest frame, 64 MiB: more than a full ROUND (28 MB) and a
-/// pushed database of a million accounts (36 MB).
+/// The default largest frame on the peering socket, 64 MiB: more than a
+/// full ROUND (28 MB) and a pushed database of a million accounts (36 MB).
 pub const DEFAULT_MESSAGE_BYTES: i64 = 64 * 1024 * 1024;
 
 /// Whether a conf is for a server (`rota run`) or a client.
@@ -178,7 +188,7 @@ pub enum Role {
     Client,
 }
 
-fn bad(key: &str, message: impl std::fmt::Display) -> Error {
+pub(crate) fn bad(key: &str, message: impl std::fmt::Display) -> Error {
     Error::Config(format!("{key}: {message}"))
 }
 
@@ -393,16 +403,12 @@ impl Config {
             parse_address(&format!("listen.publish[{}]", i + 1), text)?;
         }
         self.validate_peering(listen)?;
-        if listen.max_message_bytes < MIN_MESSAGE_BYTES {
-            return Err(bad(
-                "listen.max_message_bytes",
-                format!(
-                    "{} is too small; at least {MIN_MESSAGE_BYTES} (1 MiB), and more than 36 bytes \
-                     an account so that a pushed database fits",
-                    listen.max_message_bytes
-                ),
-            ));
-        }
+        in_range(
+            "listen.max_message_bytes",
+            listen.max_message_bytes,
+            MESSAGE_BYTES,
+        )?;
+        self.limits.validate()?;
         if self.archive.keep == 0 {
             return Err(bad("archive.keep", "must be at least 1"));
         }
@@ -824,8 +830,54 @@ peering = "127.0.0.1:4101"
                 .unwrap()
                 .public();
             assert_eq!(config.identify(&key).unwrap(), ServerId(i));
+            assert_eq!(
+                config.limits,
+                Limits::default(),
+                "node-{i} shows the defaults"
+            );
+            let listen = config.listen.unwrap();
+            assert_eq!(listen.max_message_bytes, MESSAGE_BYTES.default);
         }
         Config::load(&rig.join("client.toml"), Role::Client).unwrap();
+    }
+
+    #[test]
+    fn limits_out_of_their_range_are_named_with_the_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = sample(dir.path());
+        let text = base.replace("[schedule]", "[limits]\nmax_connections = 0\n[schedule]");
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("limits.max_connections") && err.contains("allowed 1 to 65536"),
+            "{err}"
+        );
+        let text = base.replace("[schedule]", "[limits]\nhandshake_ms = 50\n[schedule]");
+        let err = error(&text, dir.path());
+        assert!(err.contains("limits.handshake_ms"), "{err}");
+        let text = base.replace(
+            "ipv4 = \"127.0.0.1:4000\"",
+            "ipv4 = \"127.0.0.1:4000\"\nmax_message_bytes = 67108864",
+        );
+        let err = error(&text, dir.path());
+        assert!(
+            err.contains("listen.max_message_bytes") && err.contains("512 to 65536"),
+            "{err}"
+        );
+        let text = base.replace("[schedule]", "[limits]\nsend_queue = 64\n[schedule]");
+        let config = load(&text, dir.path()).unwrap();
+        assert_eq!(config.limits.send_queue, 64);
+        assert_eq!(config.limits.receive_queue, Limits::default().receive_queue);
+    }
+
+    #[test]
+    fn every_default_is_within_its_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load(&sample(dir.path()), dir.path()).unwrap();
+        assert_eq!(config.limits, Limits::default());
+        assert_eq!(
+            config.listen.unwrap().max_message_bytes,
+            MESSAGE_BYTES.default
+        );
     }
 
     #[test]

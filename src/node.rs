@@ -36,6 +36,7 @@ use rota_listener::{
 };
 use rota_peer::ServerId;
 use rota_peer::keys::{Keypair, load_seed_file};
+use rota_sockets::ClientLimits;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
 
@@ -108,9 +109,23 @@ fn listener_config(config: &Config) -> Result<ListenerConfig> {
             .iter()
             .map(|t| parse_address("listen.publish", t))
             .collect::<Result<_>>()?,
-        max_message_bytes: listen.max_message_bytes,
+        client: client_limits(config),
+        max_connections: config.limits.max_connections,
         servers: config.server_list(),
     })
+}
+
+/// The options of the client request sockets, from `listen` and `limits`.
+fn client_limits(config: &Config) -> ClientLimits {
+    let (listen, limits) = (config.listen.as_ref(), &config.limits);
+    ClientLimits {
+        max_message_bytes: listen.expect("validated server conf").max_message_bytes,
+        send_queue: limits.send_queue,
+        receive_queue: limits.receive_queue,
+        tcp_send_buffer: limits.tcp_send_buffer,
+        tcp_receive_buffer: limits.tcp_receive_buffer,
+        handshake_ms: limits.handshake_ms,
+    }
 }
 
 /// The connector's peers and timings, from the conf's server list.
@@ -277,7 +292,8 @@ pub fn run(config: &Config) -> Result<Exit> {
         channels,
         stats.clone(),
         peering_stats.clone(),
-    )?;
+    )?
+    .with_limits(&config.limits);
     let connector = Connector::new(
         &ctx,
         connector_config(config, &keypair, me),

@@ -27,7 +27,7 @@ use std::time::Duration;
 use rota_peer::PublicKey;
 use rota_peer::keys::create_seed_file;
 
-use crate::config::{Config, Role};
+use crate::config::{Config, Limits, MESSAGE_BYTES, Role};
 use crate::error::{Error, Result};
 use crate::events::{Event, Outcome, Published};
 use crate::genesis::{Genesis, GenesisAccount};
@@ -223,6 +223,7 @@ fn server_conf(
     ipv6: bool,
     servers: &[Entry],
 ) -> String {
+    let limits = Limits::default();
     let mut out = format!(
         r#"# rota server conf: server {id} of {n} on chain "{CHAIN}".
 # Written by `rota testnet init`. Check it with `rota config-test --conf FILE`.
@@ -253,9 +254,10 @@ ipv4 = "127.0.0.1:{port}"
 peering = "127.0.0.1:{peering_port}"
 # Where events are published (ZeroMQ PUB) as [chain][topic][JSON].
 publish = [{publish}]
-# The largest request taken, in bytes (ZMQ_MAXMSGSIZE). A pushed database
-# needs 36 bytes an account.
-max_message_bytes = 67108864
+# The largest frame a client may send, in bytes (ZMQ_MAXMSGSIZE); a larger
+# one drops the connection before anything is allocated for it. The largest
+# client frame is a payment's 140 bytes. 512 to 65536.
+max_message_bytes = {max_message_bytes}
 
 [peering]
 # Interval between heartbeats to each other server, in milliseconds.
@@ -271,6 +273,32 @@ max_message_bytes = 67108864
 [archive]
 # How many archived databases (archive/<hash>.<seconds>) to keep.
 keep = 10
+
+[limits]
+# What clients can make this server hold or do, on the client sockets
+# (listen.ipv4, listen.ipv6; the peering socket has limits of its own).
+# docs/OPERATIONS.md explains each default and the memory they add up to.
+# Client connections open at once, IPv4 and IPv6 together; a handshake
+# beyond it is refused.
+max_connections = {max_connections}
+# Replies queued for one connection (messages); more are dropped. Keep at
+# most half of it in flight on one connection.
+send_queue = {send_queue}
+# Requests queued from one connection (messages) before the server stops
+# reading it for a while; nothing is dropped.
+receive_queue = {receive_queue}
+# The kernel's send and receive buffers for each client connection, in
+# bytes, fixed rather than left to grow to several megabytes.
+tcp_send_buffer = {tcp_send_buffer}
+tcp_receive_buffer = {tcp_receive_buffer}
+# Time for a new connection to finish the ZeroMQ handshake, in milliseconds.
+handshake_ms = {handshake_ms}
+# Bytes of large replies (D, B) held at once, queued or being sent; past it
+# they are refused as busy. Keep it above 36 bytes an account plus 28 MB.
+large_reply_bytes = {large_reply_bytes}
+# Bytes of large replies (D, B) sent per second, on average; past it they
+# are refused as busy.
+large_reply_bytes_per_s = {large_reply_bytes_per_s}
 "#,
         n = servers.len(),
         port = ports.request,
@@ -282,6 +310,15 @@ keep = 10
         },
         publish = quote(&format!("127.0.0.1:{}", ports.publish)),
         heartbeat = timings.heartbeat_ms,
+        max_message_bytes = MESSAGE_BYTES.default,
+        max_connections = limits.max_connections,
+        send_queue = limits.send_queue,
+        receive_queue = limits.receive_queue,
+        tcp_send_buffer = limits.tcp_send_buffer,
+        tcp_receive_buffer = limits.tcp_receive_buffer,
+        handshake_ms = limits.handshake_ms,
+        large_reply_bytes = limits.large_reply_bytes,
+        large_reply_bytes_per_s = limits.large_reply_bytes_per_s,
     );
     shared_sections(&mut out, timings, servers, true);
     out

@@ -25,22 +25,34 @@
 //! each lane is bounded in requests: what does not fit is answered with `E`
 //! ("busy") and the refusal is logged and counted, so a flood of requests
 //! cannot grow memory without limit.
+//!
+//! What one client can make the node hold is bounded at the sockets: the
+//! options of [`rota_sockets::client_router`], the connection limit kept
+//! at the handshake by the ZAP handler ([`zap::Gate`], polled here), at
+//! most [`MAX_FRAMES`] frames kept of a request, and large replies sent
+//! without a copy ([`Outgoing::Large`]). When clients go, freed memory is
+//! handed back to the system ([`trim`]). These limits are the client
+//! sockets' alone: the peering socket has its own.
 
 mod error;
 pub mod lane;
 mod monitor;
 pub mod peering;
+mod trim;
 mod verify;
+mod zap;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
 use rota_peer::{ServerId, Slot};
-use rota_sockets::{Signal, SignalReceiver};
+use rota_sockets::large::Body;
+use rota_sockets::{ClientLimits, Signal, SignalReceiver};
 
 pub use error::{Error, Refusal};
 pub use lane::{
@@ -59,6 +71,12 @@ pub const SIGNAL: &str = "inproc://rota-listener-signal";
 
 /// The most requests read from one socket before looking at the others.
 pub const BATCH: usize = 1024;
+
+/// The most frames of one message the listener keeps: the identity, a REQ
+/// delimiter, and the six frames of the longest request (a server command:
+/// chain, command and four parameters). libzmq does not limit the frames of
+/// a message; the rest are read and dropped, and the request is refused.
+pub const MAX_FRAMES: usize = 8;
 
 /// Which ROUTER a request came in on: a client socket, by its family, or
 /// the peering socket (whichever its family).
@@ -104,8 +122,22 @@ pub struct Incoming {
 /// What the ledger thread hands back to the listener.
 #[derive(Clone, Debug)]
 pub enum Outgoing {
-    Reply { route: Route, reply: Reply },
-    Publish { topic: &'static str, body: String },
+    Reply {
+        route: Route,
+        reply: Reply,
+    },
+    /// A reply whose last frame is a large body (the database of a `D`, the
+    /// block of a `B`): `head` is the frames before it. The body is sent
+    /// without a copy and counted on its gauge until libzmq lets it go.
+    Large {
+        route: Route,
+        head: Vec<Vec<u8>>,
+        body: Arc<Body>,
+    },
+    Publish {
+        topic: &'static str,
+        body: String,
+    },
 }
 
 /// What the listener binds and whom it trusts.
@@ -115,7 +147,10 @@ pub struct ListenerConfig {
     pub ipv4: Option<SocketAddr>,
     pub ipv6: Option<SocketAddr>,
     pub publish: Vec<SocketAddr>,
-    pub max_message_bytes: i64,
+    /// The options of the client request sockets.
+    pub client: ClientLimits,
+    /// Client connections open at once, both request sockets together.
+    pub max_connections: u64,
     pub servers: ServerList,
 }
 
@@ -126,6 +161,8 @@ pub struct Listener {
     socket4: Option<zmq::Socket>,
     socket6: Option<zmq::Socket>,
     monitors: Vec<monitor::Monitor>,
+    gate: zap::Gate,
+    trimmer: trim::Trimmer,
     publisher: Option<zmq::Socket>,
     signal: SignalReceiver,
     /// The client lane to the verifiers.
@@ -144,8 +181,10 @@ impl Listener {
         from_ledger: Receiver<Outgoing>,
         stats: Arc<Stats>,
     ) -> Result<Listener, Error> {
+        // In place before the client sockets take a connection.
+        let gate = zap::Gate::bind(ctx, config.max_connections)?;
         let bind = |address: &SocketAddr| {
-            rota_sockets::router(ctx, address, config.max_message_bytes).map_err(|source| {
+            rota_sockets::client_router(ctx, address, &config.client).map_err(|source| {
                 Error::Listen {
                     address: *address,
                     source,
@@ -187,6 +226,8 @@ impl Listener {
             socket4,
             socket6,
             monitors,
+            gate,
+            trimmer: trim::Trimmer::default(),
             publisher,
             signal,
             lane,
@@ -201,30 +242,26 @@ impl Listener {
     /// when the verifiers have gone.
     pub fn run(mut self) {
         loop {
-            let (ready4, ready6, ready_signal, ready_monitors) = match self.poll() {
+            let ready = match self.poll() {
                 Ok(ready) => ready,
                 Err(e) => {
                     log::error!("listener poll failed: {e}");
                     return;
                 }
             };
-            if ready_signal && self.signal.drain() == Some(Signal::Stop) {
+            if ready.signal && self.signal.drain() == Some(Signal::Stop) {
                 // Last replies and events (a `stop` event, say) go out first.
                 self.send_outgoing();
                 log::debug!("listener stopping");
                 return;
             }
             self.send_outgoing();
-            for (i, ready) in ready_monitors.into_iter().enumerate() {
-                if ready {
-                    self.monitors[i].handle(&self.stats);
-                }
-            }
+            self.handle_connections(ready.monitors || ready.gate);
             let mut alive = true;
-            if ready4 {
+            if ready.v4 {
                 alive &= self.serve(Family::V4);
             }
-            if ready6 {
+            if ready.v6 {
                 alive &= self.serve(Family::V6);
             }
             if !alive {
@@ -234,17 +271,33 @@ impl Listener {
         }
     }
 
-    fn poll(&self) -> zmq::Result<(bool, bool, bool, Vec<bool>)> {
-        let mut items = Vec::with_capacity(3 + self.monitors.len());
+    /// Reads the monitors' events, then answers waiting handshakes (so that
+    /// the gate counts the connections asking), then trims freed memory if
+    /// connections closed a while ago.
+    fn handle_connections(&mut self, ready: bool) {
+        let now = Instant::now();
+        if ready {
+            let closed: usize = self.monitors.iter().map(|m| m.handle(&self.stats)).sum();
+            if closed > 0 {
+                self.trimmer.closed(now);
+            }
+            self.gate.handle(&self.stats);
+        }
+        self.trimmer.run_if_due(now);
+    }
+
+    fn poll(&self) -> zmq::Result<Ready> {
+        let mut items = Vec::with_capacity(4 + self.monitors.len());
         items.push(self.signal.socket().as_poll_item(zmq::POLLIN));
+        items.push(self.gate.socket().as_poll_item(zmq::POLLIN));
         for socket in [&self.socket4, &self.socket6].into_iter().flatten() {
             items.push(socket.as_poll_item(zmq::POLLIN));
         }
         for monitor in &self.monitors {
             items.push(monitor.socket().as_poll_item(zmq::POLLIN));
         }
-        zmq::poll(&mut items, -1)?;
-        let mut next = 1;
+        zmq::poll(&mut items, self.trimmer.poll_timeout_ms(Instant::now()))?;
+        let mut next = 2;
         let mut readable = |present: bool| {
             if !present {
                 return false;
@@ -252,10 +305,19 @@ impl Listener {
             next += 1;
             items[next - 1].is_readable()
         };
-        let ready4 = readable(self.socket4.is_some());
-        let ready6 = readable(self.socket6.is_some());
-        let ready_monitors = self.monitors.iter().map(|_| readable(true)).collect();
-        Ok((ready4, ready6, items[0].is_readable(), ready_monitors))
+        let v4 = readable(self.socket4.is_some());
+        let v6 = readable(self.socket6.is_some());
+        let monitors = self
+            .monitors
+            .iter()
+            .fold(false, |any, _| readable(true) | any);
+        Ok(Ready {
+            signal: items[0].is_readable(),
+            gate: items[1].is_readable(),
+            v4,
+            v6,
+            monitors,
+        })
     }
 
     fn socket(&self, family: Family) -> Option<&zmq::Socket> {
@@ -268,10 +330,11 @@ impl Listener {
     }
 
     /// Sends every reply and event the ledger has queued.
-    fn send_outgoing(&self) {
+    fn send_outgoing(&mut self) {
         while let Ok(outgoing) = self.from_ledger.try_recv() {
             match outgoing {
                 Outgoing::Reply { route, reply } => self.reply(&route, &reply),
+                Outgoing::Large { route, head, body } => self.reply_large(&route, head, &body),
                 Outgoing::Publish { topic, body } => {
                     if let Some(publisher) = &self.publisher {
                         let frames = [
@@ -298,6 +361,30 @@ impl Listener {
         }
     }
 
+    /// Sends the routing frames and `head`, then `body` without a copy. A
+    /// full send queue drops the whole reply, as for any other.
+    fn reply_large(&mut self, route: &Route, head: Vec<Vec<u8>>, body: &Arc<Body>) {
+        let socket = match route.family {
+            Family::V4 => self.socket4.as_mut(),
+            Family::V6 => self.socket6.as_mut(),
+            // Answers on the peering socket go through the peering thread.
+            Family::Peering => None,
+        };
+        let Some(socket) = socket else {
+            return;
+        };
+        let more = zmq::DONTWAIT | zmq::SNDMORE;
+        let sent = route
+            .envelope
+            .iter()
+            .chain(&head)
+            .try_for_each(|frame| socket.send(frame.as_slice(), more))
+            .and_then(|()| rota_sockets::large::send(socket, body, zmq::DONTWAIT));
+        if let Err(e) = sent {
+            log::debug!("large reply not sent: {e}");
+        }
+    }
+
     fn refuse(&self, route: &Route, refusal: Refusal) {
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
         log::debug!("refused: {refusal}");
@@ -314,13 +401,22 @@ impl Listener {
             let Some(socket) = self.socket(family) else {
                 break;
             };
-            let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) else {
+            let Some((frames, count)) = recv_bounded(socket) else {
                 break;
             };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let Some((route, body)) = split_route(family, frames) else {
                 continue;
             };
+            if count > MAX_FRAMES {
+                let got = count - route.envelope.len();
+                let error = rota_peer::Error::Invalid(format!(
+                    "a request has at most {} frames, got {got}",
+                    MAX_FRAMES - 2
+                ));
+                self.refuse(&route, Refusal::Malformed(error));
+                continue;
+            }
             let parts: Vec<&[u8]> = body.iter().map(|f| f.as_slice()).collect();
             match Request::decode(&self.config.chain, &parts) {
                 Ok(request) => match Lane::on_client_socket(&request) {
@@ -344,6 +440,33 @@ impl Listener {
         }
         true
     }
+}
+
+/// What one poll found readable.
+struct Ready {
+    signal: bool,
+    gate: bool,
+    v4: bool,
+    v6: bool,
+    monitors: bool,
+}
+
+/// Reads one whole message, keeping its first [`MAX_FRAMES`] frames and
+/// counting all of them, so that a message of a million frames costs a
+/// count, not a copy. `None` when no message is waiting.
+fn recv_bounded(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, usize)> {
+    let mut frame = zmq::Message::new();
+    socket.recv(&mut frame, zmq::DONTWAIT).ok()?;
+    let mut frames = vec![frame.to_vec()];
+    let mut count = 1;
+    // The parts of a message arrive together, so these do not wait.
+    while frame.get_more() && socket.recv(&mut frame, zmq::DONTWAIT).is_ok() {
+        count += 1;
+        if frames.len() < MAX_FRAMES {
+            frames.push(frame.to_vec());
+        }
+    }
+    Some((frames, count))
 }
 
 /// Splits a ROUTER message into its route (identity, and the empty delimiter

@@ -43,8 +43,10 @@ impl Monitor {
         &self.socket
     }
 
-    /// Reads every waiting event, logging it and updating `stats`.
-    pub fn handle(&self, stats: &Stats) {
+    /// Reads every waiting event, logging it and updating `stats`; returns
+    /// how many connections closed.
+    pub fn handle(&self, stats: &Stats) -> usize {
+        let mut closed = 0;
         while let Ok(frames) = self.socket.recv_multipart(zmq::DONTWAIT) {
             let [event, address, ..] = frames.as_slice() else {
                 continue;
@@ -64,6 +66,7 @@ impl Monitor {
                     );
                 }
                 zmq::SocketEvent::DISCONNECTED => {
+                    closed += 1;
                     let open = stats
                         .open
                         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
@@ -79,5 +82,6 @@ impl Monitor {
                 other => log::debug!("{}: socket event {other:?} on {address}", self.name),
             }
         }
+        closed
     }
 }

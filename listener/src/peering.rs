@@ -135,6 +135,16 @@ impl Peering {
         while let Ok(outgoing) = self.from_ledger.try_recv() {
             match outgoing {
                 Outgoing::Reply { route, reply } => self.reply(&route, &reply),
+                // The ledger answers a server's `D` and `B` with a whole
+                // reply: large bodies are for the client sockets.
+                Outgoing::Large { route, head, body } => {
+                    let mut frames = head;
+                    frames.push(body.bytes().to_vec());
+                    let frames = route.envelope.iter().cloned().chain(frames);
+                    if let Err(e) = self.socket.send_multipart(frames, zmq::DONTWAIT) {
+                        log::debug!("peering reply not sent: {e}");
+                    }
+                }
                 // Events go out on the listener's PUB socket only.
                 Outgoing::Publish { topic, .. } => {
                     log::debug!("event {topic} sent to the peering thread; dropped")

@@ -45,7 +45,15 @@ fn one_request_batches_are_not_busy_until_the_lane_holds_its_limit_in_requests()
         ipv4: Some(address),
         ipv6: None,
         publish: Vec::new(),
-        max_message_bytes: 1 << 20,
+        client: rota_sockets::ClientLimits {
+            max_message_bytes: 1024,
+            send_queue: 256,
+            receive_queue: 32,
+            tcp_send_buffer: 256 * 1024,
+            tcp_receive_buffer: 64 * 1024,
+            handshake_ms: 5_000,
+        },
+        max_connections: 16,
         servers: ServerList::new(Vec::new()),
     };
     let lane = LaneSender::new(work_tx, budgets.client.clone());

@@ -18,8 +18,10 @@ use crate::config::{Config, endpoint};
 use crate::error::Result;
 use crate::testnet;
 
-/// Requests one sender keeps in flight.
-const WINDOW: usize = 1_000;
+/// Requests one sender keeps in flight: half the node's send queue per
+/// connection (`limits.send_queue`), as docs/PROTOCOL.md §3.3 asks of a
+/// pipelining client, or replies are dropped.
+const WINDOW: usize = crate::config::LIMIT_RANGES.send_queue.default as usize / 2;
 
 /// The raw single-core batched verify rate: the node's own ZIP 215 batch
 /// check ([`rota_peer::signature::Batch`]) over batches of 1024, the signed

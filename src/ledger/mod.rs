@@ -11,10 +11,15 @@
 //! request came in on, events to the listener, peer messages and this
 //! server's state to the connector. The cluster simulator drives the same
 //! edge without this thread.
+//!
+//! A client's `D` and `B` are answered here rather than by the edge: their
+//! bodies are sent without a copy and within the large-reply limits
+//! ([`large`]), which concern the sockets, not what the ledger decides.
 
 pub mod core;
 pub mod edge;
 pub mod inbox;
+pub mod large;
 mod outbox;
 pub mod store;
 #[cfg(test)]
@@ -25,17 +30,18 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use rota_connector::{ConnectorEvent, ConnectorInput};
-use rota_listener::{Budgets, Incoming, Lane, Outgoing, Stats, Waker};
+use rota_listener::{Budgets, Family, Inbound, Incoming, Lane, Outgoing, Stats, Waker};
 use rota_peer::Millis;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
-use rota_peer::wire::{Envelope, Reply, Status};
+use rota_peer::wire::{Envelope, Reply, Request, Status};
 
 use self::core::{Action, Core};
 use self::edge::{Edge, Response};
 pub use self::edge::{Exit, build_block};
 pub use self::inbox::Inputs;
 use self::inbox::{Inbox, Input};
+use self::large::{Answer, LargeReplies};
 use self::store::Store;
 
 /// The most client and bulk requests answered before the core is ticked
@@ -69,6 +75,8 @@ pub struct LedgerThread {
     inbox: Inbox,
     /// Whether answers went to the peering thread since it was last woken.
     peering_answered: bool,
+    /// What bounds the `D` and `B` replies to clients (see [`large`]).
+    large: LargeReplies,
 }
 
 impl LedgerThread {
@@ -97,7 +105,15 @@ impl LedgerThread {
             channels,
             inbox: Inbox::default(),
             peering_answered: false,
+            large: LargeReplies::new(&crate::config::Limits::default(), unix_now_ms()),
         })
+    }
+
+    /// Bounds the clients' `D` and `B` replies by the conf's `[limits]`
+    /// rather than their defaults.
+    pub fn with_limits(mut self, limits: &crate::config::Limits) -> Self {
+        self.large = LargeReplies::new(limits, unix_now_ms());
+        self
     }
 
     /// This server's committed state, as heartbeats report it.
@@ -173,6 +189,16 @@ impl LedgerThread {
     /// Answers one request, returning what the core asks for.
     fn handle(&mut self, incoming: Incoming) -> Vec<Action> {
         let Incoming { route, inbound } = incoming;
+        if let Inbound::Query(request) = &inbound
+            && route.family != Family::Peering
+            && let Some(answer) = self.large_reply(request)
+        {
+            match answer {
+                Answer::Large(large) => self.reply_large(route, large),
+                Answer::Short(reply) => self.reply(route, reply),
+            }
+            return Vec::new();
+        }
         let (response, actions) = self.edge.handle(inbound, unix_now_ms());
         let reply = match response {
             Response::Reply(reply) => reply,
@@ -183,6 +209,48 @@ impl LedgerThread {
         self.flush();
         self.reply(route, reply);
         actions
+    }
+
+    /// A client's `D` or `B`, within the large-reply limits; `None` for any
+    /// other request. A `D` shares one body with every other `D` until the
+    /// next commit. The texts are the edge's.
+    fn large_reply(&mut self, request: &Request) -> Option<Answer> {
+        let now = unix_now_ms();
+        let height = self.edge.tip().height;
+        Some(match request {
+            Request::Database => {
+                let committed = self.edge.core().committed();
+                let reply = Reply::Database {
+                    hash: committed.hash,
+                    slot: committed.slot,
+                    height,
+                    packed: Vec::new(),
+                };
+                let snapshot = &committed.snapshot;
+                let packed = || {
+                    snapshot
+                        .packed()
+                        .expect("committed snapshots are packed")
+                        .to_vec()
+                };
+                self.large.database(reply, committed.hash, packed, now)
+            }
+            Request::Block(n) => {
+                let store = self.edge.store();
+                let missing =
+                    || Reply::error(format!("block {n} not found; the height is {height}"));
+                self.large
+                    .block(|| store.block(*n), missing, now)
+                    .unwrap_or_else(|e| Answer::Short(Reply::Error(e.to_string())))
+            }
+            Request::Info
+            | Request::Height
+            | Request::BlockHash(_)
+            | Request::Account(_)
+            | Request::Submit(_)
+            | Request::Status(_)
+            | Request::Peer(_) => return None,
+        })
     }
 
     fn on_connector(&mut self, event: ConnectorEvent) -> Vec<Action> {

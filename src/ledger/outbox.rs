@@ -9,6 +9,7 @@ use rota_peer::wire::Reply;
 
 use super::LedgerThread;
 use super::edge::Effect;
+use super::large::Large;
 
 /// Queues `item` for a thread that sleeps in `poll` until woken. When the
 /// queue is full the thread is woken first, so that it drains the queue
@@ -43,6 +44,18 @@ impl LedgerThread {
             }
         };
         send_waking(queue, waker, Outgoing::Reply { route, reply });
+    }
+
+    /// Queues a large reply (a client's `D` or `B`) for the listener, which
+    /// sends its body without a copy. Only the client sockets get them.
+    pub(super) fn reply_large(&mut self, route: rota_listener::Route, large: Large) {
+        let Large { head, body } = large;
+        let outgoing = Outgoing::Large { route, head, body };
+        send_waking(
+            &self.channels.to_listener,
+            &self.channels.listener_waker,
+            outgoing,
+        );
     }
 
     /// Hands what the edge produced on: events to the listener, input to

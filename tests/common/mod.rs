@@ -134,9 +134,10 @@ impl Net {
         load_seed_file(&self.node_dir(i).join("rota.seed")).expect("server seed")
     }
 
-    /// Starts `rota run` for server `i`, appending to its `node.log`.
-    pub fn start(&mut self, i: usize) {
-        self.servers.start(i).expect("start rota run");
+    /// Starts `rota run` for server `i`, appending to its `node.log`;
+    /// returns its process id.
+    pub fn start(&mut self, i: usize) -> u32 {
+        self.servers.start(i).expect("start rota run")
     }
 
     /// Whether server `i`'s process is still running.
