@@ -5,7 +5,7 @@
 //! glibc's allocator keeps freed memory in its arenas for reuse: after
 //! fifty clients flooded a node for ten seconds without reading and left,
 //! its resident size stayed at 36 MiB of a 38 MiB peak (24 MiB before);
-//! with a trim it fell back to 29 MiB of a 40 MiB peak (22 MiB before).
+//! with a trim it fell back to 25 MiB of a 40 MiB peak (22 MiB before).
 //! `malloc_trim(0)` hands the free pages of every arena back. It walks the whole heap, holding each arena's lock: about
 //! 0.3 ms per MiB in use (190 ms for a fragmented 690 MiB heap, 3 ms for
 //! the same once freed), so the listener trims once connections have
