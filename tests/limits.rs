@@ -281,7 +281,8 @@ fn non_readers(endpoint: &str, chain: &str, clients: usize, during: Duration) ->
 }
 
 /// `connections` raw connections that each start a frame of `size` bytes,
-/// send up to 64 KiB of it and hold it unfinished for `during`; returns
+/// send up to 64 KiB of it, and always less than all of it, and hold it
+/// unfinished for `during`; returns
 /// how many the server had closed by then.
 fn unfinished_frames(
     address: SocketAddr,
@@ -291,7 +292,8 @@ fn unfinished_frames(
 ) -> usize {
     let mut streams: Vec<TcpStream> = (0..connections).map(|_| raw_handshake(address)).collect();
     for stream in &mut streams {
-        start_frame(stream, size, 64 * 1024);
+        let sent = (size as usize).saturating_sub(1).min(64 * 1024);
+        start_frame(stream, size, sent);
     }
     let deadline = Instant::now() + during;
     let mut closed = vec![false; connections];
@@ -715,4 +717,56 @@ fn figures() {
             }
         }
     }
+}
+
+/// A peer that asks for the database on the peering socket as fast as it
+/// can and never reads: every `D` shares one body, so the server holds one
+/// database and a bounded queue, not a copy per request (it used to grow by
+/// gigabytes in seconds, then abort).
+#[test]
+fn a_peering_d_flood_that_never_reads_holds_one_database() {
+    let mut net = Net::init(3, 2_000);
+    grow_genesis(&net, 200_000);
+    let pid = net.start(1);
+    net.wait_for("server 1 to answer", secs(30), || {
+        net.typed_info(1).is_some()
+    });
+    let address = net
+        .client
+        .server_peering(ServerId(1))
+        .or_else(|| {
+            rota::config::Config::load(&net.conf(1), rota::config::Role::Server)
+                .ok()?
+                .server_peering(ServerId(1))
+        })
+        .expect("a peering address");
+    let before = rss(pid);
+    let peak = Peak::watch(pid);
+    let ctx = zmq::Context::new();
+    let socket = ctx.socket(zmq::DEALER).unwrap();
+    socket.set_linger(0).unwrap();
+    socket.set_rcvhwm(1).unwrap();
+    socket.connect(&rota::config::endpoint(&address)).unwrap();
+    let until = Instant::now() + secs(3);
+    let mut sent = 0u64;
+    while Instant::now() < until {
+        if socket
+            .send_multipart([b"local".as_slice(), b"D"], zmq::DONTWAIT)
+            .is_ok()
+        {
+            sent += 1;
+        } else {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    let peak = peak.finish();
+    assert!(sent > 1_000, "only {sent} requests went out");
+    assert!(net.typed_info(1).is_some(), "server 1 stopped answering");
+    // The database is 7.2 MB; a copy per queued reply would be gigabytes.
+    assert!(
+        peak < before + 200 * 1024 * 1024,
+        "RSS grew from {} to {} MiB under {sent} D requests",
+        before >> 20,
+        peak >> 20
+    );
 }

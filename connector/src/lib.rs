@@ -279,8 +279,15 @@ impl Connector {
                     ConnectorEvent::LostMajority { alive, needed }
                 }
             };
-            if self.to_ledger.send(event).is_err() {
-                return false;
+            // Never block on the ledger: it may itself be waiting to hand
+            // this thread a message. A full queue drops the event, which
+            // the state machine's next round of asking makes up for.
+            match self.to_ledger.try_send(event) {
+                Ok(()) => {}
+                Err(crossbeam_channel::TrySendError::Full(event)) => {
+                    log::warn!("the ledger's queue is full: dropped {}", event_name(&event));
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => return false,
             }
         }
         true
@@ -386,4 +393,15 @@ impl Connector {
 struct Ready {
     signal: bool,
     peers: Vec<ServerId>,
+}
+
+/// What an event is, for a log line.
+fn event_name(event: &ConnectorEvent) -> &'static str {
+    match event {
+        ConnectorEvent::State(_) => "a state change",
+        ConnectorEvent::Peer { .. } => "a peer's liveness",
+        ConnectorEvent::Install { .. } => "a database to install",
+        ConnectorEvent::Blocks(_) => "fetched blocks",
+        ConnectorEvent::LostMajority { .. } => "a lost majority",
+    }
 }

@@ -564,6 +564,25 @@ fn fetch_requests_blocks_a_window_at_a_time_from_own_height_after_the_install() 
 }
 
 #[test]
+fn a_block_outside_the_window_asked_for_is_dropped() {
+    let own = status(3, 1, 5);
+    let target = status(9, 2, 40);
+    let (mut rig, out) = fetching(own, target);
+    let source = database_requests(&out)[0];
+    rig.answer(source, database(target.balance_hash, target), 530);
+    let out = rig.own(status(9, 2, 5), 600);
+    let asked: Vec<u64> = block_requests(&out).iter().map(|(_, n)| *n).collect();
+    let (first, last) = (asked[0], *asked.last().unwrap());
+    // Blocks nobody asked for: past the window, and before it.
+    for number in [last + 1, last + 100, first - 1, 1] {
+        let out = rig.answer(source, Answer::Block(block(number, 2)), 601);
+        assert_eq!(out, [], "block {number}, window {first}..={last}");
+    }
+    let out = rig.answer(source, Answer::Block(block(first, 2)), 602);
+    assert_eq!(out, [Output::Blocks(vec![block(first, 2)])]);
+}
+
+#[test]
 fn fetch_after_a_fork_requests_again_from_that_block() {
     let own = status(3, 1, 5);
     let target = status(9, 2, 40);

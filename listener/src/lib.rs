@@ -454,7 +454,7 @@ struct Ready {
 /// Reads one whole message, keeping its first [`MAX_FRAMES`] frames and
 /// counting all of them, so that a message of a million frames costs a
 /// count, not a copy. `None` when no message is waiting.
-fn recv_bounded(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, usize)> {
+pub(crate) fn recv_bounded(socket: &zmq::Socket) -> Option<(Vec<Vec<u8>>, usize)> {
     let mut frame = zmq::Message::new();
     socket.recv(&mut frame, zmq::DONTWAIT).ok()?;
     let mut frames = vec![frame.to_vec()];

@@ -32,7 +32,10 @@ use rota_peer::wire::{Reply, Request};
 use rota_sockets::{Signal, SignalReceiver};
 
 use crate::lane::{Gone, Lane, LaneSender};
-use crate::{BATCH, Error, Family, Outgoing, Refusal, Route, Stats, monitor, split_route};
+use crate::{
+    BATCH, Error, Family, MAX_FRAMES, Outgoing, Refusal, Route, Stats, monitor, recv_bounded,
+    split_route,
+};
 
 /// The inproc endpoint of the peering thread's signal pair.
 pub const PEERING_SIGNAL: &str = "inproc://rota-peering-signal";
@@ -131,17 +134,22 @@ impl Peering {
     }
 
     /// Sends every answer the ledger has queued for the peering socket.
-    fn send_outgoing(&self) {
+    fn send_outgoing(&mut self) {
         while let Ok(outgoing) = self.from_ledger.try_recv() {
             match outgoing {
                 Outgoing::Reply { route, reply } => self.reply(&route, &reply),
-                // The ledger answers a server's `D` and `B` with a whole
-                // reply: large bodies are for the client sockets.
+                // A `D` or `B`: the body goes without a copy, shared with
+                // every other reply that holds it.
                 Outgoing::Large { route, head, body } => {
-                    let mut frames = head;
-                    frames.push(body.bytes().to_vec());
-                    let frames = route.envelope.iter().cloned().chain(frames);
-                    if let Err(e) = self.socket.send_multipart(frames, zmq::DONTWAIT) {
+                    let more = zmq::DONTWAIT | zmq::SNDMORE;
+                    let socket = &mut self.socket;
+                    let sent = route
+                        .envelope
+                        .iter()
+                        .chain(&head)
+                        .try_for_each(|frame| socket.send(frame.as_slice(), more))
+                        .and_then(|()| rota_sockets::large::send(socket, &body, zmq::DONTWAIT));
+                    if let Err(e) = sent {
                         log::debug!("peering reply not sent: {e}");
                     }
                 }
@@ -173,13 +181,22 @@ impl Peering {
         let mut consensus = Vec::new();
         let mut bulk = Vec::new();
         for _ in 0..BATCH {
-            let Ok(frames) = self.socket.recv_multipart(zmq::DONTWAIT) else {
+            let Some((frames, count)) = recv_bounded(&self.socket) else {
                 break;
             };
             self.stats.requests.fetch_add(1, Ordering::Relaxed);
             let Some((route, body)) = split_route(Family::Peering, frames) else {
                 continue;
             };
+            if count > MAX_FRAMES {
+                let error = rota_peer::Error::Invalid(format!(
+                    "a request has at most {} frames, got {}",
+                    MAX_FRAMES - 2,
+                    count - route.envelope.len()
+                ));
+                self.refuse(&route, Refusal::Malformed(error));
+                continue;
+            }
             let parts: Vec<&[u8]> = body.iter().map(|f| f.as_slice()).collect();
             let request = match Request::decode(&self.chain, &parts) {
                 Ok(request) => request,

@@ -38,6 +38,12 @@ pub use signal::{Signal, SignalReceiver, Waker};
 /// as one message each.
 pub const PEERING_HIGH_WATER_MARK: i32 = 100_000;
 
+/// Replies the peering socket queues for one connection before it drops
+/// more. A server's connector has a few requests in flight (statuses, a
+/// window of blocks); the bound is what a peer that asks for databases and
+/// never reads can make this server hold, each a shared body.
+pub const PEERING_SEND_QUEUE: i32 = 1_000;
+
 /// How long a DEALER may keep trying to deliver its last messages when the
 /// node stops.
 pub const DEALER_LINGER_MS: i32 = 500;
@@ -158,7 +164,7 @@ pub fn peering_router(
     socket.set_linger(0)?;
     socket.set_maxmsgsize(max_message_bytes)?;
     socket.set_rcvhwm(PEERING_HIGH_WATER_MARK)?;
-    socket.set_sndhwm(PEERING_HIGH_WATER_MARK)?;
+    socket.set_sndhwm(PEERING_SEND_QUEUE)?;
     bind(&socket, address)?;
     Ok(socket)
 }

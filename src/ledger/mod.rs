@@ -77,6 +77,11 @@ pub struct LedgerThread {
     peering_answered: bool,
     /// What bounds the `D` and `B` replies to clients (see [`large`]).
     large: LargeReplies,
+    /// The same for the peering socket's `D` and `B`, with limits of its
+    /// own: another server catching up must not wait on clients, and a
+    /// peer that asks and never reads must not make this one hold a copy
+    /// per request.
+    peer_large: LargeReplies,
 }
 
 impl LedgerThread {
@@ -106,6 +111,7 @@ impl LedgerThread {
             inbox: Inbox::default(),
             peering_answered: false,
             large: LargeReplies::new(&crate::config::Limits::default(), unix_now_ms()),
+            peer_large: LargeReplies::new(&peering_large_limits(), unix_now_ms()),
         })
     }
 
@@ -190,8 +196,7 @@ impl LedgerThread {
     fn handle(&mut self, incoming: Incoming) -> Vec<Action> {
         let Incoming { route, inbound } = incoming;
         if let Inbound::Query(request) = &inbound
-            && route.family != Family::Peering
-            && let Some(answer) = self.large_reply(request)
+            && let Some(answer) = self.large_reply(request, route.family)
         {
             match answer {
                 Answer::Large(large) => self.reply_large(route, large),
@@ -214,8 +219,12 @@ impl LedgerThread {
     /// A client's `D` or `B`, within the large-reply limits; `None` for any
     /// other request. A `D` shares one body with every other `D` until the
     /// next commit. The texts are the edge's.
-    fn large_reply(&mut self, request: &Request) -> Option<Answer> {
+    fn large_reply(&mut self, request: &Request, family: Family) -> Option<Answer> {
         let now = unix_now_ms();
+        let large = match family {
+            Family::Peering => &mut self.peer_large,
+            Family::V4 | Family::V6 => &mut self.large,
+        };
         let height = self.edge.tip().height;
         Some(match request {
             Request::Database => {
@@ -233,13 +242,13 @@ impl LedgerThread {
                         .expect("committed snapshots are packed")
                         .to_vec()
                 };
-                self.large.database(reply, committed.hash, packed, now)
+                large.database(reply, committed.hash, packed, now)
             }
             Request::Block(n) => {
                 let store = self.edge.store();
                 let missing =
                     || Reply::error(format!("block {n} not found; the height is {height}"));
-                self.large
+                large
                     .block(|| store.block(*n), missing, now)
                     .unwrap_or_else(|e| Answer::Short(Reply::Error(e.to_string())))
             }
@@ -270,5 +279,18 @@ impl LedgerThread {
         let exit = self.edge.perform(actions, unix_now_ms());
         self.flush();
         exit
+    }
+}
+
+/// The large-reply limits of the peering socket: 1 GiB of bodies held at
+/// once and 1 GiB a second. Every `D` between two commits shares one body,
+/// so a peer flooding `D` costs one database, not one per request; the
+/// bytes bound what blocks a peer that never reads can make this server
+/// hold.
+fn peering_large_limits() -> crate::config::Limits {
+    crate::config::Limits {
+        large_reply_bytes: 1 << 30,
+        large_reply_bytes_per_s: 1 << 30,
+        ..crate::config::Limits::default()
     }
 }

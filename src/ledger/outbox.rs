@@ -46,16 +46,18 @@ impl LedgerThread {
         send_waking(queue, waker, Outgoing::Reply { route, reply });
     }
 
-    /// Queues a large reply (a client's `D` or `B`) for the listener, which
-    /// sends its body without a copy. Only the client sockets get them.
+    /// Queues a large reply (a `D` or `B`) for the thread that owns the
+    /// socket it came in on, which sends its body without a copy.
     pub(super) fn reply_large(&mut self, route: rota_listener::Route, large: Large) {
         let Large { head, body } = large;
-        let outgoing = Outgoing::Large { route, head, body };
-        send_waking(
-            &self.channels.to_listener,
-            &self.channels.listener_waker,
-            outgoing,
-        );
+        let (queue, waker) = match route.family {
+            Family::V4 | Family::V6 => (&self.channels.to_listener, &self.channels.listener_waker),
+            Family::Peering => {
+                self.peering_answered = true;
+                (&self.channels.to_peering, &self.channels.peering_waker)
+            }
+        };
+        send_waking(queue, waker, Outgoing::Large { route, head, body });
     }
 
     /// Hands what the edge produced on: events to the listener, input to

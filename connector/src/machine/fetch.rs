@@ -155,9 +155,15 @@ impl Machine {
     pub(super) fn on_block(&mut self, block: Block, now: Millis, out: &mut Vec<Output>) {
         match self.phase {
             Phase::FetchSnapshot {
-                fetching: Fetching::Blocks { .. },
+                fetching: Fetching::Blocks { through },
                 ..
             } => {
+                // Only the window asked for: a server that sends blocks
+                // nobody asked for must not fill the ledger's queue.
+                let number = block.header.number;
+                if number > through || number.saturating_add(BLOCK_WINDOW) <= through {
+                    return;
+                }
                 self.deadline = now + self.settings.request_timeout();
                 out.push(Output::Blocks(vec![block]));
             }
