@@ -85,7 +85,14 @@ impl Lane {
     pub fn on_client_socket(request: &Request) -> Result<Lane, Refusal> {
         match request {
             Request::Peer(envelope) => Err(Refusal::ServerCommand(envelope.command.name())),
-            _ => Ok(Lane::Client),
+            Request::Info
+            | Request::Height
+            | Request::Block(_)
+            | Request::BlockHash(_)
+            | Request::Account(_)
+            | Request::Submit(_)
+            | Request::Status(_)
+            | Request::Database => Ok(Lane::Client),
         }
     }
 
