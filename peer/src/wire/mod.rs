@@ -20,7 +20,12 @@
 //! - `envelope.rs`: the signed [`Envelope`] that carries every server
 //!   message, and the bytes its signature covers ([`Envelope::signed_bytes`]);
 //! - `servers.rs`: the trust list, [`ServerList`]: who may sign, the
-//!   identifier each signer has, and the one [`majority`] rule.
+//!   identifier each signer has, and the one [`majority`] rule;
+//! - `consensus/`: the round protocol's headers, votes and certificates
+//!   ([`consensus::SignedHeader`], [`consensus::Prevote`],
+//!   [`consensus::Precommit`], [`consensus::Certificate`]), their bytes and
+//!   their signature checks. They are not server commands yet; the next
+//!   step carries them in `round`, `vote` and `result`.
 //!
 //! Where each command is read, and where `docs/PROTOCOL.md` describes it
 //! (requests come in through [`Request::decode`], replies through
@@ -52,6 +57,7 @@
 //! [`crate::transaction::Verifier`], where input enters a node.
 
 mod client;
+pub mod consensus;
 mod envelope;
 mod server;
 mod servers;

@@ -1,0 +1,245 @@
+//! The round header and its signed form.
+//!
+//! ```text
+//! header (144 bytes)
+//! offset size
+//!      0    8  slot
+//!      8   32  base: digest of the header of the round this one builds on
+//!     40    8  base: its slot
+//!     48   32  base: its resulting balance hash
+//!     80   32  merkle root of the payments, as sent
+//!    112   32  balance hash after applying them on the base
+//! digest = SHA-256(header)
+//!
+//! signed header
+//!   header (144) | alpha's signature (64) | 0 (1)                   base is the anchor
+//!   header (144) | alpha's signature (64) | 1 (1) | certificate     otherwise
+//! ```
+//!
+//! The base is the highest-slot round the alpha holds a prevote or commit
+//! certificate for, and that certificate travels with the header; or the
+//! anchor, the committed state every server starts from, whose digest is
+//! all zeros and which needs no certificate. The alpha's signature is the
+//! statement (header, slot, digest) of [`super::statement`].
+
+use super::certificate::{Certificate, check_signature};
+use super::{Kind, Reader, Verified, statement};
+use crate::error::{Error, Result};
+use crate::keys::Keypair;
+use crate::types::{Hash, ServerId, Slot};
+use crate::wire::ServerList;
+
+/// Length of an encoded header.
+pub const HEADER_LEN: usize = 144;
+
+/// The round a header builds on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Base {
+    /// The digest of that round's header; all zeros for the anchor.
+    pub digest: Hash,
+    pub slot: Slot,
+    /// The balance hash after that round.
+    pub balance: Hash,
+}
+
+impl Base {
+    /// Whether this base is the anchor (digest all zeros), which carries no
+    /// certificate.
+    pub fn is_anchor(&self) -> bool {
+        self.digest == Hash::default()
+    }
+}
+
+/// What the alpha of a slot signs to name its round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Header {
+    pub slot: Slot,
+    pub base: Base,
+    /// The merkle root of the payments' ids, in the order sent.
+    pub payments: Hash,
+    /// The balance hash after the payments are applied on the base.
+    pub result: Hash,
+}
+
+impl Header {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
+        out[0..8].copy_from_slice(&self.slot.to_be_bytes());
+        out[8..40].copy_from_slice(&self.base.digest.0);
+        out[40..48].copy_from_slice(&self.base.slot.to_be_bytes());
+        out[48..80].copy_from_slice(&self.base.balance.0);
+        out[80..112].copy_from_slice(&self.payments.0);
+        out[112..144].copy_from_slice(&self.result.0);
+        out
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Header> {
+        Ok(Header {
+            slot: r.u64("the header's slot")?,
+            base: Base {
+                digest: r.hash("the base digest")?,
+                slot: r.u64("the base slot")?,
+                balance: r.hash("the base balance hash")?,
+            },
+            payments: r.hash("the payments' merkle root")?,
+            result: r.hash("the resulting balance hash")?,
+        })
+    }
+
+    /// Reads exactly [`HEADER_LEN`] bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Header> {
+        let mut r = Reader::new(bytes, "a header");
+        let header = Header::read(&mut r)?;
+        r.finish()?;
+        Ok(header)
+    }
+
+    /// SHA-256 of the encoded header: the name every vote uses.
+    pub fn digest(&self) -> Hash {
+        Hash::of(&self.encode())
+    }
+}
+
+/// A header with the alpha's signature and the certificate of its base.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedHeader {
+    pub header: Header,
+    pub signature: [u8; 64],
+    /// The certificate of the base; none when the base is the anchor.
+    pub base_certificate: Option<Certificate>,
+}
+
+impl SignedHeader {
+    pub fn slot(&self) -> Slot {
+        self.header.slot
+    }
+
+    pub fn digest(&self) -> Hash {
+        self.header.digest()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 65);
+        self.write(&mut out);
+        out
+    }
+
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.header.encode());
+        out.extend_from_slice(&self.signature);
+        match &self.base_certificate {
+            None => out.push(0),
+            Some(certificate) => {
+                out.push(1);
+                certificate.write(out);
+            }
+        }
+    }
+
+    pub(super) fn read(r: &mut Reader<'_>, servers: usize) -> Result<SignedHeader> {
+        let header = Header::read(r)?;
+        let signature = r.array::<64>("the alpha's signature")?;
+        let base_certificate = match r.u8("the base certificate flag")? {
+            0 => None,
+            1 => Some(Certificate::read(r, servers)?),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "a signed header's base certificate flag is 0 or 1, got {other}"
+                )));
+            }
+        };
+        Ok(SignedHeader {
+            header,
+            signature,
+            base_certificate,
+        })
+    }
+
+    /// Reads a signed header whose base certificate has at most `servers`
+    /// signatures.
+    pub fn decode(bytes: &[u8], servers: usize) -> Result<SignedHeader> {
+        let mut r = Reader::new(bytes, "a signed header");
+        let header = SignedHeader::read(&mut r, servers)?;
+        r.finish()?;
+        Ok(header)
+    }
+
+    /// Checks that the alpha of the header's slot signed it, that it builds
+    /// on an earlier slot, and that its base carries a valid prevote or
+    /// commit certificate for exactly that base (or is the anchor and
+    /// carries none).
+    pub fn verify(&self, chain: &str, servers: &ServerList) -> Result<Verified<SignedHeader>> {
+        let h = &self.header;
+        if servers.is_empty() {
+            return Err(Error::Signature("no servers in the conf".into()));
+        }
+        if h.base.slot >= h.slot {
+            return Err(Error::Invalid(format!(
+                "the header of slot {} builds on slot {}, which is not earlier",
+                h.slot, h.base.slot
+            )));
+        }
+        let alpha = ServerId::from_index((h.slot % servers.len() as u64) as usize);
+        let signed = statement(chain, Kind::Header, h.slot, &h.digest());
+        check_signature(
+            servers,
+            alpha,
+            &signed,
+            &self.signature,
+            "the header's alpha",
+        )?;
+        match (&self.base_certificate, h.base.is_anchor()) {
+            (None, true) => {}
+            (Some(_), true) => {
+                return Err(Error::Invalid(
+                    "a header built on the anchor carries no base certificate".into(),
+                ));
+            }
+            (None, false) => {
+                return Err(Error::Invalid(format!(
+                    "the header of slot {} builds on slot {} without its certificate",
+                    h.slot, h.base.slot
+                )));
+            }
+            (Some(certificate), false) => {
+                if certificate.kind == Kind::Header
+                    || certificate.slot != h.base.slot
+                    || certificate.digest != h.base.digest
+                {
+                    return Err(Error::Invalid(format!(
+                        "the base certificate ({} of slot {}) does not vouch for the base \
+                         (slot {})",
+                        certificate.kind.name(),
+                        certificate.slot,
+                        h.base.slot
+                    )));
+                }
+                certificate.verify(chain, servers)?;
+            }
+        }
+        Ok(Verified(self.clone()))
+    }
+}
+
+impl Verified<SignedHeader> {
+    /// Signs `header` as the alpha of its slot, with the certificate of its
+    /// base. For this server's own round.
+    pub fn sign_header(
+        keypair: &Keypair,
+        chain: &str,
+        header: Header,
+        base_certificate: Option<Verified<Certificate>>,
+    ) -> Verified<SignedHeader> {
+        let signed = statement(chain, Kind::Header, header.slot, &header.digest());
+        Verified(SignedHeader {
+            header,
+            signature: keypair.sign(&signed),
+            base_certificate: base_certificate.map(Verified::into_inner),
+        })
+    }
+
+    /// The base's certificate, checked with the header.
+    pub fn base_certificate(&self) -> Option<Verified<Certificate>> {
+        self.0.base_certificate.clone().map(Verified)
+    }
+}

@@ -1,0 +1,390 @@
+//! The consensus encodings: each round-trips, each field sits where the
+//! module essays say, and verification refuses every forgery it should.
+
+use super::*;
+use crate::keys::Keypair;
+use crate::types::ServerId;
+use crate::wire::ServerList;
+
+const CHAIN: &str = "test";
+
+fn keys(n: usize) -> Vec<Keypair> {
+    (0..n)
+        .map(|i| Keypair::from_seed(&[i as u8 + 1; 32]))
+        .collect()
+}
+
+fn list(keys: &[Keypair]) -> ServerList {
+    ServerList::new(keys.iter().map(Keypair::public).collect())
+}
+
+fn id(index: usize) -> ServerId {
+    ServerId::from_index(index)
+}
+
+/// A header of `slot` on the anchor (slot 0), signed by its alpha.
+fn anchored(keys: &[Keypair], slot: Slot) -> Verified<SignedHeader> {
+    let header = Header {
+        slot,
+        base: Base {
+            digest: Hash::default(),
+            slot: 0,
+            balance: Hash([7; 32]),
+        },
+        payments: Hash([8; 32]),
+        result: Hash([9; 32]),
+    };
+    let alpha = &keys[(slot % keys.len() as u64) as usize];
+    Verified::sign_header(alpha, CHAIN, header, None)
+}
+
+fn votes(
+    keys: &[Keypair],
+    who: &[usize],
+    kind: Kind,
+    slot: Slot,
+    digest: Hash,
+) -> Vec<Verified<Vote>> {
+    who.iter()
+        .map(|i| Verified::sign_vote(&keys[*i], CHAIN, id(*i), kind, slot, digest))
+        .collect()
+}
+
+fn certificate(
+    keys: &[Keypair],
+    who: &[usize],
+    kind: Kind,
+    header: &SignedHeader,
+) -> Verified<Certificate> {
+    let v = votes(keys, who, kind, header.slot(), header.digest());
+    Verified::assemble(&v, list(keys).majority()).expect("a majority")
+}
+
+/// A header of `slot` built on `base` with its certificate.
+fn built_on(
+    keys: &[Keypair],
+    slot: Slot,
+    base: &SignedHeader,
+    cert: Verified<Certificate>,
+) -> Verified<SignedHeader> {
+    let header = Header {
+        slot,
+        base: Base {
+            digest: base.digest(),
+            slot: base.slot(),
+            balance: base.header.result,
+        },
+        payments: Hash([10; 32]),
+        result: Hash([11; 32]),
+    };
+    let alpha = &keys[(slot % keys.len() as u64) as usize];
+    Verified::sign_header(alpha, CHAIN, header, Some(cert))
+}
+
+#[test]
+fn header_fields_sit_at_their_offsets_and_the_digest_is_their_sha256() {
+    let k = keys(3);
+    let h = anchored(&k, 5).header;
+    let bytes = h.encode();
+    assert_eq!(bytes.len(), HEADER_LEN);
+    assert_eq!(&bytes[0..8], &5u64.to_be_bytes());
+    assert_eq!(&bytes[40..48], &0u64.to_be_bytes());
+    assert_eq!(&bytes[48..80], &[7; 32]);
+    assert_eq!(&bytes[80..112], &[8; 32]);
+    assert_eq!(&bytes[112..144], &[9; 32]);
+    assert_eq!(h.digest(), Hash::of(&bytes));
+    assert_eq!(Header::decode(&bytes).unwrap(), h);
+}
+
+#[test]
+fn the_statement_binds_domain_chain_kind_slot_and_digest() {
+    let s = statement("ab", Kind::Prevote, 3, &Hash([4; 32]));
+    let mut expected = b"rota consensus v1".to_vec();
+    expected.extend_from_slice(&[2, b'a', b'b', 2]);
+    expected.extend_from_slice(&3u64.to_be_bytes());
+    expected.extend_from_slice(&[4; 32]);
+    assert_eq!(s, expected);
+}
+
+#[test]
+fn every_message_round_trips_and_verifies() {
+    let k = keys(4);
+    let servers = list(&k);
+    let first = anchored(&k, 5);
+    let cert = certificate(&k, &[0, 1, 2], Kind::Prevote, &first);
+    let second = built_on(&k, 6, &first, cert.clone());
+    for header in [&first, &second] {
+        let bytes = header.encode();
+        let back = SignedHeader::decode(&bytes, 4).unwrap();
+        assert_eq!(&back, &**header);
+        back.verify(CHAIN, &servers).unwrap();
+    }
+    let back = Certificate::decode(&cert.encode(), 4).unwrap();
+    assert_eq!(back, *cert);
+    back.verify(CHAIN, &servers).unwrap();
+
+    let vote = Verified::sign_vote(&k[3], CHAIN, id(3), Kind::Prevote, 6, second.digest());
+    let back = Vote::decode(&vote.encode()).unwrap();
+    assert_eq!(back.encode().len(), VOTE_LEN);
+    back.verify(CHAIN, &servers).unwrap();
+
+    let prevote = Verified::<Prevote>::join(vote.clone(), second.clone()).unwrap();
+    let back = Prevote::decode(&prevote.encode(), 4).unwrap();
+    assert_eq!(back, *prevote);
+    assert_eq!(back.verify(CHAIN, &servers).unwrap(), prevote);
+
+    let pc = votes(&k, &[0], Kind::Precommit, 5, first.digest()).remove(0);
+    let precommit = Verified::<Precommit>::join(pc, first.clone(), cert.clone()).unwrap();
+    let back = Precommit::decode(&precommit.encode(), 4).unwrap();
+    assert_eq!(back, *precommit);
+    assert_eq!(back.verify(CHAIN, &servers).unwrap(), precommit);
+
+    let certified = Verified::<Certified>::join(first.clone(), cert.clone()).unwrap();
+    let back = Certified::decode(&certified.encode(), 4).unwrap();
+    assert_eq!(back.verify(CHAIN, &servers).unwrap(), certified);
+}
+
+#[test]
+fn evidence_is_two_different_headers_of_one_slot_by_its_alpha() {
+    let k = keys(3);
+    let servers = list(&k);
+    let first = anchored(&k, 4);
+    let mut h = first.header;
+    h.payments = Hash([1; 32]);
+    let second = Verified::sign_header(&k[1], CHAIN, h, None);
+    let evidence = Verified::<Evidence>::of(&first, &second).unwrap();
+    let back = Evidence::decode(&evidence.encode(), 3).unwrap();
+    assert_eq!(back.verify(CHAIN, &servers).unwrap(), evidence);
+    assert_eq!(back.slot(), 4);
+    assert!(Verified::<Evidence>::of(&first, &first).is_none());
+    let same = Evidence {
+        first: first.clone().into_inner(),
+        second: first.clone().into_inner(),
+    };
+    assert!(same.verify(CHAIN, &servers).is_err());
+    let other_slot = Evidence {
+        first: first.into_inner(),
+        second: anchored(&k, 5).into_inner(),
+    };
+    assert!(other_slot.verify(CHAIN, &servers).is_err());
+}
+
+#[test]
+fn a_header_not_signed_by_its_slots_alpha_is_refused() {
+    let k = keys(3);
+    let servers = list(&k);
+    let good = anchored(&k, 4);
+    let forged = Verified::sign_header(&k[0], CHAIN, good.header, None).into_inner();
+    let err = forged.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("alpha") && err.contains("server 2"), "{err}");
+    assert!(
+        good.verify("other", &servers).is_err(),
+        "bound to the chain"
+    );
+}
+
+#[test]
+fn a_headers_base_must_be_earlier_and_carry_its_own_certificate() {
+    let k = keys(3);
+    let servers = list(&k);
+    let first = anchored(&k, 4);
+    let cert = certificate(&k, &[0, 1], Kind::Prevote, &first);
+    let good = built_on(&k, 5, &first, cert.clone());
+    good.verify(CHAIN, &servers).unwrap();
+
+    let mut no_cert = good.clone().into_inner();
+    no_cert.base_certificate = None;
+    let err = no_cert.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("without its certificate"), "{err}");
+
+    let mut anchor_with_cert = first.clone().into_inner();
+    anchor_with_cert.base_certificate = Some(cert.clone().into_inner());
+    assert!(anchor_with_cert.verify(CHAIN, &servers).is_err());
+
+    // A certificate for another header than the base.
+    let stranger = anchored(&k, 7);
+    let wrong = certificate(&k, &[0, 1], Kind::Prevote, &stranger);
+    let mut h = good.clone().into_inner();
+    h.base_certificate = Some(wrong.into_inner());
+    let err = h.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("does not vouch"), "{err}");
+
+    // A base at the header's own slot.
+    let mut header = good.header;
+    header.base.slot = 5;
+    let same_slot = Verified::sign_header(&k[2], CHAIN, header, Some(cert)).into_inner();
+    let err = same_slot.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("not earlier"), "{err}");
+}
+
+#[test]
+fn forged_certificates_are_refused_too_few_duplicate_unknown_or_bad() {
+    let k = keys(5);
+    let servers = list(&k);
+    let header = anchored(&k, 9);
+    let good = certificate(&k, &[0, 2, 4], Kind::Prevote, &header).into_inner();
+    good.verify(CHAIN, &servers).unwrap();
+
+    let mut few = good.clone();
+    few.signatures.pop();
+    let err = few.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("2 signatures; 3 to 5"), "{err}");
+
+    let mut duplicate = good.clone();
+    duplicate.signatures[1] = duplicate.signatures[0];
+    let err = duplicate.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("distinct"), "{err}");
+
+    let mut unordered = good.clone();
+    unordered.signatures.swap(0, 1);
+    assert!(unordered.verify(CHAIN, &servers).is_err());
+
+    for stranger in [ServerId(0), ServerId(6), ServerId(u32::MAX)] {
+        let mut unknown = good.clone();
+        let last = unknown.signatures.len() - 1;
+        unknown.signatures[last].0 = stranger;
+        if stranger.0 == 0 {
+            unknown.signatures.rotate_right(1);
+        }
+        let err = unknown.verify(CHAIN, &servers).unwrap_err().to_string();
+        assert!(err.contains("not in the conf"), "{stranger}: {err}");
+    }
+
+    let mut bad = good.clone();
+    bad.signatures[2].1[0] ^= 1;
+    let err = bad.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("does not verify"), "{err}");
+
+    // Signatures by servers of the conf, on another statement.
+    let mut relabelled = good.clone();
+    relabelled.kind = Kind::Precommit;
+    assert!(relabelled.verify(CHAIN, &servers).is_err());
+    let mut moved = good.clone();
+    moved.slot += 1;
+    assert!(moved.verify(CHAIN, &servers).is_err());
+    assert!(good.verify("other", &servers).is_err());
+
+    // The signatures of a stranger who holds no place in the conf.
+    let stranger = Keypair::from_seed(&[99; 32]);
+    let mut forged = good.clone();
+    forged.signatures[0].1 = stranger.sign(&statement(CHAIN, Kind::Prevote, 9, &header.digest()));
+    assert!(forged.verify(CHAIN, &servers).is_err());
+}
+
+#[test]
+fn decoding_refuses_more_signatures_than_servers_before_reading_them() {
+    let k = keys(3);
+    let header = anchored(&k, 9);
+    let cert = certificate(&k, &[0, 1, 2], Kind::Prevote, &header);
+    let bytes = cert.encode();
+    assert!(Certificate::decode(&bytes, 3).is_ok());
+    let err = Certificate::decode(&bytes, 2).unwrap_err().to_string();
+    assert!(
+        err.contains("at most 2 signatures") && err.contains("says 3"),
+        "{err}"
+    );
+    let mut huge = bytes[..41].to_vec();
+    huge.extend_from_slice(&u16::MAX.to_be_bytes());
+    let err = Certificate::decode(&huge, 3).unwrap_err().to_string();
+    assert!(err.contains("says 65535"), "{err}");
+}
+
+#[test]
+fn a_vote_must_be_about_the_header_it_carries() {
+    let k = keys(3);
+    let servers = list(&k);
+    let header = anchored(&k, 4);
+    let other = anchored(&k, 7);
+    let vote = votes(&k, &[2], Kind::Prevote, 7, other.digest()).remove(0);
+    assert!(Verified::<Prevote>::join(vote.clone(), header.clone()).is_none());
+    let forged = Prevote {
+        vote: vote.into_inner(),
+        header: header.clone().into_inner(),
+    };
+    let err = forged.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("travels with"), "{err}");
+
+    // A precommit resting on a commit certificate, or on another slot's.
+    let pc = votes(&k, &[2], Kind::Precommit, 4, header.digest()).remove(0);
+    let commit = certificate(&k, &[0, 1], Kind::Precommit, &header);
+    assert!(Verified::<Precommit>::join(pc.clone(), header.clone(), commit.clone()).is_none());
+    let forged = Precommit {
+        vote: pc.into_inner(),
+        header: header.into_inner(),
+        certificate: commit.into_inner(),
+    };
+    let err = forged.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("rests on"), "{err}");
+}
+
+#[test]
+fn a_vote_by_a_server_outside_the_conf_or_with_a_bad_signature_is_refused() {
+    let k = keys(3);
+    let servers = list(&k);
+    let mut vote = votes(&k, &[1], Kind::Precommit, 4, Hash([1; 32]))
+        .remove(0)
+        .into_inner();
+    vote.verify(CHAIN, &servers).unwrap();
+    vote.signer = ServerId(3);
+    assert!(vote.verify(CHAIN, &servers).is_err(), "another server's id");
+    vote.signer = ServerId(4);
+    let err = vote.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("not in the conf"), "{err}");
+    vote.signer = ServerId(0);
+    assert!(vote.verify(CHAIN, &servers).is_err());
+}
+
+#[test]
+fn assembling_a_certificate_needs_a_majority_of_one_statement() {
+    let k = keys(5);
+    let d = Hash([3; 32]);
+    let mut v = votes(&k, &[4, 0], Kind::Prevote, 2, d);
+    assert!(Verified::assemble(&v, 3).is_none(), "two of five");
+    v.push(v[0].clone());
+    assert!(
+        Verified::assemble(&v, 3).is_none(),
+        "a repeated vote counts once"
+    );
+    v.extend(votes(&k, &[2], Kind::Prevote, 2, d));
+    let cert = Verified::assemble(&v, 3).unwrap();
+    let signers: Vec<u32> = cert.signatures.iter().map(|(s, _)| s.0).collect();
+    assert_eq!(signers, vec![1, 3, 5], "sorted, distinct");
+    cert.verify(CHAIN, &list(&k)).unwrap();
+    v.extend(votes(&k, &[3], Kind::Prevote, 2, Hash([4; 32])));
+    assert!(Verified::assemble(&v, 3).is_none(), "mixed statements");
+    let headers = votes(&k, &[0, 1, 2], Kind::Header, 2, d);
+    assert!(
+        Verified::assemble(&headers, 3).is_none(),
+        "headers are not certified"
+    );
+}
+
+#[test]
+fn truncated_extended_or_mangled_bytes_never_panic_and_mostly_refuse() {
+    let k = keys(4);
+    let first = anchored(&k, 5);
+    let cert = certificate(&k, &[0, 1, 2], Kind::Prevote, &first);
+    let second = built_on(&k, 6, &first, cert.clone());
+    let pc = votes(&k, &[1], Kind::Precommit, 6, second.digest()).remove(0);
+    let cert2 = certificate(&k, &[0, 1, 3], Kind::Prevote, &second);
+    let precommit = Verified::<Precommit>::join(pc, second, cert2).unwrap();
+    let bytes = precommit.encode();
+    for cut in 0..bytes.len() {
+        assert!(Precommit::decode(&bytes[..cut], 4).is_err(), "cut at {cut}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    let err = Precommit::decode(&longer, 4).unwrap_err().to_string();
+    assert!(err.contains("1 bytes too many"), "{err}");
+    let servers = list(&k);
+    for i in 0..bytes.len() {
+        let mut m = bytes.clone();
+        m[i] ^= 0x5a;
+        if let Ok(p) = Precommit::decode(&m, 4) {
+            assert!(
+                p.verify(CHAIN, &servers).is_err(),
+                "byte {i} changed and still verifies"
+            );
+        }
+    }
+}
