@@ -16,6 +16,7 @@
 //! bodies are sent without a copy and within the large-reply limits
 //! ([`large`]), which concern the sockets, not what the ledger decides.
 
+pub mod consensus;
 pub mod core;
 pub mod edge;
 pub mod inbox;

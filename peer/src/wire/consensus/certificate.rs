@@ -320,4 +320,12 @@ impl Verified<Evidence> {
             })
         })
     }
+
+    /// The two headers, checked with the evidence.
+    pub fn headers(&self) -> [Verified<SignedHeader>; 2] {
+        [
+            Verified(self.0.first.clone()),
+            Verified(self.0.second.clone()),
+        ]
+    }
 }

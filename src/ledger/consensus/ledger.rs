@@ -1,0 +1,47 @@
+//! What the consensus machine asks of the ledger: the one callback that
+//! applies payments.
+//!
+//! The machine decides which rounds to vote for and which commit; it never
+//! looks inside a payment. Whether a round's payments, applied on its base,
+//! give the balance hash its header claims is the ledger's answer, through
+//! [`Ledger::apply`]. That answer must depend only on the base's state and
+//! the slot (never on a clock), so every honest server gives the same one:
+//! the ledger skips, deterministically, a payment stamped outside the
+//! slot's window, one already in the round's header chain, and one the
+//! payer cannot afford.
+//!
+//! The ledger keeps the state after each round the machine tells it to
+//! keep ([`Ledger::keep`]), named by the round's header digest, beside the
+//! committed state (named by the committed base's digest, all zeros for the
+//! anchor). When the machine reports a commit, the ledger makes that state
+//! its committed one and may drop every state not built on it.
+
+use std::fmt;
+
+use rota_peer::wire::consensus::Base;
+use rota_peer::{Hash, Slot};
+
+/// The application under the consensus machine: the ledger core.
+pub trait Ledger {
+    /// A round's payments, in the order the beta sent them.
+    type Payments: Clone + fmt::Debug;
+    /// The state after a round, before it is kept under a name.
+    type State;
+
+    /// The merkle root of the payments' ids, as a header names them.
+    fn root(&self, payments: &Self::Payments) -> Hash;
+
+    /// Applies `payments` as the round of `slot` on the state after `base`
+    /// (a round kept earlier, or the committed state), and returns the
+    /// resulting balance hash with the state. `None` when that state is not
+    /// held here.
+    fn apply(
+        &mut self,
+        base: &Base,
+        slot: Slot,
+        payments: &Self::Payments,
+    ) -> Option<(Hash, Self::State)>;
+
+    /// Keeps `state` as the state after the round whose header is `digest`.
+    fn keep(&mut self, digest: Hash, state: Self::State);
+}
