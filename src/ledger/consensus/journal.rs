@@ -4,9 +4,10 @@
 //! Every step's outputs put a [`Record`] before the message it vouches for:
 //! its own header before ROUND(s), a round's payments and the prevote
 //! before PREVOTE(s), the precommit before PRECOMMIT(s), the lock and the
-//! payments of its locked chain as the lock moves. The edge appends them
-//! to a journal, in order, and makes each durable before it carries out
-//! what follows. [`Machine::restore`] replays that journal on top of the
+//! payments of its locked chain as the lock moves, evidence of an
+//! equivocating alpha (so that a restart does not forget it before P(s)).
+//! The edge appends them to a journal, in order, and makes each durable
+//! before it carries out what follows. [`Machine::restore`] replays that journal on top of the
 //! committed state: the highest voted slot, the highest proposed slot, the
 //! lock and the kept rounds come back, so a restarted server never signs a
 //! second vote or header for a slot, and can still build on its lock.
@@ -81,6 +82,16 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
                     votes.certificates.insert(certificate.digest, certificate);
                 }
             }
+            Record::Evidence(evidence) => {
+                let evidence = evidence.verify(chain, servers)?;
+                for header in evidence.headers() {
+                    self.remember(&header);
+                }
+                let slot = evidence.slot();
+                if slot > self.committed.base.slot {
+                    self.slots.entry(slot).or_default().evidence = Some(evidence);
+                }
+            }
             Record::Lock(certified) => {
                 let certified = certified.verify(chain, servers)?;
                 let slot = certified.header.slot();
@@ -145,6 +156,11 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
                 Message::Prevote(p) => records.push(Record::Prevote(p.clone())),
                 Message::Precommit(p) => records.push(Record::Precommit(p.clone())),
                 Message::Round { .. } | Message::Certified(_) | Message::Evidence(_) => {}
+            }
+        }
+        for votes in self.slots.values() {
+            if let Some(evidence) = &votes.evidence {
+                records.push(Record::Evidence(evidence.clone().into_inner()));
             }
         }
         if let Some(lock) = &self.lock {

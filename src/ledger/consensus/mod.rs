@@ -290,6 +290,9 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         ledger: &mut impl Ledger<Payments = P>,
     ) -> Result<Vec<Output<P>>, Refusal> {
         let slot = certified.header.slot();
+        if self.halted {
+            return Err(Refusal::Halted);
+        }
         if slot <= self.committed.base.slot {
             return Err(self.decided(slot));
         }
@@ -347,10 +350,13 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         precommit.chain(held).min()
     }
 
-    /// Refuses input about a decided slot or one too far ahead.
+    /// Refuses input about a decided slot or one too far ahead, and any
+    /// input once halted.
     fn check_slot(&self, slot: Slot, now: Millis) -> Result<(), Refusal> {
         let current = self.config.timing.slot_at(now);
-        if slot <= self.committed.base.slot {
+        if self.halted {
+            Err(Refusal::Halted)
+        } else if slot <= self.committed.base.slot {
             Err(self.decided(slot))
         } else if slot > current.saturating_add(1) {
             Err(Refusal::Future { slot, current })
@@ -419,6 +425,8 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             return;
         };
         self.slots = self.slots.split_off(&horizon);
+        // The voted mark stays; the votes themselves are not sent again.
+        self.own.retain(|(slot, _), _| *slot >= horizon);
         let mut keep = Vec::new();
         for certified in self.lock.iter().chain(self.pending_commit.iter()) {
             keep.extend(

@@ -54,6 +54,8 @@ pub enum Record<P> {
     Precommit(Precommit),
     /// The lock moved up to this certificate.
     Lock(Certified),
+    /// Two headers of one slot by its alpha: no precommit for that slot.
+    Evidence(Evidence),
 }
 
 /// A round committed here, with its payments.
@@ -123,6 +125,8 @@ pub enum Refusal {
     NotAlpha { slot: Slot },
     /// A second header for a slot this server already signed one for.
     AlreadyProposed { slot: Slot, proposed: Slot },
+    /// The machine halted ([`Output::Halt`]) and takes no further step.
+    Halted,
 }
 
 impl fmt::Display for Refusal {
@@ -145,6 +149,7 @@ impl fmt::Display for Refusal {
                 f,
                 "this server already signed a header for slot {proposed}, so not for slot {slot}"
             ),
+            Refusal::Halted => write!(f, "consensus halted here; it takes no further step"),
         }
     }
 }

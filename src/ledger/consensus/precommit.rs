@@ -65,15 +65,16 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         }
     }
 
-    /// Keeps and publishes the proof that an alpha signed two headers for
-    /// one slot, once a slot.
+    /// Keeps (durably: a restarted server must not forget it before P(s))
+    /// and publishes the proof that an alpha signed two headers for one
+    /// slot, once a slot.
     fn publish_evidence(&mut self, evidence: Verified<Evidence>, out: &mut Vec<Output<P>>) {
         let slot = evidence.slot();
         let votes = self.slots.entry(slot).or_default();
-        if votes.evidence_sent {
+        if votes.evidence.is_some() {
             return;
         }
-        votes.evidence_sent = true;
+        votes.evidence = Some(evidence.clone());
         log::warn!(
             "slot {slot}: its alpha, server {}, signed two headers ({} and {}); \
              this server precommits neither",
@@ -81,6 +82,9 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             evidence.first.digest().short(),
             evidence.second.digest().short()
         );
+        out.push(Output::Persist(Record::Evidence(
+            evidence.clone().into_inner(),
+        )));
         out.push(Output::Send(Message::Evidence(
             evidence.clone().into_inner(),
         )));

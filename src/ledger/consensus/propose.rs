@@ -30,6 +30,9 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         now: Millis,
         ledger: &mut impl Ledger<Payments = P>,
     ) -> Result<Vec<Output<P>>, Refusal> {
+        if self.halted {
+            return Err(Refusal::Halted);
+        }
         if self.config.timing.alpha(slot) != self.config.me {
             return Err(Refusal::NotAlpha { slot });
         }

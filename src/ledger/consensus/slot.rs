@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rota_peer::wire::consensus::{Certificate, Kind, Verified, Vote};
+use rota_peer::wire::consensus::{Certificate, Evidence, Kind, Verified, Vote};
 use rota_peer::{Hash, ServerId};
 
 /// The most headers of one slot this server tracks.
@@ -35,8 +35,8 @@ pub(super) struct SlotVotes {
     precommits: BTreeMap<Hash, BTreeMap<ServerId, Verified<Vote>>>,
     /// Prevote certificates held on this slot's headers.
     pub certificates: BTreeMap<Hash, Verified<Certificate>>,
-    /// This server published the slot's evidence.
-    pub evidence_sent: bool,
+    /// Two headers of this slot by its alpha, kept and published once.
+    pub evidence: Option<Verified<Evidence>>,
     /// This server sent its lock because it refused a round of this slot.
     pub lock_sent: bool,
     /// This server relayed the commit certificate it assembled.

@@ -689,3 +689,68 @@ fn certificates_are_assembled_only_from_a_majority() {
     let votes = [k.vote(0, Kind::Prevote, &h), k.vote(1, Kind::Prevote, &h)];
     assert!(Verified::<Certificate>::assemble(&votes, 3).is_none());
 }
+
+/// More servers than the protocol tolerates sign a commit that forgets a
+/// committed round: the server halts rather than go on, and takes nothing
+/// more.
+#[test]
+fn a_commit_that_conflicts_with_the_committed_round_halts_the_machine() {
+    let k = Keys::new(3);
+    let t = k.timing();
+    let mut node = Node::new(&k, 0);
+    let h10 = k.on_anchor(10, &vec![10]);
+    node.round(&h10, &vec![10], moments(&t, 10).voting);
+    node.certified(
+        k.certified(Kind::Precommit, &[1, 2], &h10),
+        moments(&t, 10).voting,
+    );
+    assert_eq!(node.commits.len(), 1);
+    let fork = k.on_anchor(11, &vec![11]);
+    let now = moments(&t, 11).voting;
+    let l = &mut node.ledger;
+    let out = node
+        .machine
+        .on_certified(k.certified(Kind::Precommit, &[1, 2], &fork), now, l)
+        .unwrap();
+    let halts: Vec<&String> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Halt(reason) => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(halts.len(), 1, "{out:?}");
+    assert!(
+        halts[0].contains("conflicts with the committed round of slot 10"),
+        "{}",
+        halts[0]
+    );
+    assert!(!out.iter().any(|o| matches!(o, Output::Commit(_))));
+    let again = node
+        .machine
+        .on_round(fork, vec![11], now + 1, l)
+        .unwrap_err();
+    assert_eq!(again, Refusal::Halted);
+    assert!(node.machine.tick(now + 2, l).is_empty());
+}
+
+/// Evidence is durable: a server that restarts between seeing two headers
+/// for a slot and P(s) still precommits neither.
+#[test]
+fn a_restarted_server_remembers_the_evidence() {
+    let k = Keys::new(3);
+    let me = follower(&k);
+    let m = moments(&k.timing(), S);
+    let h = k.on_anchor(S, &vec![1]);
+    let h2 = k.on_anchor(S, &vec![2]);
+    let mut node = Node::new(&k, me);
+    node.round(&h, &vec![1], m.voting);
+    let other = (0..3).find(|i| *i != me && *i != k.alpha(S)).unwrap();
+    let sent = node.prevote(k.prevote(other, &h2), m.voting);
+    assert!(sent.iter().any(|m| matches!(m, Message::Evidence(_))));
+    assert!(node.disk.iter().any(|r| matches!(r, Record::Evidence(_))));
+    let mut node = node.restart(&k);
+    node.prevote(k.prevote(k.alpha(S), &h), m.voting + 1);
+    assert_eq!(lock_slot(&node), Some(S), "a certificate on H");
+    assert!(precommits(&node.tick(m.p)).is_empty());
+}
