@@ -85,6 +85,10 @@ use self::beta::BetaRound;
 pub use self::refusal::{PeerRefusal, Refusal};
 use crate::events::{Event, Outcome};
 
+/// A round's payments as its alpha sent them, every signature checked:
+/// what the consensus machine carries and the journal keeps.
+pub type Payments = Arc<[VerifiedTx]>;
+
 /// The most payments one round may carry; a ROUND of this many is 28 MB.
 pub const MAX_ROUND_TRANSACTIONS: usize = 200_000;
 
