@@ -4,20 +4,28 @@
 //!
 //! Each test works in its own temporary data directory. A "crash" is
 //! simulated by putting the files back as a kill between two writes would
-//! have left them, then reopening the store.
+//! have left them, then reopening the store, or on a [`MemoryDisk`] that
+//! fails every write after a chosen one. The last tests are those of the
+//! consensus journal.
 
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
 use rota::ledger::build_block;
-use rota::ledger::core::{Commit, Committed};
-use rota::ledger::store::{Appended, Disk, Loaded, MemoryDisk, Store, Tip, write_atomic};
+use rota::ledger::consensus::Record;
+use rota::ledger::core::{Commit, Committed, Payments};
+use rota::ledger::store::{
+    Appended, Disk, Loaded, MemoryDisk, Store, TableWrite, Tip, write_atomic,
+};
 use rota_peer::balances::Balances;
-use rota_peer::block::Block;
+use rota_peer::block::{Block, merkle_root};
 use rota_peer::keys::Keypair;
 use rota_peer::transaction::{Transaction, VerifiedTx};
-use rota_peer::{Hash, PublicKey, Slot};
+use rota_peer::wire::consensus::{
+    Base, Certified, Header, Kind, Prevote, SignedHeader, Verified, Vote,
+};
+use rota_peer::{Hash, PublicKey, ServerId, Slot};
 
 /// The slot length: 1.5 s, so that naming archives needs the integer
 /// division (slot * 1500 / 1000) to be done right.
@@ -103,6 +111,8 @@ fn commit_round(store: &Store, commit: &Commit) -> Option<Block> {
             &committed(commit),
             block.as_ref(),
             commit.installed,
+            None,
+            &[],
         )
         .expect("commit");
     block
@@ -651,6 +661,8 @@ fn run_until_crash(disk: &MemoryDisk) -> (Vec<Slot>, Option<Slot>) {
             &committed(&commit),
             block.as_ref(),
             commit.installed,
+            None,
+            &[],
         );
         if result.is_err() {
             return (done, Some(commit.slot));
@@ -736,5 +748,324 @@ fn crash_everywhere(crash: impl Fn(&MemoryDisk, u64)) {
             let block = Block::decode(&store.block(n).unwrap().expect("no gap")).unwrap();
             assert!(by_slot(block.header.slot).is_some_and(|c| c.block));
         }
+    }
+}
+
+// The consensus journal: what the round protocol keeps across a crash
+// (see `rota::ledger::store::journal`), appended in transactions of their
+// own and replaced at each commit point with the commit certificate.
+
+/// The servers whose records the journal tests keep. Server i signs the
+/// headers of the slots equal to i modulo their number.
+const SERVERS: usize = 3;
+
+fn server_keys() -> Vec<Keypair> {
+    (0..SERVERS).map(|i| keypair(50 + i as u8)).collect()
+}
+
+/// The header of `commit`'s round, on the genesis, signed by the alpha of
+/// its slot: its result is the round's balance hash.
+fn header_of(commit: &Commit) -> Verified<SignedHeader> {
+    let ids: Vec<Hash> = commit.transactions.iter().map(|tx| tx.id()).collect();
+    let header = Header {
+        slot: commit.slot,
+        base: Base {
+            digest: Hash::default(),
+            slot: 0,
+            balance: genesis_hash(),
+        },
+        payments: merkle_root(&ids),
+        result: commit.hash,
+    };
+    let alpha = &server_keys()[(commit.slot % SERVERS as u64) as usize];
+    Verified::sign_header(alpha, "store", header, None)
+}
+
+fn vote(who: usize, kind: Kind, header: &SignedHeader) -> Verified<Vote> {
+    let keys = server_keys();
+    Verified::sign_vote(
+        &keys[who],
+        "store",
+        ServerId::from_index(who),
+        kind,
+        header.slot(),
+        header.digest(),
+    )
+}
+
+/// `header` with a certificate of `kind` signed by every server.
+fn certified(kind: Kind, header: &Verified<SignedHeader>) -> Certified {
+    let votes: Vec<Verified<Vote>> = (0..SERVERS).map(|i| vote(i, kind, header)).collect();
+    let certificate = Verified::assemble(&votes, SERVERS / 2 + 1).expect("every server voted");
+    Verified::<Certified>::join(header.clone(), certificate)
+        .expect("the votes are about the header")
+        .into_inner()
+}
+
+/// What a server journals about `commit`'s round before it commits: its
+/// marks, the round's payments, its prevote, the lock.
+fn records_of(commit: &Commit) -> Vec<Record<Payments>> {
+    let header = header_of(commit);
+    vec![
+        Record::Marks {
+            voted: Some(commit.slot),
+            proposed: None,
+        },
+        Record::Round {
+            header: header.clone().into_inner(),
+            payments: commit.transactions.iter().copied().collect(),
+        },
+        Record::Prevote(Prevote {
+            vote: vote(1, Kind::Prevote, &header).into_inner(),
+            header: header.clone().into_inner(),
+        }),
+        Record::Lock(certified(Kind::Prevote, &header)),
+    ]
+}
+
+/// The commit certificate of `commit`'s round.
+fn commit_certificate(commit: &Commit) -> Certified {
+    certified(Kind::Precommit, &header_of(commit))
+}
+
+/// Commits `commit` as the ledger thread will: with its commit
+/// certificate, replacing the journal with `journal`.
+fn commit_certified(
+    store: &Store,
+    commit: &Commit,
+    journal: &[Record<Payments>],
+) -> rota::Result<()> {
+    let block = commit.block.then(|| {
+        let tip = store.tip().expect("tip");
+        build_block(tip, commit, commit.slot * SLOT_MS)
+    });
+    store.commit(
+        commit.slot,
+        &committed(commit),
+        block.as_ref(),
+        commit.installed,
+        Some(&commit_certificate(commit)),
+        journal,
+    )
+}
+
+#[test]
+fn journal_appends_survive_a_reopen_in_order() {
+    let script = crash_script();
+    let (first, third) = (&records_of(&script[0]), &records_of(&script[2]));
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        load_intact(&store);
+        assert!(store.journal(SERVERS).unwrap().is_empty());
+        store.journal_append(&first[..1]).unwrap();
+        store.journal_append(&first[1..]).unwrap();
+        store.journal_append(&[]).unwrap();
+        store.journal_append(third).unwrap();
+    }
+    let store = open(dir.path());
+    let expected: Vec<Record<Payments>> = first.iter().chain(third).cloned().collect();
+    assert_eq!(store.journal(SERVERS).unwrap(), expected);
+    // No commit yet: the genesis has no certificate.
+    assert_eq!(store.certified(SERVERS).unwrap(), None);
+}
+
+#[test]
+fn a_commit_replaces_the_journal_and_keeps_its_certificate_across_a_reopen() {
+    let script = crash_script();
+    let (first, third) = (&script[0], &script[2]);
+    let dir = tempfile::tempdir().unwrap();
+    let after_commit = vec![Record::Marks {
+        voted: Some(first.slot),
+        proposed: Some(first.slot - 1),
+    }];
+    {
+        let store = open(dir.path());
+        load_intact(&store);
+        store.journal_append(&records_of(first)).unwrap();
+        commit_certified(&store, first, &after_commit).unwrap();
+        // Appends go on after the rewritten journal.
+        store.journal_append(&records_of(third)[1..2]).unwrap();
+    }
+    let store = open(dir.path());
+    assert_eq!(load_intact(&store).hash, first.hash);
+    assert_eq!(
+        store.certified(SERVERS).unwrap(),
+        Some(commit_certificate(first))
+    );
+    let mut expected = after_commit.clone();
+    expected.extend_from_slice(&records_of(third)[1..2]);
+    assert_eq!(store.journal(SERVERS).unwrap(), expected);
+
+    // A commit without a certificate leaves none standing for the old state.
+    commit_round(&store, third);
+    assert_eq!(store.certified(SERVERS).unwrap(), None);
+    assert!(store.journal(SERVERS).unwrap().is_empty());
+}
+
+#[test]
+fn a_certificate_that_does_not_vouch_for_the_committed_state_is_refused_before_any_write() {
+    let script = crash_script();
+    let (first, third) = (&script[0], &script[2]);
+    let disk = MemoryDisk::new();
+    let store = Store::on_disk(Box::new(disk.clone()), KEEP, SLOT_MS);
+    load_intact(&store);
+    store.journal_append(&records_of(first)).unwrap();
+    let header = header_of(first);
+    let wrong = [
+        // Prevotes lock a round; they do not commit it.
+        certified(Kind::Prevote, &header),
+        // Another round's commit certificate.
+        commit_certificate(third),
+    ];
+    for certificate in &wrong {
+        let writes = disk.writes();
+        let err = store
+            .commit(
+                first.slot,
+                &committed(first),
+                None,
+                false,
+                Some(certificate),
+                &[],
+            )
+            .expect_err("a certificate for something else");
+        assert!(err.to_string().contains("does not vouch"), "{err}");
+        assert_eq!(disk.writes(), writes, "nothing was written");
+    }
+    assert_eq!(store.meta().unwrap().unwrap().hash, genesis_hash());
+    assert_eq!(store.journal(SERVERS).unwrap(), records_of(first));
+}
+
+#[test]
+fn a_damaged_journal_entry_fails_the_whole_read_and_names_the_entry() {
+    let disk = MemoryDisk::new();
+    let store = Store::on_disk(Box::new(disk.clone()), KEEP, SLOT_MS);
+    store
+        .journal_append(&records_of(&crash_script()[0]))
+        .unwrap();
+    disk.transact(&[TableWrite::PutJournal(2, vec![4, 0, 0])])
+        .unwrap();
+    let err = store.journal(SERVERS).expect_err("entry 2 is damaged");
+    assert!(err.to_string().contains("journal entry 2"), "{err}");
+}
+
+#[test]
+fn an_empty_journal_append_takes_no_durable_step() {
+    let disk = MemoryDisk::new();
+    let store = Store::on_disk(Box::new(disk.clone()), KEEP, SLOT_MS);
+    store.journal_append(&[]).unwrap();
+    assert_eq!(disk.writes(), 0);
+    store
+        .journal_append(&records_of(&crash_script()[0]))
+        .unwrap();
+    assert_eq!(disk.writes(), 1, "an append is one transaction");
+}
+
+/// One step of the journal's crash script.
+enum JournalStep {
+    /// Records made durable before a message leaves.
+    Append(Vec<Record<Payments>>),
+    /// A round committed with its certificate, and the journal after it.
+    Commit(Commit, Vec<Record<Payments>>),
+}
+
+/// Appends about two rounds, each committed in turn, as a server journals
+/// them: some records, a commit that rewrites the journal, more records.
+fn journal_script() -> Vec<JournalStep> {
+    let script = crash_script();
+    let (first, third) = (script[0].clone(), script[2].clone());
+    let (a, b) = (records_of(&first), records_of(&third));
+    vec![
+        JournalStep::Append(a[..2].to_vec()),
+        JournalStep::Append(a[2..].to_vec()),
+        JournalStep::Commit(first, a[..1].to_vec()),
+        JournalStep::Append(b.clone()),
+        JournalStep::Commit(third, b[3..].to_vec()),
+        JournalStep::Append(b[..1].to_vec()),
+    ]
+}
+
+/// The journal after the first `steps` steps of the script.
+fn journal_after(steps: usize) -> Vec<Record<Payments>> {
+    let mut journal = Vec::new();
+    for step in journal_script().into_iter().take(steps) {
+        match step {
+            JournalStep::Append(records) => journal.extend(records),
+            JournalStep::Commit(_, records) => journal = records,
+        }
+    }
+    journal
+}
+
+/// The certificate standing after the first `steps` steps of the script.
+fn certificate_after(steps: usize) -> Option<Certified> {
+    journal_script()
+        .iter()
+        .take(steps)
+        .filter_map(|step| match step {
+            JournalStep::Commit(commit, _) => Some(commit_certificate(commit)),
+            JournalStep::Append(_) => None,
+        })
+        .next_back()
+}
+
+/// Runs the journal script on `disk` until its first failed write. Returns
+/// how many steps returned, and whether one failed.
+fn run_journal_until_crash(disk: &MemoryDisk) -> (usize, bool) {
+    let store = Store::on_disk(Box::new(disk.clone()), KEEP, SLOT_MS);
+    if store.load(genesis()).is_err() {
+        return (0, true);
+    }
+    for (done, step) in journal_script().iter().enumerate() {
+        let result = match step {
+            JournalStep::Append(records) => store.journal_append(records),
+            JournalStep::Commit(commit, journal) => commit_certified(&store, commit, journal),
+        };
+        if result.is_err() {
+            return (done, true);
+        }
+    }
+    (journal_script().len(), false)
+}
+
+/// A crash at every durable step of the script: every append that
+/// returned is there whole, the one cut short is not there at all, and the
+/// journal and the certificate are always those of the committed state the
+/// store loads (a commit replaces them at its commit point, or not at all).
+#[test]
+fn a_crash_between_any_two_writes_keeps_the_journal_whole_and_in_step_with_the_commit() {
+    let complete = MemoryDisk::new();
+    assert_eq!(run_journal_until_crash(&complete), (6, false));
+    let steps = complete.writes();
+    let script = journal_script();
+
+    for crash_at in 0..=steps {
+        let disk = MemoryDisk::new();
+        disk.crash_after(crash_at);
+        let (done, failed) = run_journal_until_crash(&disk);
+        disk.restart();
+
+        let store = Store::on_disk(Box::new(disk.clone()), KEEP, SLOT_MS);
+        let loaded = load_intact(&store);
+        // A commit cut short after its commit point counts as made.
+        let made = match script.get(done) {
+            Some(JournalStep::Commit(commit, _)) if failed && loaded.slot == commit.slot => {
+                done + 1
+            }
+            _ => done,
+        };
+        assert_eq!(
+            store.journal(SERVERS).unwrap(),
+            journal_after(made),
+            "crash after {crash_at} writes, {done} steps done"
+        );
+        assert_eq!(
+            store.certified(SERVERS).unwrap(),
+            certificate_after(made),
+            "crash after {crash_at} writes"
+        );
+        let slot = certificate_after(made).map_or(0, |c| c.header.slot());
+        assert_eq!(loaded.slot, slot, "crash after {crash_at} writes");
     }
 }

@@ -500,8 +500,14 @@ impl Edge {
             hash: commit.hash,
             snapshot: commit.snapshot.clone(),
         };
-        self.store
-            .commit(commit.slot, &committed, block.as_ref(), commit.installed)?;
+        self.store.commit(
+            commit.slot,
+            &committed,
+            block.as_ref(),
+            commit.installed,
+            None,
+            &[],
+        )?;
         if let Some(block) = block {
             self.tip = Tip {
                 height: block.header.number,

@@ -6,9 +6,9 @@
 //! A server writes two kinds of thing:
 //! - **files** (`balances.db`, `archive/<hash>.<seconds>`), each replaced
 //!   atomically: after a crash a file holds its old bytes or its new ones;
-//! - **tables** (blocks, the transaction index, and the small records a
-//!   server must remember across a restart), changed in transactions that
-//!   are atomic and durable together.
+//! - **tables** (blocks, the transaction index, the small records a server
+//!   must remember across a restart, and the consensus journal), changed in
+//!   transactions that are atomic and durable together.
 //!
 //! Each call to [`Disk::write_file`], [`Disk::remove_file`] or
 //! [`Disk::transact`] is one durable step: a crash falls between two of them,
@@ -40,6 +40,12 @@ pub enum TableWrite {
     /// Sets a small named record (the committed state, and whatever else a
     /// server must remember across a restart).
     PutRecord(&'static str, Vec<u8>),
+    /// Drops the named record.
+    RemoveRecord(&'static str),
+    /// Stores entry `seq` of the consensus journal (an encoded record).
+    PutJournal(u64, Vec<u8>),
+    /// Drops every entry of the consensus journal.
+    ClearJournal,
 }
 
 /// Where a server's durable state lives. See the module documentation.
@@ -67,6 +73,11 @@ pub trait Disk: Send {
     fn tx_block(&self, id: &TxId) -> Result<Option<BlockNumber>>;
     /// The record `name`.
     fn record(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// The consensus journal's entries, lowest sequence number first.
+    fn journal(&self) -> Result<Vec<(u64, Vec<u8>)>>;
+    /// One past the highest sequence number in the journal, 0 when it is
+    /// empty: where the next entry goes.
+    fn journal_end(&self) -> Result<u64>;
     /// Applies `writes` atomically and durably.
     fn transact(&self, writes: &[TableWrite]) -> Result<()>;
 }
@@ -74,6 +85,7 @@ pub trait Disk: Send {
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const TX_INDEX: TableDefinition<&[u8; 32], u64> = TableDefinition::new("tx_index");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 
 fn store_error(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
@@ -96,6 +108,7 @@ impl FsDisk {
         txn.open_table(BLOCKS).map_err(store_error)?;
         txn.open_table(TX_INDEX).map_err(store_error)?;
         txn.open_table(META).map_err(store_error)?;
+        txn.open_table(JOURNAL).map_err(store_error)?;
         txn.commit().map_err(store_error)?;
         Ok(FsDisk {
             dir: dir.to_path_buf(),
@@ -186,12 +199,34 @@ impl Disk for FsDisk {
             .map(|v| v.value().to_vec()))
     }
 
+    fn journal(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let table = txn.open_table(JOURNAL).map_err(store_error)?;
+        table
+            .iter()
+            .map_err(store_error)?
+            .map(|entry| {
+                entry
+                    .map(|(seq, bytes)| (seq.value(), bytes.value().to_vec()))
+                    .map_err(store_error)
+            })
+            .collect()
+    }
+
+    fn journal_end(&self) -> Result<u64> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let table = txn.open_table(JOURNAL).map_err(store_error)?;
+        let last = table.last().map_err(store_error)?;
+        Ok(last.map_or(0, |(seq, _)| seq.value().saturating_add(1)))
+    }
+
     fn transact(&self, writes: &[TableWrite]) -> Result<()> {
         let txn = self.db.begin_write().map_err(store_error)?;
         {
             let mut blocks = txn.open_table(BLOCKS).map_err(store_error)?;
             let mut index = txn.open_table(TX_INDEX).map_err(store_error)?;
             let mut meta = txn.open_table(META).map_err(store_error)?;
+            let mut journal = txn.open_table(JOURNAL).map_err(store_error)?;
             for write in writes {
                 match write {
                     TableWrite::PutBlock(n, bytes) => {
@@ -208,6 +243,17 @@ impl Disk for FsDisk {
                     }
                     TableWrite::PutRecord(name, bytes) => {
                         meta.insert(*name, bytes.as_slice()).map_err(store_error)?;
+                    }
+                    TableWrite::RemoveRecord(name) => {
+                        meta.remove(*name).map_err(store_error)?;
+                    }
+                    TableWrite::PutJournal(seq, bytes) => {
+                        journal
+                            .insert(*seq, bytes.as_slice())
+                            .map_err(store_error)?;
+                    }
+                    TableWrite::ClearJournal => {
+                        journal.retain(|_, _| false).map_err(store_error)?;
                     }
                 }
             }

@@ -27,6 +27,7 @@ struct State {
     blocks: BTreeMap<BlockNumber, Vec<u8>>,
     index: BTreeMap<TxId, BlockNumber>,
     records: BTreeMap<String, Vec<u8>>,
+    journal: BTreeMap<u64, Vec<u8>>,
     /// Durable steps taken so far.
     writes: u64,
     /// After this many durable steps every write fails, as if the process
@@ -173,6 +174,25 @@ impl Disk for MemoryDisk {
         Ok(self.state().records.get(name).cloned())
     }
 
+    fn journal(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        Ok(self
+            .state()
+            .journal
+            .iter()
+            .map(|(seq, bytes)| (*seq, bytes.clone()))
+            .collect())
+    }
+
+    fn journal_end(&self) -> Result<u64> {
+        Ok(self
+            .state()
+            .journal
+            .last_key_value()
+            .map_or(0, |(seq, _)| seq.saturating_add(1)))
+    }
+
+    /// One durable step, whatever it holds: a crash falls before it or
+    /// after it, so a transaction is kept whole or not at all.
     fn transact(&self, writes: &[TableWrite]) -> Result<()> {
         let mut state = self.state();
         MemoryDisk::step(&mut state)?;
@@ -192,6 +212,15 @@ impl Disk for MemoryDisk {
                 }
                 TableWrite::PutRecord(name, bytes) => {
                     state.records.insert(name.to_string(), bytes.clone());
+                }
+                TableWrite::RemoveRecord(name) => {
+                    state.records.remove(*name);
+                }
+                TableWrite::PutJournal(seq, bytes) => {
+                    state.journal.insert(*seq, bytes.clone());
+                }
+                TableWrite::ClearJournal => {
+                    state.journal.clear();
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! What a server keeps on disk, and how it comes back after a crash.
 //!
 //! ```text
-//! <data_dir>/blocks.redb          blocks, the transaction index, and meta:
-//!                                 the committed slot and balance hash
+//! <data_dir>/blocks.redb          blocks, the transaction index, meta (the
+//!                                 committed slot and balance hash, and the
+//!                                 commit certificate of that state), and the
+//!                                 consensus journal
 //! <data_dir>/balances.db          the packed balance database
 //! <data_dir>/archive/<hash>.<s>   the database after each round that changed
 //!                                 it (s = Unix seconds of the round's slot);
@@ -21,6 +23,26 @@
 //! was never recorded; it is named by its hash and used only if a record
 //! names that hash.
 //!
+//! The consensus journal (a table in `blocks.redb`, its bytes in the
+//! `journal` module) holds what the round protocol must not forget: this
+//! server's highest voted and proposed slots, the headers and votes it
+//! signed, the rounds whose payments it keeps (those it prevoted and those
+//! of its locked chain), its lock, and evidence of an equivocating alpha.
+//! A step's records are appended in one transaction ([`Store::journal_append`],
+//! fsynced) before any message that follows them is sent. A crash between
+//! the append and the send loses nothing: the server has said nothing it
+//! did not record, and the machine rebuilt from the journal after a restart
+//! knows what it signed (it signs no second vote or header for a slot) and
+//! sends the same signed bytes again. A crash during the append leaves
+//! neither the records nor the message, so no server has seen what was
+//! lost. The journal is rewritten only at a commit point: the transaction
+//! that records the committed state also stores the commit certificate
+//! that vouches for it and replaces the journal with the machine's records
+//! as they stand after the commit. Wherever a crash falls, the committed
+//! state, its certificate and the journal on disk are all old or all new;
+//! after the commit point the database file is brought up to the record as
+//! above, and the journal already belongs to that record.
+//!
 //! The store's logic lives here; the bytes live on a [`Disk`]: the real one
 //! ([`FsDisk`]) or a simulated one ([`MemoryDisk`]), which can crash between
 //! any two durable steps. Everything the store does is a sequence of those
@@ -30,15 +52,19 @@ use std::sync::Arc;
 
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, HEADER_LEN};
+use rota_peer::wire::consensus::Certified;
 use rota_peer::{BlockNumber, Hash, Slot, TxId};
 
-use super::core::Committed;
+use super::consensus::Record;
+use super::core::{Committed, Payments};
 use crate::error::{Error, Result};
 
 pub mod disk;
+pub mod journal;
 pub mod memory;
 
 pub use disk::{Disk, FsDisk, TableWrite, write_atomic};
+pub use journal::{decode_record, encode_record};
 pub use memory::MemoryDisk;
 
 const META_SLOT: &str = "slot";
@@ -169,7 +195,7 @@ impl Store {
                 hash,
                 snapshot: Arc::new(genesis),
             };
-            self.record(0, hash, hash, None)?;
+            self.record(0, hash, hash, None, Vec::new())?;
             self.write_balances(&committed)?;
             log::info!(
                 "new store: starting from the genesis, hash {}",
@@ -287,13 +313,26 @@ impl Store {
     /// Records a committed round: its block if any, then the database file and
     /// its archive copy when the database changed. `installed` archives the
     /// database being replaced first.
+    ///
+    /// The commit point (one transaction) also stores `certified`, the
+    /// commit certificate that vouches for `committed` (none: the state has
+    /// none), and replaces the consensus journal with `journal`, the
+    /// machine's records as they stand after this commit. A certificate
+    /// that is not a commit certificate of `committed`'s slot and balance
+    /// hash is refused before anything is written.
     pub fn commit(
         &self,
         slot: Slot,
         committed: &Committed,
         block: Option<&Block>,
         installed: bool,
+        certified: Option<&Certified>,
+        journal: &[Record<Payments>],
     ) -> Result<()> {
+        if let Some(certified) = certified {
+            journal::vouches_for(certified, committed)?;
+        }
+        let consensus = journal::commit_writes(certified, journal);
         let before = self.meta()?;
         let changed = before.is_none_or(|m| m.hash != committed.hash);
         if installed && changed {
@@ -310,7 +349,7 @@ impl Store {
         if changed {
             self.write_archive_copy(committed)?;
         }
-        self.record(slot, committed.hash, previous, block)?;
+        self.record(slot, committed.hash, previous, block, consensus)?;
         if changed {
             self.disk.write_file(BALANCES, packed(committed))?;
             self.prune_archive();
@@ -318,8 +357,16 @@ impl Store {
         Ok(())
     }
 
-    /// One transaction: the block and its transaction ids, and the meta.
-    fn record(&self, slot: Slot, hash: Hash, previous: Hash, block: Option<&Block>) -> Result<()> {
+    /// One transaction: the block and its transaction ids, the meta, and
+    /// `consensus` (the commit certificate and the new journal, if any).
+    fn record(
+        &self,
+        slot: Slot,
+        hash: Hash,
+        previous: Hash,
+        block: Option<&Block>,
+        consensus: Vec<TableWrite>,
+    ) -> Result<()> {
         let mut writes = Vec::new();
         if let Some(block) = block {
             writes.extend(block_writes(block));
@@ -330,6 +377,7 @@ impl Store {
         ));
         writes.push(TableWrite::PutRecord(META_HASH, hash.0.to_vec()));
         writes.push(TableWrite::PutRecord(META_PREVIOUS, previous.0.to_vec()));
+        writes.extend(consensus);
         self.disk.transact(&writes)
     }
 
