@@ -136,18 +136,20 @@ impl Payments {
 
     /// A one-server core resuming from the genesis: the alpha, in sync.
     fn core(&self) -> Core {
-        let server = Keypair::from_seed(&[0xee; 32]).public();
+        let server = Keypair::from_seed(&[0xee; 32]);
         let committed = Committed {
             slot: SCHEDULE.slot_at(NOW) - 1,
             hash: self.genesis_hash,
             snapshot: self.genesis.clone(),
         };
-        Core::new(
-            ServerId(1),
-            ServerList::new(vec![server]),
-            SCHEDULE,
-            committed,
-        )
+        let config = rota::ledger::consensus::Config {
+            chain: CHAIN.into(),
+            me: ServerId(1),
+            keypair: server.clone(),
+            servers: ServerList::new(vec![server.public()]),
+            timing: rota::ledger::consensus::Timing::new(SCHEDULE),
+        };
+        Core::new(config, committed, None, Vec::new()).expect("no records to check")
     }
 }
 

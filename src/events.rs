@@ -61,20 +61,17 @@ impl From<Disposition> for TxState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
-    /// A majority agreed, and this server holds its state.
-    Consensus,
-    /// No hash had a majority: the servers stop.
-    NoMajority,
-    /// A majority agreed on a state this server does not hold.
-    OutOfSync,
+    /// A commit certificate committed the round.
+    Committed,
+    /// A commit of a later slot left the round out of its chain.
+    Lost,
 }
 
 impl Outcome {
     pub fn name(self) -> &'static str {
         match self {
-            Outcome::Consensus => "consensus",
-            Outcome::NoMajority => "no-majority",
-            Outcome::OutOfSync => "out-of-sync",
+            Outcome::Committed => "committed",
+            Outcome::Lost => "lost",
         }
     }
 }
@@ -166,9 +163,11 @@ pub enum Event {
     Round {
         slot: Slot,
         outcome: Outcome,
-        /// The consensus hash; none without a majority.
+        /// The balance hash after the round; none when it was lost.
         hash: Option<Hash>,
+        /// The signatures on the commit certificate that decided it.
         agreeing: u32,
+        /// The servers of the chain.
         voters: u32,
         /// Payments in the round as this server applied it; 0 if it did not.
         transactions: usize,
@@ -193,6 +192,13 @@ pub enum Event {
         role: Role,
         slot: Slot,
     },
+    /// The alpha of `slot` signed two different headers for it; both are
+    /// kept, and no server precommits in that slot.
+    Evidence {
+        slot: Slot,
+        #[serde(deserialize_with = "server_id")]
+        alpha: ServerId,
+    },
     Stop {
         /// `shutdown`, `consensus lost: ...` or `failed: ...`.
         reason: String,
@@ -208,6 +214,7 @@ impl Event {
             Event::Peer { .. } => "peer",
             Event::Connector { .. } => "connector",
             Event::Role { .. } => "role",
+            Event::Evidence { .. } => "evidence",
             Event::Stop { .. } => "stop",
         }
     }
@@ -265,7 +272,7 @@ mod tests {
             },
             Event::Round {
                 slot: 897657733,
-                outcome: Outcome::Consensus,
+                outcome: Outcome::Committed,
                 hash: Some(hash(2)),
                 agreeing: 3,
                 voters: 3,
@@ -274,7 +281,7 @@ mod tests {
             },
             Event::Round {
                 slot: 897657734,
-                outcome: Outcome::NoMajority,
+                outcome: Outcome::Lost,
                 hash: None,
                 agreeing: 1,
                 voters: 2,
@@ -298,6 +305,10 @@ mod tests {
                 role: Role::AlphaBeta,
                 slot: 897657733,
             },
+            Event::Evidence {
+                slot: 897657733,
+                alpha: ServerId(2),
+            },
             Event::Stop {
                 reason: "shutdown".into(),
             },
@@ -315,7 +326,7 @@ mod tests {
         assert_eq!(
             published.to_json(),
             format!(
-                "{{\"agreeing\":3,\"beta\":2,\"hash\":\"{h}\",\"outcome\":\"consensus\",\
+                "{{\"agreeing\":3,\"beta\":2,\"hash\":\"{h}\",\"outcome\":\"committed\",\
                  \"server\":2,\"slot\":897657733,\"time_ms\":1795315467584,\
                  \"transactions\":2,\"voters\":3}}"
             )
@@ -364,7 +375,7 @@ mod tests {
             assert_eq!(word(state), state.name());
             assert_eq!(state.to_string(), state.name());
         }
-        let outcomes = [Outcome::Consensus, Outcome::NoMajority, Outcome::OutOfSync];
+        let outcomes = [Outcome::Committed, Outcome::Lost];
         for outcome in outcomes {
             assert_eq!(word(outcome), outcome.name());
         }
@@ -387,7 +398,7 @@ mod tests {
         let words: Vec<String> = tx.into_iter().map(word).collect();
         assert_eq!(words, ["accepted", "forwarded", "held", "lost"]);
         let words: Vec<String> = outcomes.into_iter().map(word).collect();
-        assert_eq!(words, ["consensus", "no-majority", "out-of-sync"]);
+        assert_eq!(words, ["committed", "lost"]);
         let words: Vec<String> = states
             .into_iter()
             .map(|s| word(ConnectorState::from(s)))
@@ -398,7 +409,6 @@ mod tests {
         );
         let words: Vec<String> = roles.into_iter().map(word).collect();
         assert_eq!(words, ["alpha", "beta", "alpha+beta", "follower"]);
-        assert_eq!(format!("{:<11}|", Outcome::OutOfSync), "out-of-sync|");
-        assert_eq!(format!("{:<11}|", Outcome::Consensus), "consensus  |");
+        assert_eq!(format!("{:<11}|", Outcome::Committed), "committed  |");
     }
 }

@@ -71,10 +71,18 @@ fn verifier_count() -> usize {
         .clamp(1, 8)
 }
 
-/// Loads the committed state from the store and builds the core on it.
-fn load_core(config: &Config, me: ServerId, store: &Store) -> Result<Core> {
+/// Loads the committed state and the consensus journal from the store and
+/// builds the core on them.
+fn load_core(config: &Config, keypair: &Keypair, me: ServerId, store: &Store) -> Result<Core> {
     let genesis = Genesis::load(&config.genesis_file, &config.chain)?.balances()?;
-    crate::ledger::edge::resume(store, genesis, me, config.server_list(), config.schedule())
+    let consensus = crate::ledger::consensus::Config {
+        chain: config.chain.clone(),
+        me,
+        keypair: keypair.clone(),
+        servers: config.server_list(),
+        timing: crate::ledger::consensus::Timing::new(config.schedule()),
+    };
+    crate::ledger::edge::resume(store, genesis, consensus)
 }
 
 /// The decoded-work channel of `lane`, as a [`LaneSender`] on its budget and
@@ -231,7 +239,7 @@ pub fn run(config: &Config) -> Result<Exit> {
         config.archive.keep,
         config.schedule().slot_ms,
     )?;
-    let core = load_core(config, me, &store)?;
+    let core = load_core(config, &keypair, me, &store)?;
 
     let ctx = zmq::Context::new();
     let budgets = Budgets::new();

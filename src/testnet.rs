@@ -508,9 +508,9 @@ fn print_event(published: &Published, blocks: &mut BTreeSet<u64>) {
             transactions,
             beta,
         } => {
-            if *beta == server || *outcome != Outcome::Consensus {
+            if *beta == server || *outcome != Outcome::Committed {
                 println!(
-                    "slot {slot}  round {outcome:<11} {agreeing}/{voters} votes  hash {}  payments {transactions}  beta {beta}{}",
+                    "slot {slot}  round {outcome:<11} {agreeing}/{voters} signatures  hash {}  payments {transactions}  alpha {beta}{}",
                     hash.map_or("-".to_string(), |h| h.short()),
                     if *beta == server {
                         String::new()
@@ -536,6 +536,9 @@ fn print_event(published: &Published, blocks: &mut BTreeSet<u64>) {
         Event::Peer { peer, state } => println!("server {server}: server {peer} is {state}"),
         Event::Connector { state } => println!("server {server}: connector {state}"),
         Event::Stop { reason } => println!("server {server}: stopping: {reason}"),
+        Event::Evidence { slot, alpha } => println!(
+            "server {server}: server {alpha}, the alpha of slot {slot}, signed two headers"
+        ),
         Event::Tx { .. } | Event::Role { .. } => {}
     }
 }

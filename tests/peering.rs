@@ -309,7 +309,7 @@ fn a_flood_of_client_requests_at_the_alpha_stops_no_server_and_rounds_keep_commi
     for (slot, outcome, voters) in flooded {
         assert_eq!(
             (outcome, voters),
-            (Outcome::Consensus, 3),
+            (Outcome::Committed, 3),
             "round {slot} (beta {})\n{}",
             slot % 3 + 1,
             net.logs()

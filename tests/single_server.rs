@@ -156,7 +156,7 @@ fn malformed_requests_get_errors_and_the_node_keeps_serving() {
         (vec![chain, b"A", &[7; 31]], "must be 32 bytes, got 31"),
         (vec![chain, b"T", &[0; 100]], "140 bytes, got 100"),
         (vec![chain, b"N", b"extra"], "takes no parameters"),
-        (vec![chain, b"vote", &[1; 32]], "takes 4 parameters"),
+        (vec![chain, b"prevote", &[1; 32]], "takes 4 parameters"),
     ];
     for (frames, expected) in cases {
         let message = error_of(raw(&net, &frames));

@@ -12,9 +12,8 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use rota::ledger::build_block;
 use rota::ledger::consensus::Record;
-use rota::ledger::core::{Commit, Committed, Payments};
+use rota::ledger::core::{Committed, CommittedRound, Payments};
 use rota::ledger::store::{
     Appended, Disk, Loaded, MemoryDisk, Store, TableWrite, Tip, write_atomic,
 };
@@ -25,7 +24,29 @@ use rota_peer::transaction::{Transaction, VerifiedTx};
 use rota_peer::wire::consensus::{
     Base, Certified, Header, Kind, Prevote, SignedHeader, Verified, Vote,
 };
-use rota_peer::{Hash, PublicKey, ServerId, Slot};
+use rota_peer::{Hash, Millis, PublicKey, ServerId, Slot};
+
+/// A round as these tests commit it: the state after it, its payments, and
+/// whether it makes a block.
+#[derive(Clone, Debug)]
+struct Commit {
+    slot: Slot,
+    hash: Hash,
+    snapshot: Arc<Balances>,
+    transactions: Vec<VerifiedTx>,
+    block: bool,
+    installed: bool,
+}
+
+/// The block a node builds for `commit` on `tip`.
+fn build_block(tip: Tip, commit: &Commit, timestamp: Millis) -> Block {
+    let round = CommittedRound {
+        slot: commit.slot,
+        hash: commit.hash,
+        transactions: commit.transactions.clone(),
+    };
+    rota::ledger::build_block(tip, &round, timestamp)
+}
 
 /// The slot length: 1.5 s, so that naming archives needs the integer
 /// division (slot * 1500 / 1000) to be done right.
@@ -109,7 +130,7 @@ fn commit_round(store: &Store, commit: &Commit) -> Option<Block> {
         .commit(
             commit.slot,
             &committed(commit),
-            block.as_ref(),
+            block.as_slice(),
             commit.installed,
             None,
             &[],
@@ -659,7 +680,7 @@ fn run_until_crash(disk: &MemoryDisk) -> (Vec<Slot>, Option<Slot>) {
         let result = store.commit(
             commit.slot,
             &committed(&commit),
-            block.as_ref(),
+            block.as_slice(),
             commit.installed,
             None,
             &[],
@@ -842,7 +863,7 @@ fn commit_certified(
     store.commit(
         commit.slot,
         &committed(commit),
-        block.as_ref(),
+        block.as_slice(),
         commit.installed,
         Some(&commit_certificate(commit)),
         journal,
@@ -924,7 +945,7 @@ fn a_certificate_that_does_not_vouch_for_the_committed_state_is_refused_before_a
             .commit(
                 first.slot,
                 &committed(first),
-                None,
+                &[],
                 false,
                 Some(certificate),
                 &[],

@@ -51,11 +51,12 @@ pub enum ConnectorInput {
     OutOfSync,
     /// Fetched blocks did not link; blocks from `from` on are needed.
     Fork { from: BlockNumber },
-    /// Sign `message` for `slot` and send it.
+    /// Sign `message` for `slot` and send it. Boxed: a round protocol
+    /// message carries a signed header and is many times the other inputs.
     Send {
         to: Target,
         slot: Slot,
-        message: PeerMessage<VerifiedTx>,
+        message: Box<PeerMessage<VerifiedTx>>,
     },
 }
 
@@ -71,6 +72,7 @@ pub enum ConnectorEvent {
     Install {
         slot: Slot,
         hash: Hash,
+        certified: Vec<u8>,
         packed: Vec<u8>,
     },
     Blocks(Vec<Block>),
@@ -271,9 +273,17 @@ impl Connector {
                 }
                 Output::State(state) => ConnectorEvent::State(state),
                 Output::Peer { id, alive } => ConnectorEvent::Peer { id, alive },
-                Output::Install { slot, hash, packed } => {
-                    ConnectorEvent::Install { slot, hash, packed }
-                }
+                Output::Install {
+                    slot,
+                    hash,
+                    certified,
+                    packed,
+                } => ConnectorEvent::Install {
+                    slot,
+                    hash,
+                    certified,
+                    packed,
+                },
                 Output::Blocks(blocks) => ConnectorEvent::Blocks(blocks),
                 Output::LostMajority { alive, needed } => {
                     ConnectorEvent::LostMajority { alive, needed }
@@ -345,11 +355,13 @@ impl Connector {
                 hash,
                 slot,
                 height,
+                certified,
                 packed,
             } => Answer::Database {
                 hash,
                 slot,
                 height,
+                certified,
                 packed,
             },
             Reply::Block(bytes) => match Block::decode(&bytes) {
@@ -383,7 +395,10 @@ impl Connector {
                 current,
             });
         }
-        match envelope.message().map_err(Refusal::Payload)? {
+        match envelope
+            .message(self.config.servers.len())
+            .map_err(Refusal::Payload)?
+        {
             PeerMessage::Register(status) | PeerMessage::Heart(status) => Ok(status),
             other => Err(Refusal::NotAStatus(other.command())),
         }

@@ -59,6 +59,7 @@ fn database(hash: Hash, of: Status) -> Answer {
         hash,
         slot: of.slot,
         height: of.height,
+        certified: Vec::new(),
         packed: vec![7; 36],
     }
 }
@@ -500,6 +501,7 @@ fn fetch_installs_a_database_with_the_expected_hash() {
         [Output::Install {
             slot: target.slot,
             hash: target.balance_hash,
+            certified: Vec::new(),
             packed: vec![7; 36],
         }]
     );

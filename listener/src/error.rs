@@ -98,6 +98,24 @@ pub enum Refusal {
     /// The payment inside a `forward` does not verify.
     #[error("forward: {0}")]
     Forward(rota_peer::Error),
+
+    /// A header, vote, certificate or evidence whose signatures do not
+    /// check, or that says something of itself that is not so.
+    #[error("{command}: {error}")]
+    Consensus {
+        command: &'static str,
+        error: rota_peer::Error,
+    },
+
+    /// A `round` carrying a payment whose signature does not verify: its
+    /// alpha signed a round no honest server may prevote, so it is refused
+    /// whole (every server refuses the same rounds).
+    #[error("round {slot}: payment {index} does not verify: {error}")]
+    RoundPayment {
+        slot: u64,
+        index: usize,
+        error: rota_peer::Error,
+    },
 }
 
 #[cfg(test)]

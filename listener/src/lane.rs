@@ -65,9 +65,11 @@ impl Lane {
                 PeerCommand::Register
                 | PeerCommand::Heart
                 | PeerCommand::Round
-                | PeerCommand::Vote
-                | PeerCommand::Result
-                | PeerCommand::Push => Lane::Consensus,
+                | PeerCommand::Prevote
+                | PeerCommand::Precommit
+                | PeerCommand::Certified
+                | PeerCommand::Evidence
+                | PeerCommand::Want => Lane::Consensus,
                 PeerCommand::Forward => Lane::Bulk,
             }),
             Request::Database | Request::Block(_) => Ok(Lane::Bulk),
@@ -310,8 +312,9 @@ mod tests {
         let keypair = rota_peer::keys::Keypair::from_seed(&[1; 32]);
         let signed =
             |message: &PeerMessage| Request::Peer(Envelope::sign(&keypair, "test", 1, message));
-        let vote = signed(&PeerMessage::Vote {
-            hash: rota_peer::Hash([2; 32]),
+        let vote = signed(&PeerMessage::Want {
+            slot: 1,
+            digest: rota_peer::Hash([2; 32]),
         });
         let forward = signed(&PeerMessage::Forward {
             transaction: rota_peer::transaction::Transaction::sign(
@@ -339,7 +342,7 @@ mod tests {
         let err = Lane::on_client_socket(&vote).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "command vote is a server command: servers send it to the peering socket, not to \
+            "command want is a server command: servers send it to the peering socket, not to \
              the client socket"
         );
     }

@@ -49,8 +49,9 @@ use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
-use rota_peer::{ServerId, Slot};
+use rota_peer::wire::consensus::{Certified, Evidence, Precommit, Prevote, SignedHeader, Verified};
+use rota_peer::wire::{PeerCommand, Reply, Request, ServerList, Status};
+use rota_peer::{Hash, ServerId, Slot};
 use rota_sockets::large::Body;
 use rota_sockets::{ClientLimits, Signal, SignalReceiver};
 
@@ -64,7 +65,7 @@ pub use peering::{PEERING_SIGNAL, Peering, PeeringConfig, PeeringLanes};
 /// The signal pair lives in `rota-sockets`; the node and the ledger thread
 /// take their [`Waker`] from here, beside the [`SIGNAL`] endpoint it wakes.
 pub use rota_sockets::Waker;
-pub use verify::{Batch, InOrder, Verifiers, Work};
+pub use verify::{Batch, InOrder, Verifiers, Work, check_peer};
 
 /// The inproc endpoint of the listener's signal pair.
 pub const SIGNAL: &str = "inproc://rota-listener-signal";
@@ -102,14 +103,75 @@ pub enum Inbound {
     Query(Request),
     /// A payment whose signature verified.
     Submit(VerifiedTx),
-    /// A peer message whose envelope verified, with its payments checked.
+    /// A peer message whose envelope verified, with every signature inside
+    /// checked.
     Peer {
         from: ServerId,
         slot: Slot,
-        message: PeerMessage<VerifiedTx>,
+        message: PeerInput,
     },
     /// A request that failed its checks: answer `E` with this message.
     Refused(String),
+}
+
+/// A server message whose signatures all checked: the envelope's, and
+/// those of every header, vote, certificate and payment it carries.
+#[derive(Clone, Debug)]
+pub enum PeerInput {
+    /// `register`, with the sender's status.
+    Register(Status),
+    /// `heart`, with the sender's status.
+    Heart(Status),
+    /// `forward`: a payment for this server's round.
+    Forward(VerifiedTx),
+    /// A message of the round protocol (boxed: it carries signed headers
+    /// and certificates, many times the size of the others).
+    Consensus(Box<Consensus>),
+}
+
+impl PeerInput {
+    /// The command the message came as.
+    pub fn command(&self) -> PeerCommand {
+        match self {
+            PeerInput::Register(_) => PeerCommand::Register,
+            PeerInput::Heart(_) => PeerCommand::Heart,
+            PeerInput::Forward(_) => PeerCommand::Forward,
+            PeerInput::Consensus(message) => message.command(),
+        }
+    }
+}
+
+impl Consensus {
+    /// The command the message came as.
+    pub fn command(&self) -> PeerCommand {
+        match self {
+            Consensus::Round { .. } => PeerCommand::Round,
+            Consensus::Prevote(_) => PeerCommand::Prevote,
+            Consensus::Precommit(_) => PeerCommand::Precommit,
+            Consensus::Certified(_) => PeerCommand::Certified,
+            Consensus::Evidence(_) => PeerCommand::Evidence,
+            Consensus::Want { .. } => PeerCommand::Want,
+        }
+    }
+}
+
+/// A message of the round protocol, verified.
+#[derive(Clone, Debug)]
+pub enum Consensus {
+    /// ROUND(s): the alpha's signed header and its payments, all verified.
+    Round {
+        header: Verified<SignedHeader>,
+        payments: Vec<VerifiedTx>,
+    },
+    Prevote(Verified<Prevote>),
+    Precommit(Verified<Precommit>),
+    Certified(Verified<Certified>),
+    Evidence(Verified<Evidence>),
+    /// A server asks for the round `digest` of `slot`.
+    Want {
+        slot: Slot,
+        digest: Hash,
+    },
 }
 
 /// One request with its return route.

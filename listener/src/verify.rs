@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::{Receiver, Sender};
-use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
-use rota_peer::wire::{PeerMessage, Request, ServerList};
-use rota_peer::{ServerId, Slot};
+use rota_peer::Slot;
+use rota_peer::transaction::{Transaction, Verifier};
+use rota_peer::wire::{PeerCommand, PeerMessage, Request, ServerList};
 
-use crate::{Inbound, Incoming, Refusal, Route, Stats};
+use crate::{Consensus, Inbound, Incoming, PeerInput, Refusal, Route, Stats};
 
 /// A decoded batch for the verifiers.
 #[derive(Debug)]
@@ -122,8 +122,10 @@ impl Verifiers {
             .servers
             .verify(&self.chain, &envelope)
             .map_err(Refusal::Signature)?;
-        let message = envelope.message().map_err(Refusal::Payload)?;
-        let message = verify_payments(verifier, from, envelope.slot, message)?;
+        let message = envelope
+            .message(self.servers.len())
+            .map_err(Refusal::Payload)?;
+        let message = check_peer(&self.chain, &self.servers, verifier, envelope.slot, message)?;
         Ok(Inbound::Peer {
             from,
             slot: envelope.slot,
@@ -132,43 +134,68 @@ impl Verifiers {
     }
 }
 
-/// Checks the payments a peer message carries. A round's payments are checked
-/// as one batch and those that fail are dropped (every server drops the same
-/// ones); a forwarded payment must verify.
-fn verify_payments(
+/// Checks what a peer message carries, once its envelope verified: the
+/// signatures of every header, vote and certificate against the conf, and
+/// of every payment. A round with one bad payment is refused whole (its
+/// alpha signed what no honest server may prevote); a forwarded payment
+/// must verify. The simulator checks its messages through this same door.
+pub fn check_peer(
+    chain: &str,
+    servers: &ServerList,
     verifier: &mut Verifier,
-    from: ServerId,
     slot: Slot,
     message: PeerMessage<Transaction>,
-) -> Result<PeerMessage<VerifiedTx>, Refusal> {
-    Ok(match message {
-        PeerMessage::Register(status) => PeerMessage::Register(status),
-        PeerMessage::Heart(status) => PeerMessage::Heart(status),
-        PeerMessage::Vote { hash } => PeerMessage::Vote { hash },
-        PeerMessage::Result(decision) => PeerMessage::Result(decision),
-        PeerMessage::Push { packed } => PeerMessage::Push { packed },
-        PeerMessage::Round { hash, transactions } => {
-            let count = transactions.len();
-            let verified: Vec<VerifiedTx> = verifier
-                .verify_batch(&transactions)
-                .into_iter()
-                .filter_map(Result::ok)
-                .collect();
-            if verified.len() < count {
-                log::warn!(
-                    "round {slot} from server {from}: {} of {count} payments have bad signatures and are skipped",
-                    count - verified.len()
-                );
-            }
-            PeerMessage::Round {
-                hash,
-                transactions: verified,
-            }
+) -> Result<PeerInput, Refusal> {
+    let consensus = |command: PeerCommand| {
+        move |error| Refusal::Consensus {
+            command: command.name(),
+            error,
         }
-        PeerMessage::Forward { transaction } => PeerMessage::Forward {
-            transaction: verifier.verify(transaction).map_err(Refusal::Forward)?,
-        },
-    })
+    };
+    let command = message.command();
+    let checked = match message {
+        PeerMessage::Register(status) => return Ok(PeerInput::Register(status)),
+        PeerMessage::Heart(status) => return Ok(PeerInput::Heart(status)),
+        PeerMessage::Forward { transaction } => {
+            let transaction = verifier.verify(transaction).map_err(Refusal::Forward)?;
+            return Ok(PeerInput::Forward(transaction));
+        }
+        PeerMessage::Round {
+            header,
+            transactions,
+        } => {
+            let header = header.verify(chain, servers).map_err(consensus(command))?;
+            let mut payments = Vec::with_capacity(transactions.len());
+            for (index, verdict) in verifier.verify_batch(&transactions).into_iter().enumerate() {
+                payments.push(verdict.map_err(|error| Refusal::RoundPayment {
+                    slot,
+                    index,
+                    error,
+                })?);
+            }
+            Consensus::Round { header, payments }
+        }
+        PeerMessage::Prevote(prevote) => {
+            Consensus::Prevote(prevote.verify(chain, servers).map_err(consensus(command))?)
+        }
+        PeerMessage::Precommit(precommit) => Consensus::Precommit(
+            precommit
+                .verify(chain, servers)
+                .map_err(consensus(command))?,
+        ),
+        PeerMessage::Certified(certified) => Consensus::Certified(
+            certified
+                .verify(chain, servers)
+                .map_err(consensus(command))?,
+        ),
+        PeerMessage::Evidence(evidence) => Consensus::Evidence(
+            evidence
+                .verify(chain, servers)
+                .map_err(consensus(command))?,
+        ),
+        PeerMessage::Want { slot, digest } => Consensus::Want { slot, digest },
+    };
+    Ok(PeerInput::Consensus(Box::new(checked)))
 }
 
 #[cfg(test)]

@@ -80,7 +80,10 @@ impl World {
             _ => None,
         };
         if let Some((liar, to, slot, message)) = replay {
-            let payload = Payload::Ask(Ask::Peer { slot, message });
+            let payload = Payload::Ask(Ask::Peer {
+                slot,
+                message: Box::new(message),
+            });
             self.send(Endpoint::Server(liar), Endpoint::Server(to), payload);
         }
     }

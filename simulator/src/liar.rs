@@ -6,13 +6,13 @@
 //! its own name (the network sets the sender): it can say anything a
 //! server can sign, and nothing another server would have to sign.
 //!
-//! - **forge-result**: as beta, replace its RESULT(s) by a consensus of all
-//!   servers on a made-up database (its own with a million minted to an
-//!   account), and push that database to everyone;
-//! - **fail-result**: as beta, replace its RESULT(s) by "no majority";
-//! - **equivocate**: as beta, send each server a different ROUND(s) (a
-//!   different share of its payments, with the same claimed hash);
-//! - **vote**: vote a made-up hash;
+//! - **forge-result**: as alpha, sign its ROUND(s) with a result that mints
+//!   a million to an account, and send a commit certificate for it made of
+//!   its own precommit alone;
+//! - **fail-result**: as alpha, withhold its ROUND(s) from everyone;
+//! - **equivocate**: as alpha, send some servers a second, valid ROUND(s)
+//!   of its own signing (no payments, on the same base);
+//! - **vote**: send a prevote whose signature names a made-up header;
 //! - **replay**: send a server one of its own old messages again;
 //! - **status**: claim, in registrations and heartbeats, 1000 blocks more
 //!   than it has;
@@ -25,8 +25,12 @@ use std::collections::{BTreeMap, VecDeque};
 use rota::ledger::edge::Response;
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, merkle_root};
+use rota_peer::keys::Keypair;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{Decision, PeerMessage, Reply, Status};
+use rota_peer::wire::consensus::{
+    Certificate, Certified, Header, Kind, SignedHeader, Verified, Vote,
+};
+use rota_peer::wire::{PeerMessage, Reply, ServerList, Status};
 use rota_peer::{Amount, Hash, PublicKey, ServerId, Slot};
 
 use crate::network::{Ask, Endpoint, Payload};
@@ -37,33 +41,39 @@ use crate::server::{Out, SimServer};
 /// How many of its own messages the liar keeps for replaying.
 const REMEMBERED: usize = 32;
 
-/// What the liar does to a beta's RESULT of one slot.
+/// What the liar does to its own ROUND of one slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ResultLie {
+enum RoundLie {
     Honest,
     Forge,
-    Fail,
+    Withhold,
 }
 
 /// The dishonest server's liar. See the module documentation.
 pub struct Liar {
     pub id: ServerId,
+    key: Keypair,
+    chain: String,
+    servers: ServerList,
     rng: Rng,
     /// Its own messages, for replaying: (slot, message).
     sent: VecDeque<(Slot, PeerMessage<VerifiedTx>)>,
-    results: BTreeMap<Slot, ResultLie>,
+    rounds: BTreeMap<Slot, RoundLie>,
     equivocating: BTreeMap<Slot, bool>,
     /// Lies told so far.
     pub lies: u64,
 }
 
 impl Liar {
-    pub fn new(id: ServerId, rng: Rng) -> Liar {
+    pub fn new(id: ServerId, key: Keypair, chain: &str, servers: ServerList, rng: Rng) -> Liar {
         Liar {
             id,
+            key,
+            chain: chain.into(),
+            servers,
             rng,
             sent: VecDeque::new(),
-            results: BTreeMap::new(),
+            rounds: BTreeMap::new(),
             equivocating: BTreeMap::new(),
             lies: 0,
         }
@@ -100,10 +110,13 @@ impl Liar {
     ) {
         let payload = match payload {
             Payload::Ask(Ask::Peer { slot, message }) => {
-                let lies = self.peer(server, slot, message, servers, p);
+                let lies = self.peer(server, slot, *message, servers, p);
                 for message in lies {
                     self.remember(slot, &message);
-                    let ask = Ask::Peer { slot, message };
+                    let ask = Ask::Peer {
+                        slot,
+                        message: Box::new(message),
+                    };
                     outs.push(Out::Send {
                         to,
                         payload: Payload::Ask(ask),
@@ -139,71 +152,122 @@ impl Liar {
         server: &SimServer,
         slot: Slot,
         message: PeerMessage<VerifiedTx>,
-        servers: usize,
+        _servers: usize,
         p: &Profile,
     ) -> Vec<PeerMessage<VerifiedTx>> {
         match message {
-            PeerMessage::Result(decision) => {
-                let rng = &mut self.rng;
-                let lie = *self.results.entry(slot).or_insert_with(|| {
-                    if rng.chance(p.lie_forge_result) {
-                        ResultLie::Forge
-                    } else if rng.chance(p.lie_fail_result) {
-                        ResultLie::Fail
-                    } else {
-                        ResultLie::Honest
-                    }
-                });
-                match lie {
-                    ResultLie::Honest => vec![PeerMessage::Result(decision)],
-                    ResultLie::Fail => {
-                        self.lies += 1;
-                        vec![PeerMessage::Result(Decision {
-                            consensus: None,
-                            agreeing: 1,
-                            voters: servers as u32,
-                        })]
-                    }
-                    ResultLie::Forge => {
-                        self.lies += 1;
-                        let (hash, packed) = minted(server);
-                        vec![
-                            PeerMessage::Result(Decision {
-                                consensus: Some(hash),
-                                agreeing: servers as u32,
-                                voters: servers as u32,
-                            }),
-                            PeerMessage::Push { packed },
-                        ]
-                    }
-                }
-            }
-            PeerMessage::Round { hash, transactions } => {
-                let rng = &mut self.rng;
-                let split = *self
-                    .equivocating
-                    .entry(slot)
-                    .or_insert_with(|| rng.chance(p.lie_equivocate));
-                if !split || transactions.is_empty() {
-                    return vec![PeerMessage::Round { hash, transactions }];
-                }
+            PeerMessage::Round {
+                header,
+                transactions,
+            } if header.slot() == slot => self.round(server, header, transactions, p),
+            PeerMessage::Prevote(mut prevote) if self.rng.chance(p.lie_vote) => {
                 self.lies += 1;
-                let kept = transactions
-                    .into_iter()
-                    .filter(|_| self.rng.chance(0.5))
-                    .collect();
-                vec![PeerMessage::Round {
-                    hash,
-                    transactions: kept,
-                }]
-            }
-            PeerMessage::Vote { .. } if self.rng.chance(p.lie_vote) => {
-                self.lies += 1;
-                vec![PeerMessage::Vote {
-                    hash: Hash(self.rng.bytes32()),
-                }]
+                prevote.vote = Verified::<Vote>::sign_vote(
+                    &self.key,
+                    &self.chain,
+                    self.id,
+                    Kind::Prevote,
+                    prevote.vote.slot,
+                    Hash(self.rng.bytes32()),
+                )
+                .into_inner();
+                vec![PeerMessage::Prevote(prevote)]
             }
             other => vec![other],
+        }
+    }
+
+    /// Its own ROUND(s), to one server: as it is, forged, withheld, or a
+    /// second one of its signing.
+    fn round(
+        &mut self,
+        server: &SimServer,
+        header: SignedHeader,
+        transactions: Vec<VerifiedTx>,
+        p: &Profile,
+    ) -> Vec<PeerMessage<VerifiedTx>> {
+        let slot = header.slot();
+        let rng = &mut self.rng;
+        let lie = *self.rounds.entry(slot).or_insert_with(|| {
+            if rng.chance(p.lie_forge_result) {
+                RoundLie::Forge
+            } else if rng.chance(p.lie_fail_result) {
+                RoundLie::Withhold
+            } else {
+                RoundLie::Honest
+            }
+        });
+        let split = *self
+            .equivocating
+            .entry(slot)
+            .or_insert_with(|| rng.chance(p.lie_equivocate));
+        match lie {
+            RoundLie::Withhold => {
+                self.lies += 1;
+                Vec::new()
+            }
+            RoundLie::Forge => {
+                self.lies += 1;
+                let forged = self.resign(&header, |h| h.result = minted(server));
+                let certified = self.own_commit(&forged);
+                vec![
+                    PeerMessage::Round {
+                        header: forged,
+                        transactions,
+                    },
+                    PeerMessage::Certified(certified),
+                ]
+            }
+            RoundLie::Honest if split && self.rng.chance(0.5) => {
+                self.lies += 1;
+                let empty = self.resign(&header, |h| {
+                    h.payments = merkle_root(&[]);
+                    h.result = h.base.balance;
+                });
+                vec![PeerMessage::Round {
+                    header: empty,
+                    transactions: Vec::new(),
+                }]
+            }
+            RoundLie::Honest => vec![PeerMessage::Round {
+                header,
+                transactions,
+            }],
+        }
+    }
+
+    /// `header` changed by `change` and signed again with the liar's key,
+    /// on the same base and base certificate.
+    fn resign(&self, header: &SignedHeader, change: impl FnOnce(&mut Header)) -> SignedHeader {
+        let mut inner = header.header;
+        change(&mut inner);
+        let base = header
+            .base_certificate
+            .as_ref()
+            .and_then(|c| c.verify(&self.chain, &self.servers).ok());
+        Verified::<SignedHeader>::sign_header(&self.key, &self.chain, inner, base).into_inner()
+    }
+
+    /// A "commit certificate" for `header` with the liar's precommit alone:
+    /// never enough, and every honest server must see so.
+    fn own_commit(&self, header: &SignedHeader) -> Certified {
+        let vote = Verified::<Vote>::sign_vote(
+            &self.key,
+            &self.chain,
+            self.id,
+            Kind::Precommit,
+            header.slot(),
+            header.digest(),
+        )
+        .into_inner();
+        Certified {
+            header: header.clone(),
+            certificate: Certificate {
+                kind: Kind::Precommit,
+                slot: header.slot(),
+                digest: header.digest(),
+                signatures: vec![(self.id, vote.signature)],
+            },
         }
     }
 
@@ -212,16 +276,19 @@ impl Liar {
     fn answer(&mut self, response: Response, p: &Profile) -> Option<Response> {
         match response {
             Response::Sign { slot, message } => {
-                let lie = matches!(message, PeerMessage::Register(_) | PeerMessage::Heart(_))
+                let lie = matches!(*message, PeerMessage::Register(_) | PeerMessage::Heart(_))
                     && self.rng.chance(p.lie_status);
-                let message = match message {
+                let message = match *message {
                     PeerMessage::Register(status) if lie => {
                         PeerMessage::Register(self.inflate(status))
                     }
                     PeerMessage::Heart(status) if lie => PeerMessage::Heart(self.inflate(status)),
                     other => other,
                 };
-                Some(Response::Sign { slot, message })
+                Some(Response::Sign {
+                    slot,
+                    message: Box::new(message),
+                })
             }
             Response::Reply(Reply::Database { .. } | Reply::Block(_))
                 if self.rng.chance(p.lie_withhold) =>
@@ -278,9 +345,9 @@ impl Liar {
     }
 }
 
-/// The liar's committed database with a million minted to the first
-/// account, packed, with its hash.
-fn minted(server: &SimServer) -> (Hash, Vec<u8>) {
+/// The balance hash of the liar's committed database with a million
+/// minted to its first account.
+fn minted(server: &SimServer) -> Hash {
     let mut accounts: Vec<(PublicKey, Amount)> = match server.node() {
         Some(node) => {
             let mut balances = Balances::clone(&node.edge.core().committed().snapshot);
@@ -291,7 +358,7 @@ fn minted(server: &SimServer) -> (Hash, Vec<u8>) {
     if let Some(first) = accounts.first_mut() {
         first.1 = first.1.saturating_add(1_000_000);
     }
-    let mut balances = Balances::from_accounts(&accounts).unwrap_or_default();
-    let hash = balances.hash();
-    (hash, balances.pack().to_vec())
+    Balances::from_accounts(&accounts)
+        .unwrap_or_default()
+        .hash()
 }

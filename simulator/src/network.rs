@@ -52,7 +52,7 @@ pub enum Ask {
     /// A server message, for `slot`, from the packet's sender.
     Peer {
         slot: Slot,
-        message: PeerMessage<VerifiedTx>,
+        message: Box<PeerMessage<VerifiedTx>>,
     },
     /// A payment from a client.
     Submit(VerifiedTx),

@@ -101,7 +101,7 @@ knobs! {
     late_max_ms: u64 = 5_000, "late-max-ms", "Longest extra delay of a late message.";
     reorder_rate: f64 = 0.0, "reorder-rate", "Chance a message overtakes the ones sent before it on its link.";
     drop_rate: f64 = 0.0, "drop-rate", "Chance a server-to-server message is lost.";
-    drop_only: String = String::new(), "drop-only", "Commands that may be lost, comma-separated (round,vote,result,push,forward,register,heart,query,reply); empty for all.";
+    drop_only: String = String::new(), "drop-only", "Commands that may be lost, comma-separated (round,prevote,precommit,certified,evidence,want,forward,register,heart,query,reply); empty for all.";
     duplicate_rate: f64 = 0.0, "duplicate-rate", "Chance a message is delivered twice, the copy up to --duplicate-max-ms later.";
     duplicate_max_ms: u64 = 5_000, "duplicate-max-ms", "Longest delay of a duplicate after the original.";
     partition_rate: f64 = 0.0, "partition-rate", "Chance per slot that the servers split in two groups that cannot talk.";
@@ -145,6 +145,7 @@ impl Profile {
             "full" => Some(Profile::full()),
             other => crate::known::KNOWN
                 .iter()
+                .chain(crate::known::FIXED)
                 .find(|k| k.name == other)
                 .map(|k| k.profile()),
         }

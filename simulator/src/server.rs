@@ -33,9 +33,11 @@ use rota_connector::{ConnectorEvent, ConnectorInput, Target};
 use rota_listener::{Inbound, Stats};
 use rota_peer::balances::Balances;
 use rota_peer::block::Block;
+use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
+use rota_peer::transaction::{VerifiedTx, Verifier};
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
-use rota_peer::{Millis, PublicKey, ServerId};
+use rota_peer::{Millis, PublicKey, ServerId, Slot};
 
 use crate::clock::Clock;
 use crate::network::{Ask, Endpoint, Payload};
@@ -45,6 +47,8 @@ use crate::network::{Ask, Endpoint, Payload};
 pub struct Setup {
     pub chain: String,
     pub servers: ServerList,
+    /// Each server's key, by index: the consensus signs with real keys.
+    pub keys: Vec<Keypair>,
     pub schedule: Schedule,
     pub genesis: Balances,
     pub heartbeat_ms: u64,
@@ -141,14 +145,14 @@ impl SimServer {
             setup.keep,
             setup.schedule.slot_ms,
         );
-        let core = resume(
-            &store,
-            setup.genesis.clone(),
-            self.id,
-            setup.servers.clone(),
-            setup.schedule,
-        )
-        .map_err(|e| e.to_string())?;
+        let consensus = rota::ledger::consensus::Config {
+            chain: setup.chain.clone(),
+            me: self.id,
+            keypair: setup.keys[self.id.index()].clone(),
+            servers: setup.servers.clone(),
+            timing: rota::ledger::consensus::Timing::new(setup.schedule),
+        };
+        let core = resume(&store, setup.genesis.clone(), consensus).map_err(|e| e.to_string())?;
         let edge = Edge::new(
             core,
             store,
@@ -219,11 +223,16 @@ impl SimServer {
         match step {
             Step::Ask { from, ask } => {
                 let inbound = match (ask, from) {
-                    (Ask::Peer { slot, message }, Endpoint::Server(id)) => Inbound::Peer {
-                        from: id,
-                        slot,
-                        message,
-                    },
+                    (Ask::Peer { slot, message }, Endpoint::Server(id)) => {
+                        match receive(setup, slot, &message) {
+                            Ok(message) => Inbound::Peer {
+                                from: id,
+                                slot,
+                                message,
+                            },
+                            Err(refusal) => Inbound::Refused(refusal),
+                        }
+                    }
                     (Ask::Peer { .. }, Endpoint::Client(_)) => {
                         Inbound::Refused("a server message from a client".into())
                     }
@@ -274,7 +283,7 @@ impl SimServer {
             };
             match next {
                 Work::FromEdge(ConnectorInput::Send { to, slot, message }) => {
-                    peer_sends(self.id, to, slot, message, setup, &mut outs);
+                    peer_sends(self.id, to, slot, *message, setup, &mut outs);
                 }
                 Work::FromEdge(ConnectorInput::Own(status)) => {
                     work.push_back(Work::ToMachine(Input::Own(status)));
@@ -315,9 +324,9 @@ impl SimServer {
             match effect {
                 Effect::Publish(published) => outs.push(Out::Event(published.event)),
                 // The connector sends the ledger's last messages before it
-                // stops (a failed RESULT, say); nothing else reaches it.
+                // stops; nothing else reaches it.
                 Effect::Connector(ConnectorInput::Send { to, slot, message }) => {
-                    peer_sends(self.id, to, slot, message, setup, &mut outs);
+                    peer_sends(self.id, to, slot, *message, setup, &mut outs);
                 }
                 Effect::Connector(_) => {}
             }
@@ -347,7 +356,7 @@ fn peer_sends(
     for id in targets {
         let ask = Ask::Peer {
             slot,
-            message: message.clone(),
+            message: Box::new(message.clone()),
         };
         outs.push(Out::Send {
             to: Endpoint::Server(id),
@@ -369,14 +378,14 @@ fn machine_output(
                 to,
                 Ask::Peer {
                     slot,
-                    message: PeerMessage::Register(status),
+                    message: Box::new(PeerMessage::Register(status)),
                 },
             ),
             MachineRequest::Heart(status) => (
                 to,
                 Ask::Peer {
                     slot,
-                    message: PeerMessage::Heart(status),
+                    message: Box::new(PeerMessage::Heart(status)),
                 },
             ),
             MachineRequest::Database => (to, Ask::Query(Request::Database)),
@@ -384,8 +393,18 @@ fn machine_output(
         },
         Output::State(state) => return Err(ConnectorEvent::State(state)),
         Output::Peer { id, alive } => return Err(ConnectorEvent::Peer { id, alive }),
-        Output::Install { slot, hash, packed } => {
-            return Err(ConnectorEvent::Install { slot, hash, packed });
+        Output::Install {
+            slot,
+            hash,
+            certified,
+            packed,
+        } => {
+            return Err(ConnectorEvent::Install {
+                slot,
+                hash,
+                certified,
+                packed,
+            });
         }
         Output::Blocks(blocks) => return Err(ConnectorEvent::Blocks(blocks)),
         Output::LostMajority { alive, needed } => {
@@ -408,7 +427,7 @@ pub fn answer(response: Response, local: Millis, slot_ms: u64) -> Answer {
                     "a status for slot {slot}, this server is at slot {current}"
                 ));
             }
-            match message {
+            match *message {
                 PeerMessage::Register(status) | PeerMessage::Heart(status) => {
                     Answer::Status(status)
                 }
@@ -419,11 +438,13 @@ pub fn answer(response: Response, local: Millis, slot_ms: u64) -> Answer {
             hash,
             slot,
             height,
+            certified,
             packed,
         }) => Answer::Database {
             hash,
             slot,
             height,
+            certified,
             packed,
         },
         Response::Reply(Reply::Block(bytes)) => match Block::decode(&bytes) {
@@ -433,4 +454,19 @@ pub fn answer(response: Response, local: Millis, slot_ms: u64) -> Answer {
         Response::Reply(Reply::Error(message)) => Answer::Refused(message),
         Response::Reply(_) => Answer::Refused(String::new()),
     }
+}
+
+/// A server message as the receiver's listener takes it: through its bytes
+/// and every signature check, as on the wire.
+fn receive(
+    setup: &Setup,
+    slot: Slot,
+    message: &PeerMessage<VerifiedTx>,
+) -> Result<rota_listener::PeerInput, String> {
+    let n = setup.servers.len();
+    let decoded =
+        PeerMessage::decode(message.command(), &message.payload(), n).map_err(|e| e.to_string())?;
+    let mut verifier = Verifier::new(&setup.chain);
+    rota_listener::check_peer(&setup.chain, &setup.servers, &mut verifier, slot, decoded)
+        .map_err(|e| e.to_string())
 }

@@ -71,7 +71,10 @@ pub fn stamp(now: Millis) -> String {
 pub fn routine(packet: &Packet) -> bool {
     match &packet.payload {
         Payload::Ask(Ask::Peer { message, .. }) => {
-            matches!(message, PeerMessage::Register(_) | PeerMessage::Heart(_))
+            matches!(
+                message.as_ref(),
+                PeerMessage::Register(_) | PeerMessage::Heart(_)
+            )
         }
         Payload::Ask(Ask::Query(_)) => matches!(packet.from, Endpoint::Server(_)),
         Payload::Ask(Ask::Submit(_)) => false,
@@ -83,7 +86,7 @@ pub fn routine(packet: &Packet) -> bool {
 /// A payload in a few words, for the trace.
 pub fn describe(payload: &Payload) -> String {
     match payload {
-        Payload::Ask(Ask::Peer { slot, message }) => match message {
+        Payload::Ask(Ask::Peer { slot, message }) => match message.as_ref() {
             PeerMessage::Register(s) | PeerMessage::Heart(s) => format!(
                 "{}({slot}) [slot {} {} h{}]",
                 message.command().name(),
@@ -91,21 +94,32 @@ pub fn describe(payload: &Payload) -> String {
                 s.balance_hash.short(),
                 s.height
             ),
-            PeerMessage::Round { hash, transactions } => {
-                format!(
-                    "round({slot}) {} with {} payments",
-                    hash.short(),
-                    transactions.len()
-                )
-            }
-            PeerMessage::Vote { hash } => format!("vote({slot}) {}", hash.short()),
-            PeerMessage::Result(d) => format!(
-                "result({slot}) {} {}/{}",
-                d.consensus.map_or("NONE".into(), |h| h.short()),
-                d.agreeing,
-                d.voters
+            PeerMessage::Round {
+                header,
+                transactions,
+            } => format!(
+                "round({}) {} on slot {} with {} payments, result {}",
+                header.slot(),
+                header.digest().short(),
+                header.header.base.slot,
+                transactions.len(),
+                header.header.result.short()
             ),
-            PeerMessage::Push { packed } => format!("push({slot}) {} bytes", packed.len()),
+            PeerMessage::Prevote(p) => {
+                format!("prevote({}) {}", p.vote.slot, p.vote.digest.short())
+            }
+            PeerMessage::Precommit(p) => {
+                format!("precommit({}) {}", p.vote.slot, p.vote.digest.short())
+            }
+            PeerMessage::Certified(c) => format!(
+                "certified({}) {} {} x{}",
+                c.header.slot(),
+                c.certificate.kind.name(),
+                c.header.digest().short(),
+                c.certificate.signatures.len()
+            ),
+            PeerMessage::Evidence(e) => format!("evidence({})", e.slot()),
+            PeerMessage::Want { slot, digest } => format!("want({slot}) {}", digest.short()),
             PeerMessage::Forward { transaction } => {
                 format!("forward({slot}) {}", transaction.id().short())
             }

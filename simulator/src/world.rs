@@ -19,9 +19,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use rota::events::{Event as Published, Outcome};
 use rota::ledger::edge::Exit;
+use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::wire::{PeerMessage, ServerList, majority};
-use rota_peer::{Millis, PublicKey, ServerId, Slot};
+use rota_peer::{Millis, ServerId, Slot};
 
 use crate::clients::Clients;
 use crate::clock::{Clock, EPOCH};
@@ -168,10 +169,13 @@ impl World {
         let mut client_rng = Rng::new(seed, Stream::Clients);
         let clients = Clients::new(CHAIN, p, &mut client_rng);
         let genesis = clients.genesis(p);
-        let keys = (1..=n).map(|i| PublicKey([100 + i as u8; 32])).collect();
+        let keys: Vec<Keypair> = (1..=n)
+            .map(|i| Keypair::from_seed(&[100 + i as u8; 32]))
+            .collect();
         let setup = Setup {
             chain: CHAIN.into(),
-            servers: ServerList::new(keys),
+            servers: ServerList::new(keys.iter().map(Keypair::public).collect()),
+            keys,
             schedule: Schedule {
                 slot_ms: p.slot_ms,
                 blackout_ms: p.blackout_ms,
@@ -204,7 +208,15 @@ impl World {
         World {
             p: p.clone(),
             seed,
-            liar: dishonest.map(|id| Liar::new(id, Rng::new(seed, Stream::Liar))),
+            liar: dishonest.map(|id| {
+                Liar::new(
+                    id,
+                    setup.keys[id.index()].clone(),
+                    CHAIN,
+                    setup.servers.clone(),
+                    Rng::new(seed, Stream::Liar),
+                )
+            }),
             checker: Checker::new(n, supply),
             setup,
             servers,
@@ -448,7 +460,7 @@ impl World {
                         && *beta == id
                     {
                         self.rounds.insert((id, *slot));
-                        if *outcome == Outcome::Consensus && self.server(id).honest {
+                        if *outcome == Outcome::Committed && self.server(id).honest {
                             self.decided.insert(*slot);
                         }
                     }
@@ -469,14 +481,26 @@ impl World {
         message: &PeerMessage<rota_peer::transaction::VerifiedTx>,
         honest: bool,
     ) {
+        // An honest server signs one header (as alpha) and votes for one
+        // header in a slot: its prevote, its precommit and its own round all
+        // name the same digest.
         let hash = match message {
-            PeerMessage::Round { hash, .. } | PeerMessage::Vote { hash } => *hash,
+            PeerMessage::Round { header, .. } => header.digest(),
+            PeerMessage::Prevote(prevote) => prevote.vote.digest,
+            PeerMessage::Precommit(precommit) => precommit.vote.digest,
             PeerMessage::Register(_)
             | PeerMessage::Heart(_)
-            | PeerMessage::Result(_)
-            | PeerMessage::Push { .. }
+            | PeerMessage::Certified(_)
+            | PeerMessage::Evidence(_)
+            | PeerMessage::Want { .. }
             | PeerMessage::Forward { .. } => return,
         };
+        // A round resent to a server that asked for it is not a vote.
+        if let PeerMessage::Round { header, .. } = message
+            && header.slot() != slot
+        {
+            return;
+        }
         let voted = &mut self.voted[id.index()];
         *voted = (*voted).max(slot);
         if honest && let Err(v) = self.checker.vote(id, slot, hash) {

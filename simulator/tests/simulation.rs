@@ -5,7 +5,7 @@
 //! Seeds are fixed, so the tests are deterministic; `ROTA_SIM_SEEDS=<first>`
 //! moves the window of seeds to try others (docs/SIMULATOR.md).
 
-use rota_simulator::known::{KNOWN, Verdict};
+use rota_simulator::known::{FIXED, KNOWN, Verdict};
 use rota_simulator::profile::Profile;
 use rota_simulator::search::{search, shrink};
 use rota_simulator::{Invariant, run};
@@ -82,11 +82,32 @@ fn every_known_fault_still_fails_as_expected() {
 }
 
 #[test]
-fn the_known_faults_cover_the_issue_s_six() {
+fn every_fixed_fault_stays_fixed() {
+    let mut broken = Vec::new();
+    for fixed in FIXED {
+        let (verdict, report) = fixed.check();
+        if verdict != Verdict::Passes {
+            broken.push(format!(
+                "{} (--profile {} --seed {}) breaks {:?}",
+                fixed.fault,
+                fixed.name,
+                fixed.seed,
+                report.failure.map(|f| f.violation.detail)
+            ));
+        }
+    }
+    assert!(broken.is_empty(), "{}", broken.join("\n"));
+}
+
+#[test]
+fn the_known_and_fixed_faults_cover_the_issue_s_six() {
     for item in 1..=6 {
         let prefix = format!("{item}. ");
         assert!(
-            KNOWN.iter().any(|k| k.fault.starts_with(&prefix)),
+            KNOWN
+                .iter()
+                .chain(FIXED)
+                .any(|k| k.fault.starts_with(&prefix)),
             "fault {item} has no seed"
         );
     }
@@ -107,34 +128,34 @@ fn a_seed_replays_exactly() {
 
 #[test]
 fn a_failure_names_its_seed_step_invariant_and_trace() {
-    let known = KNOWN.iter().find(|k| k.name == "forged-result").unwrap();
+    let known = KNOWN.iter().find(|k| k.name == "lying-status").unwrap();
     let report = run(known.seed, &known.profile(), false);
-    let failure = report.failure.expect("the forged result breaks the supply");
+    let failure = report.failure.expect("the lying status breaks liveness");
     assert_eq!(report.seed, known.seed);
-    assert_eq!(failure.violation.invariant, Invariant::Supply);
+    assert_eq!(failure.violation.invariant, Invariant::Liveness);
     assert!(failure.step > 0);
     assert!(!failure.trace.is_empty() && failure.trace.len() <= 41);
-    assert!(failure.trace.iter().any(|line| line.contains("result(")));
 }
 
 #[test]
 fn shrinking_keeps_the_invariant_and_drops_the_faults_that_do_not_matter() {
-    let known = KNOWN.iter().find(|k| k.name == "forged-result").unwrap();
-    // The forged result, buried in every other fault.
+    let known = KNOWN.iter().find(|k| k.name == "lying-status").unwrap();
+    // The lying status, buried in every other fault.
     let mut p = Profile::full();
     p.servers_min = 3;
     p.servers_max = 3;
-    p.lie_forge_result = 1.0;
+    p.lie_status = 1.0;
+    p.lie_withhold = 1.0;
     let seed = (0..50)
         .find(|seed| {
             run(*seed, &p, false)
                 .failure
                 .is_some_and(|f| f.violation.invariant == known.breaks)
         })
-        .expect("some seed shows the forged result");
+        .expect("some seed shows the lying status");
     let (smallest, report) = shrink(seed, &p).expect("the seed fails");
     assert_eq!(report.failure.unwrap().violation.invariant, known.breaks);
-    assert_eq!(smallest.lie_forge_result, 1.0);
+    assert_eq!(smallest.lie_status, 1.0);
     assert_eq!(smallest.drop_rate, 0.0, "loss does not matter here");
     assert_eq!(
         smallest.partition_rate, 0.0,
@@ -158,7 +179,7 @@ fn the_guide_documents_every_flag_invariant_and_known_fault() {
             "invariant {invariant} is not in the guide"
         );
     }
-    for known in KNOWN {
+    for known in KNOWN.iter().chain(FIXED) {
         assert!(
             guide.contains(&format!("`{}`", known.name)),
             "known fault {} is not in the guide",

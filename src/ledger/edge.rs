@@ -27,15 +27,17 @@ use std::sync::atomic::Ordering;
 
 use rota_connector::machine::State;
 use rota_connector::{ConnectorEvent, ConnectorInput};
-use rota_listener::{Inbound, Stats};
+use rota_listener::{Inbound, PeerInput, Stats};
 use rota_peer::balances::Balances;
-use rota_peer::block::{Block, BlockHeader, merkle_root};
-use rota_peer::schedule::Schedule;
-use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{PeerMessage, Reply, Request, ServerList, Status, TxStatus};
+use rota_peer::block::{Block, BlockHeader, HEADER_LEN, merkle_root};
+use rota_peer::wire::consensus::Certified;
+use rota_peer::wire::{PeerMessage, Reply, Request, Status, TxStatus};
 use rota_peer::{Millis, PublicKey, ServerId, Slot};
 
-use super::core::{Action, Commit, Committed, Core, PeerRefusal, Persist, Target, Tracked};
+use super::consensus;
+use super::core::{
+    Action, Commit, Committed, CommittedRound, Core, PeerRefusal, Persist, Target, Tracked,
+};
 use super::store::{Appended, Loaded, Store, Tip};
 use crate::events::{Event, PeerState, Published};
 use crate::info::{Connections, Info, PeeringCounts};
@@ -68,7 +70,10 @@ pub enum Response {
     /// This server's status (a `register` or `heart` message), to be signed
     /// for `slot` by the caller, who holds the key, and sent as
     /// [`Reply::Signed`].
-    Sign { slot: Slot, message: PeerMessage },
+    Sign {
+        slot: Slot,
+        message: Box<PeerMessage>,
+    },
 }
 
 /// The ledger's state and its steps. See the module documentation.
@@ -240,19 +245,20 @@ impl Edge {
     }
 
     /// A peer message: registrations and heartbeats are answered with this
-    /// server's status; the rest go to the core.
+    /// server's status; forwarded payments and the round protocol go to the
+    /// core.
     fn on_peer(
         &mut self,
         from: ServerId,
         slot: u64,
-        message: PeerMessage<VerifiedTx>,
+        message: PeerInput,
         now: Millis,
     ) -> Result<(Option<Response>, Vec<Action>), PeerRefusal> {
         let actions = match message {
             // Answered with this server's status, by the ledger since it
             // holds the status; registrations and heartbeats are not rounds,
             // so only a slot far from this server's clock is refused.
-            PeerMessage::Register(_) | PeerMessage::Heart(_) => {
+            PeerInput::Register(_) | PeerInput::Heart(_) => {
                 let current = self.core.schedule.slot_at(now);
                 if slot.abs_diff(current) > 2 {
                     return Err(PeerRefusal::StaleStatus {
@@ -262,22 +268,17 @@ impl Edge {
                     });
                 }
                 let message = match message {
-                    PeerMessage::Register(_) => PeerMessage::Register(self.status()),
+                    PeerInput::Register(_) => PeerMessage::Register(self.status()),
                     _ => PeerMessage::Heart(self.status()),
                 };
                 let response = Response::Sign {
                     slot: current,
-                    message,
+                    message: Box::new(message),
                 };
                 return Ok((Some(response), Vec::new()));
             }
-            PeerMessage::Round { hash, transactions } => {
-                self.core.on_round(from, slot, hash, transactions, now)?
-            }
-            PeerMessage::Vote { hash } => self.core.on_vote(from, slot, hash)?,
-            PeerMessage::Result(decision) => self.core.on_result(from, slot, decision, now)?,
-            PeerMessage::Push { packed } => self.core.on_push(from, slot, &packed, now)?,
-            PeerMessage::Forward { transaction } => {
+            PeerInput::Consensus(message) => self.core.on_consensus(from, *message, now)?,
+            PeerInput::Forward(transaction) => {
                 let disposition = self.core.on_forward(from, slot, transaction, now)?;
                 let event = Event::Tx {
                     id: transaction.id(),
@@ -322,6 +323,7 @@ impl Edge {
                 hash: committed.hash,
                 slot: committed.slot,
                 height: self.tip.height,
+                certified: self.certified_bytes(),
                 packed: committed
                     .snapshot
                     .packed()
@@ -404,26 +406,18 @@ impl Edge {
                 self.publish(event, now);
                 Vec::new()
             }
-            ConnectorEvent::Install { slot, hash, packed } => {
-                match Balances::from_packed(&packed).map(|mut b| (b.hash(), b)) {
-                    Ok((got, balances)) if got == hash => {
-                        log::info!("installing the fetched database {}", hash.short());
-                        self.core.install(slot, hash, balances)
-                    }
-                    Ok((got, _)) => {
-                        log::warn!(
-                            "fetched database hashes to {}, not {}; refused",
-                            got.short(),
-                            hash.short()
-                        );
-                        vec![Action::OutOfSync]
-                    }
-                    Err(e) => {
-                        log::warn!("fetched database refused: {e}");
-                        vec![Action::OutOfSync]
-                    }
+            ConnectorEvent::Install {
+                slot,
+                certified,
+                packed,
+                ..
+            } => match self.install(&certified, &packed) {
+                Ok(actions) => actions,
+                Err(reason) => {
+                    log::warn!("the database of slot {slot} fetched is refused: {reason}");
+                    vec![Action::OutOfSync]
                 }
-            }
+            },
             ConnectorEvent::Blocks(blocks) => {
                 match self.store.append_fetched(&blocks) {
                     Ok(Appended::Tip(tip)) => {
@@ -448,6 +442,41 @@ impl Edge {
         }
     }
 
+    /// The slot of the last block, if any.
+    fn tip_slot(&self) -> crate::Result<Option<Slot>> {
+        if self.tip.height == 0 {
+            return Ok(None);
+        }
+        let Some(bytes) = self.store.block(self.tip.height)? else {
+            return Ok(None);
+        };
+        let header: Option<&[u8; HEADER_LEN]> =
+            bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok());
+        Ok(header.map(|h| BlockHeader::decode(h).slot))
+    }
+
+    /// Installs a fetched database under the commit certificate that came
+    /// with it: without one, or with one that does not check or vouches for
+    /// another hash, nothing is installed.
+    fn install(&mut self, certified: &[u8], packed: &[u8]) -> Result<Vec<Action>, String> {
+        if certified.is_empty() {
+            return Err("it carries no commit certificate".into());
+        }
+        let certified = Certified::decode(certified, self.core.servers.len())
+            .map_err(|e| format!("its certificate is unreadable: {e}"))?;
+        let balances = Balances::from_packed(packed).map_err(|e| e.to_string())?;
+        self.core.install(&certified, balances)
+    }
+
+    /// The bytes of the commit certificate for `D` replies (empty for the
+    /// anchor).
+    pub fn certified_bytes(&self) -> Vec<u8> {
+        self.core
+            .certified()
+            .map(|c| c.clone().into_inner().encode())
+            .unwrap_or_default()
+    }
+
     /// Reads the tip again after the store changed in ways the edge did not
     /// follow (blocks dropped or appended before a fork was found).
     fn refresh_tip(&mut self) {
@@ -465,36 +494,79 @@ impl Edge {
     pub fn perform(&mut self, actions: Vec<Action>, now: Millis) -> Option<Exit> {
         let mut exit = None;
         let total = actions.len();
-        for (done, action) in actions.into_iter().enumerate() {
-            match action {
+        let mut actions = actions.into_iter().enumerate().peekable();
+        while let Some((done, action)) = actions.next() {
+            let persisted = match action {
                 Action::Send { to, slot, message } => {
                     let to = match to {
                         Target::All => rota_connector::Target::All,
                         Target::Only(ids) => rota_connector::Target::Only(ids),
                     };
-                    self.for_connector(ConnectorInput::Send { to, slot, message });
+                    self.for_connector(ConnectorInput::Send {
+                        to,
+                        slot,
+                        message: Box::new(message),
+                    });
+                    Ok(())
                 }
-                Action::Persist(Persist::Commit(commit)) => {
-                    if let Err(e) = self.commit(commit, now) {
-                        log::error!(
-                            "could not persist a commit; dropping the {} actions after it",
-                            total - done - 1
-                        );
-                        return Some(Exit::Failed(format!("could not persist a commit: {e}")));
+                // Consecutive records go to the journal in one durable write.
+                Action::Persist(Persist::Consensus(record)) => {
+                    let mut records = vec![record];
+                    while let Some((_, Action::Persist(Persist::Consensus(_)))) = actions.peek() {
+                        if let Some((_, Action::Persist(Persist::Consensus(r)))) = actions.next() {
+                            records.push(r);
+                        }
                     }
+                    self.store.journal_append(&records)
                 }
-                Action::Publish(event) => self.publish(event, now),
-                Action::OutOfSync => self.for_connector(ConnectorInput::OutOfSync),
-                Action::Stop(reason) => exit = Some(Exit::ConsensusLost(reason)),
+                Action::Persist(Persist::Commit(commit)) => self.commit(commit, now),
+                Action::Publish(event) => {
+                    self.publish(event, now);
+                    Ok(())
+                }
+                Action::OutOfSync => {
+                    self.for_connector(ConnectorInput::OutOfSync);
+                    Ok(())
+                }
+                Action::Stop(reason) => {
+                    exit = Some(Exit::ConsensusLost(reason));
+                    Ok(())
+                }
+            };
+            if let Err(e) = persisted {
+                log::error!(
+                    "could not persist; dropping the {} actions after it",
+                    total - done - 1
+                );
+                return Some(Exit::Failed(format!("could not persist: {e}")));
             }
         }
         exit
     }
 
+    /// Persists a commit: a block for each round with payments (when in
+    /// sync), the database, the certificate and the journal, in one commit
+    /// point.
     fn commit(&mut self, commit: Commit, now: Millis) -> crate::Result<()> {
-        let block = commit
-            .block
-            .then(|| build_block(self.tip, &commit, self.core.schedule.start(commit.slot)));
+        let mut blocks = Vec::new();
+        if commit.blocks {
+            let mut tip = self.tip;
+            // A round whose block came already, fetched from another server
+            // while this one caught up, gets no second block.
+            let fetched = self.tip_slot()?;
+            let rounds = commit
+                .rounds
+                .iter()
+                .filter(|r| !r.transactions.is_empty() && fetched.is_none_or(|slot| r.slot > slot));
+            for round in rounds {
+                let block = build_block(tip, round, self.core.schedule.start(round.slot));
+                tip = Tip {
+                    height: block.header.number,
+                    hash: block.header.hash(),
+                };
+                blocks.push(block);
+            }
+        }
         let committed = Committed {
             slot: commit.slot,
             hash: commit.hash,
@@ -503,12 +575,12 @@ impl Edge {
         self.store.commit(
             commit.slot,
             &committed,
-            block.as_ref(),
+            &blocks,
             commit.installed,
-            None,
-            &[],
+            commit.certified.as_ref(),
+            &commit.journal,
         )?;
-        if let Some(block) = block {
+        for block in blocks {
             self.tip = Tip {
                 height: block.header.number,
                 hash: block.header.hash(),
@@ -522,7 +594,7 @@ impl Edge {
             let event = Event::Block {
                 number: self.tip.height,
                 hash: self.tip.hash,
-                slot: commit.slot,
+                slot: block.header.slot,
                 transactions: block.transactions.len(),
             };
             self.publish(event, now);
@@ -533,56 +605,78 @@ impl Edge {
 }
 
 /// The core a server resumes with: the committed state loaded from its
-/// store (from `genesis` on a new one), as the node does at every start and
-/// the simulator at every restart. A damaged store starts the server out of
-/// sync, to be replaced from the others, except on a one-server chain,
-/// which has no one to fetch from and refuses to start.
-pub fn resume(
-    store: &Store,
-    genesis: Balances,
-    me: ServerId,
-    servers: ServerList,
-    schedule: Schedule,
-) -> crate::Result<Core> {
-    let committed = match store.load(genesis)? {
-        Loaded::Intact(committed) => committed,
+/// store (from `genesis` on a new one), the commit certificate that vouches
+/// for it, and the consensus journal replayed into its machine, as the node
+/// does at every start and the simulator at every restart. A damaged store
+/// starts the server out of sync, to be replaced from the others, except on
+/// a one-server chain, which has no one to fetch from and refuses to start.
+/// A certificate or journal that does not check refuses to start: going on
+/// without them could make this server sign a second vote for a slot.
+pub fn resume(store: &Store, genesis: Balances, config: consensus::Config) -> crate::Result<Core> {
+    let servers = config.servers.clone();
+    let (committed, damaged) = match store.load(genesis)? {
+        Loaded::Intact(committed) => (committed, false),
         Loaded::Damaged { reason, .. } if servers.len() == 1 => {
             return Err(crate::Error::Store(format!(
                 "{reason}; a single server has no one to fetch from: restore balances.db from \
                  the archive by hand (see docs/OPERATIONS.md)"
             )));
         }
-        Loaded::Damaged { best, reason } => {
+        Loaded::Damaged { mut best, reason } => {
             log::error!(
                 "{reason}; starting out of sync: the other servers' database will replace it"
             );
-            best
+            // Its state vouches for nothing: the database the others hold
+            // replaces it under their commit certificate, whatever its slot.
+            best.slot = 0;
+            (best, true)
         }
     };
+    let refuse = |what: String| crate::Error::Store(format!("{what}; see docs/OPERATIONS.md"));
+    let certified = match store.certified(servers.len())? {
+        Some(_) if damaged => None,
+        None => None,
+        Some(certified) => {
+            let certified = certified.verify(&config.chain, &servers).map_err(|e| {
+                refuse(format!("the stored commit certificate does not check: {e}"))
+            })?;
+            if certified.header.header.result != committed.hash {
+                return Err(refuse(format!(
+                    "the stored commit certificate vouches for {}, the database is {}",
+                    certified.header.header.result.short(),
+                    committed.hash.short()
+                )));
+            }
+            Some(certified)
+        }
+    };
+    let records = store.journal(servers.len())?;
     log::info!(
-        "resuming at round {} with balance hash {} ({} accounts)",
+        "resuming at round {} with balance hash {} ({} accounts, {} consensus records)",
         committed.slot,
         committed.hash.short(),
-        committed.snapshot.len()
+        committed.snapshot.len(),
+        records.len()
     );
-    Ok(Core::new(me, servers, schedule, committed))
+    Core::new(config, committed, certified, records)
+        .map_err(|e| refuse(format!("the consensus journal does not check: {e}")))
 }
 
 /// The block for a committed round: a pure function of the round and the
 /// chain's tip, so every server in consensus builds the same one.
-pub fn build_block(tip: Tip, commit: &Commit, timestamp: Millis) -> Block {
-    let ids: Vec<_> = commit.transactions.iter().map(|tx| tx.id()).collect();
+pub fn build_block(tip: Tip, round: &CommittedRound, timestamp: Millis) -> Block {
+    let ids: Vec<_> = round.transactions.iter().map(|tx| tx.id()).collect();
     Block {
         header: BlockHeader {
             number: tip.height + 1,
             previous: tip.hash,
-            slot: commit.slot,
+            slot: round.slot,
             timestamp,
             merkle_root: merkle_root(&ids),
-            balance_hash: commit.hash,
+            balance_hash: round.hash,
             difficulty: 0,
             nonce: 0,
         },
-        transactions: commit.transactions.iter().map(|tx| *tx.tx()).collect(),
+        transactions: round.transactions.iter().map(|tx| *tx.tx()).collect(),
     }
 }

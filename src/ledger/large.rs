@@ -189,6 +189,7 @@ mod tests {
             hash,
             slot: 5,
             height: 2,
+            certified: Vec::new(),
             packed: Vec::new(),
         }
     }
@@ -211,6 +212,7 @@ mod tests {
             hash: Hash([1; 32]),
             slot: 5,
             height: 2,
+            certified: Vec::new(),
             packed: packed.clone(),
         };
         let mut frames = head(database_reply(Hash([1; 32])));

@@ -234,6 +234,7 @@ impl LedgerThread {
                     hash: committed.hash,
                     slot: committed.slot,
                     height,
+                    certified: self.edge.certified_bytes(),
                     packed: Vec::new(),
                 };
                 let snapshot = &committed.snapshot;

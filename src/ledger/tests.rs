@@ -1,26 +1,32 @@
 //! Tests of the ledger core, driven by a fake clock.
 //!
 //! [`Sim`] runs N cores in memory: it ticks them at their deadlines, delivers
-//! their messages at once (to servers that are up), records commits and
-//! stops, and stands in for the connector by marking a server in sync again
-//! once it installs a database.
+//! their messages at once (to servers that are up) through their bytes and
+//! the listener's own signature checks ([`check_peer`]), and records what
+//! each persists and whether it stops.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use rota_listener::{Consensus, PeerInput, check_peer};
 use rota_peer::balances::{Balances, PaymentRefusal};
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
-use rota_peer::wire::{Decision, Disposition, PeerMessage, ServerList};
+use rota_peer::wire::consensus::{Base, Header, SignedHeader, Verified};
+use rota_peer::wire::{Disposition, PeerMessage, ServerList};
 use rota_peer::{Amount, Hash, Millis, PublicKey, ServerId, Slot, TxId};
 
-use super::core::{Action, Commit, Committed, Core, Persist, Refusal, Target, Tracked};
+use super::consensus::{self, Ledger, Record, Timing};
+use super::core::{
+    Action, Commit, Committed, CommittedRound, Core, Persist, Refusal, States, Target, Tracked,
+};
 use crate::events::{Event, TxState};
 
 const SLOT: u64 = 1_000;
 /// The start of slot 999, whose alpha is server 1 of 3 (999 mod 3 = 0).
 const T0: Millis = 999 * SLOT;
+const CHAIN: &str = "test";
 
 fn schedule(servers: usize) -> Schedule {
     Schedule {
@@ -53,22 +59,44 @@ fn committed(accounts: &[(PublicKey, Amount)]) -> Committed {
 }
 
 fn verified(tx: Transaction) -> VerifiedTx {
-    Verifier::new("test").verify(tx).unwrap()
+    Verifier::new(CHAIN).verify(tx).unwrap()
 }
 
 /// A payment of `amount` from client `from` to `to`, stamped `at`.
 fn payment(from: u8, to: PublicKey, amount: Amount, at: Millis) -> VerifiedTx {
-    verified(Transaction::sign("test", &payer(from), to, amount, at))
+    verified(Transaction::sign(CHAIN, &payer(from), to, amount, at))
+}
+
+/// Server `i`'s key (1-based).
+fn server_key(i: usize) -> Keypair {
+    Keypair::from_seed(&[100 + i as u8; 32])
 }
 
 fn servers(n: usize) -> ServerList {
-    ServerList::new((1..=n as u8).map(|i| PublicKey([100 + i; 32])).collect())
+    ServerList::new((1..=n).map(|i| server_key(i).public()).collect())
+}
+
+fn config(me: u32, n: usize) -> consensus::Config {
+    consensus::Config {
+        chain: CHAIN.into(),
+        me: ServerId(me),
+        keypair: server_key(me as usize),
+        servers: servers(n),
+        timing: Timing::new(schedule(n)),
+    }
 }
 
 fn core(me: u32, n: usize, accounts: &[(PublicKey, Amount)]) -> Core {
-    let mut core = Core::new(ServerId(me), servers(n), schedule(n), committed(accounts));
+    let mut core = Core::new(config(me, n), committed(accounts), None, Vec::new()).unwrap();
     core.set_synced(true, T0);
     core
+}
+
+/// A message as another server would receive it: through its bytes and
+/// the listener's checks.
+fn receive(n: usize, slot: Slot, message: &PeerMessage<VerifiedTx>) -> PeerInput {
+    let decoded = PeerMessage::decode(message.command(), &message.payload(), n).unwrap();
+    check_peer(CHAIN, &servers(n), &mut Verifier::new(CHAIN), slot, decoded).unwrap()
 }
 
 /// N cores, a clock, and instant delivery.
@@ -78,8 +106,8 @@ struct Sim {
     now: Millis,
     queue: VecDeque<(ServerId, ServerId, Slot, PeerMessage<VerifiedTx>)>,
     commits: Vec<Vec<Commit>>,
+    records: Vec<Vec<Record<super::core::Payments>>>,
     stops: Vec<Option<String>>,
-    out_of_sync: Vec<u32>,
     refused: Vec<String>,
 }
 
@@ -95,8 +123,8 @@ impl Sim {
             now: T0,
             queue: VecDeque::new(),
             commits: vec![Vec::new(); n],
+            records: vec![Vec::new(); n],
             stops: vec![None; n],
-            out_of_sync: vec![0; n],
             refused: Vec::new(),
         }
     }
@@ -125,21 +153,16 @@ impl Sim {
                         self.queue.push_back((from, to, slot, message.clone()));
                     }
                 }
-                Action::Persist(Persist::Commit(commit)) => {
-                    if commit.installed {
-                        // The connector would now find this server in sync.
-                        self.cores[i - 1].set_synced(true, self.now);
-                    }
-                    self.commits[i - 1].push(commit);
-                }
-                Action::Publish(_) => {}
-                Action::OutOfSync => self.out_of_sync[i - 1] += 1,
+                Action::Persist(Persist::Commit(commit)) => self.commits[i - 1].push(commit),
+                Action::Persist(Persist::Consensus(record)) => self.records[i - 1].push(record),
+                Action::Publish(_) | Action::OutOfSync => {}
                 Action::Stop(reason) => self.stops[i - 1] = Some(reason),
             }
         }
     }
 
     fn deliver(&mut self) {
+        let n = self.cores.len();
         while let Some((from, to, slot, message)) = self.queue.pop_front() {
             let i = to.0 as usize;
             if !self.live(i) {
@@ -147,20 +170,16 @@ impl Sim {
             }
             let now = self.now;
             let core = &mut self.cores[i - 1];
-            let result = match message {
-                PeerMessage::Round { hash, transactions } => {
-                    core.on_round(from, slot, hash, transactions, now)
-                }
-                PeerMessage::Vote { hash } => core.on_vote(from, slot, hash),
-                PeerMessage::Result(decision) => core.on_result(from, slot, decision, now),
-                PeerMessage::Push { packed } => core.on_push(from, slot, &packed, now),
-                PeerMessage::Forward { transaction } => core
-                    .on_forward(from, slot, transaction, now)
-                    .map(|_| Vec::new()),
-                PeerMessage::Register(_) | PeerMessage::Heart(_) => Ok(Vec::new()),
+            let result = match receive(n, slot, &message) {
+                PeerInput::Consensus(message) => core.on_consensus(from, *message, now),
+                PeerInput::Forward(tx) => core.on_forward(from, slot, tx, now).map(|_| Vec::new()),
+                PeerInput::Register(_) | PeerInput::Heart(_) => Ok(Vec::new()),
             };
             match result {
                 Ok(actions) => self.perform(i, actions),
+                // A vote that arrives after its round committed: a late
+                // copy, which changes nothing.
+                Err(e) if e.to_string().contains("already decided") => {}
                 Err(e) => self.refused.push(format!("server {i}: {e}")),
             }
         }
@@ -200,8 +219,14 @@ impl Sim {
         self.cores.iter().map(|c| c.committed().hash).collect()
     }
 
-    fn blocks(&self, i: usize) -> Vec<&Commit> {
-        self.commits[i - 1].iter().filter(|c| c.block).collect()
+    /// The rounds server `i` wrote blocks for.
+    fn blocks(&self, i: usize) -> Vec<&CommittedRound> {
+        self.commits[i - 1]
+            .iter()
+            .filter(|c| c.blocks)
+            .flat_map(|c| c.rounds.iter())
+            .filter(|r| !r.transactions.is_empty())
+            .collect()
     }
 }
 
@@ -367,6 +392,29 @@ fn a_payment_sent_in_the_blackout_is_held_for_the_next_alpha() {
 }
 
 #[test]
+fn a_payment_is_not_held_for_an_alpha_known_down() {
+    let mut core = core(3, 3, &genesis());
+    core.set_peer_alive(ServerId(2), false);
+    let tx = payment(1, key(9), 5, T0 + SLOT);
+    let (result, actions) = core.submit(tx, T0 + 950);
+    let refusal = result.unwrap_err();
+    assert!(
+        matches!(
+            refusal,
+            Refusal::AlphaDown {
+                alpha: ServerId(2),
+                slot: 1000,
+                next: 1001,
+                ..
+            }
+        ),
+        "{refusal:?}"
+    );
+    assert!(actions.is_empty());
+    assert_eq!(core.held_count(), 0);
+}
+
+#[test]
 fn a_held_payment_that_would_fall_outside_the_tolerance_is_refused() {
     let mut sim = Sim::new(3);
     sim.run_until(T0 + 750);
@@ -407,8 +455,27 @@ fn three_servers_commit_the_same_round_and_block() {
         assert_eq!(blocks[0].slot, 999);
         assert_eq!(blocks[0].transactions.len(), 2);
         assert_eq!(sim.core(i).committed().snapshot.get(&key(9)), Some(50));
+        let certified = sim.core(i).certified().expect("a commit certificate");
+        assert_eq!(certified.header.header.result, hashes[0]);
     }
     assert!(sim.refused.is_empty(), "{:?}", sim.refused);
+}
+
+#[test]
+fn every_vote_is_recorded_before_it_is_sent() {
+    let mut sim = Sim::new(3);
+    sim.run_until(T0 + 800);
+    // Server 2 prevoted and precommitted round 999 on the fast path: both
+    // votes are in its records.
+    let kinds: Vec<&str> = sim.records[1]
+        .iter()
+        .filter_map(|r| match r {
+            Record::Prevote(_) => Some("prevote"),
+            Record::Precommit(_) => Some("precommit"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["prevote", "precommit"]);
 }
 
 #[test]
@@ -421,208 +488,209 @@ fn rounds_go_on_with_one_server_down() {
     assert_eq!(sim.core(1).committed().hash, sim.core(2).committed().hash);
     assert!(sim.stops.iter().all(Option::is_none), "{:?}", sim.stops);
     assert_eq!(sim.blocks(1).len(), 1);
-    // Round 1000 was empty and decided at its vote deadline (server 3 never
-    // voted); round 1001 had a dead alpha, so there was none.
+    // Without server 3 there is no fast path: rounds 999 and 1000 commit at
+    // their P(s); round 1001 had a dead alpha, so there was none.
     assert_eq!(
         sim.core(1).committed().slot,
         1000,
-        "empty rounds are committed too"
+        "empty rounds commit too"
     );
 }
 
 #[test]
-fn with_two_of_three_down_the_beta_finds_no_majority_and_stops() {
+fn with_two_of_three_down_nothing_commits_and_no_server_stops() {
     let mut sim = Sim::new(3);
     sim.up[1] = false;
     sim.up[2] = false;
-    // Round 999 closes at +700 and is decided at its vote deadline, +1200.
-    sim.run_until(T0 + 1_199);
-    assert!(sim.stops[0].is_none());
-    sim.run_until(T0 + 1_200);
-    let reason = sim.stops[0].clone().expect("server 1 stopped");
-    assert!(
-        reason.contains("no majority") && reason.contains("1 of 1 votes"),
-        "{reason}"
-    );
+    sim.run_until(T0 + 5 * SLOT);
+    assert!(sim.stops[0].is_none(), "a failed slot stops nothing");
+    assert_eq!(sim.core(1).committed().slot, 0);
+    assert!(sim.commits[0].is_empty());
 }
 
 #[test]
-fn a_failed_result_stops_the_servers_that_receive_it() {
-    let mut core = core(2, 3, &genesis());
-    let decision = Decision {
-        consensus: None,
-        agreeing: 1,
-        voters: 2,
-    };
-    let actions = core
-        .on_result(ServerId(1), 999, decision, T0 + 800)
-        .unwrap();
-    assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Stop(r) if r.contains("found no majority")))
-    );
-}
-
-#[test]
-fn a_server_out_of_sync_is_pushed_the_database_and_rejoins() {
-    // Server 3 starts from a different genesis: its hash disagrees.
-    let mut sim = Sim::with_genesis(3, |i| {
-        let mut accounts = genesis();
-        if i == 3 {
-            accounts[0].1 = 99;
-        }
-        accounts
-    });
+fn a_server_that_missed_a_round_asks_for_it_and_catches_up() {
+    let mut sim = Sim::new(3);
+    sim.up[2] = false;
     sim.now = T0 + 10;
     sim.submit(1, payment(1, key(9), 30, T0 + 10)).unwrap();
-    sim.run_until(T0 + SLOT + 600);
-    assert_eq!(
-        sim.out_of_sync[2], 2,
-        "lost sync at RESULT, then asked the connector after the push"
-    );
-    assert!(
-        sim.commits[2].iter().any(|c| c.installed),
-        "server 3 installed the push"
-    );
+    // Round 999 commits without server 3.
+    sim.run_until(T0 + SLOT + 300);
+    assert_eq!(sim.core(1).committed().slot, 999);
+    sim.up[2] = true;
+    sim.run_until(T0 + 4 * SLOT);
     let hashes = sim.hashes();
     assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
-    // And it stays in consensus for the next round.
-    sim.submit(2, payment(2, key(9), 5, sim.now)).unwrap();
-    sim.run_until(T0 + 3 * SLOT + 600);
-    assert_eq!(sim.core(3).committed().snapshot.get(&key(9)), Some(35));
+    assert_eq!(sim.core(3).committed().snapshot.get(&key(9)), Some(30));
+    assert_eq!(sim.blocks(3).len(), 1, "server 3 has the block of slot 999");
+}
+
+/// A header for slot 999 on the anchor of `accounts`, signed by server
+/// `signer`, claiming `result` for `payments`, as a receiver would get it
+/// once checked.
+fn header(
+    signer: usize,
+    accounts: &[(PublicKey, Amount)],
+    payments: &[VerifiedTx],
+    result: Hash,
+) -> Verified<SignedHeader> {
+    unchecked_header(signer, accounts, payments, result)
+        .verify(CHAIN, &servers(3))
+        .unwrap()
+}
+
+/// The same header, signed and not checked.
+fn unchecked_header(
+    signer: usize,
+    accounts: &[(PublicKey, Amount)],
+    payments: &[VerifiedTx],
+    result: Hash,
+) -> SignedHeader {
+    let base = committed(accounts);
+    let states = States::new(schedule(3), Hash::default(), base.snapshot.clone());
+    let header = Header {
+        slot: 999,
+        base: Base {
+            digest: Hash::default(),
+            slot: 0,
+            balance: base.hash,
+        },
+        payments: states.root(&payments.to_vec().into()),
+        result,
+    };
+    let signed = Verified::<SignedHeader>::sign_header(&server_key(signer), CHAIN, header, None);
+    // Through the bytes, as a receiver would get it.
+    let bytes = signed.into_inner().encode();
+    SignedHeader::decode(&bytes, 3).unwrap()
+}
+
+fn prevotes(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Action::Send {
+                    message: PeerMessage::Prevote(_),
+                    ..
+                }
+            )
+        })
+        .count()
 }
 
 #[test]
 fn a_round_skips_invalid_payments_the_same_way_everywhere() {
-    let mut followers = [core(2, 3, &genesis()), core(3, 3, &genesis())];
     let good = payment(1, key(9), 10, T0 + 5);
     let broke = payment(2, key(9), 500, T0 + 6);
     let stale = payment(3, key(9), 1, T0 - 5_000);
     let repeat = good;
+    let round = vec![good, broke, stale, repeat];
     let mut expected = Balances::from_accounts(&genesis()).unwrap();
     expected.pay(&good.payer(), &good.payee(), 10).unwrap();
-    let claimed = expected.hash();
-    for core in &mut followers {
-        let actions = core
-            .on_round(
-                ServerId(1),
-                999,
-                claimed,
-                vec![good, broke, stale, repeat],
-                T0 + 710,
-            )
-            .unwrap();
-        let vote = actions.iter().find_map(|a| match a {
-            Action::Send {
-                message: PeerMessage::Vote { hash },
-                to,
-                ..
-            } => Some((*hash, to.clone())),
-            _ => None,
-        });
-        assert_eq!(vote, Some((claimed, Target::Only(vec![ServerId(1)]))));
+    let header = header(1, &genesis(), &round, expected.hash());
+    for me in [2, 3] {
+        let mut core = core(me, 3, &genesis());
+        let message = Consensus::Round {
+            header: header.clone(),
+            payments: round.clone(),
+        };
+        let actions = core.on_consensus(ServerId(1), message, T0 + 710).unwrap();
+        assert_eq!(prevotes(&actions), 1, "server {me} prevotes the round");
     }
 }
 
 #[test]
-fn a_round_from_the_wrong_server_is_refused() {
+fn a_round_whose_header_claims_another_result_gets_no_prevote() {
+    let round = vec![payment(1, key(9), 10, T0 + 5)];
+    let minted = Hash([0xee; 32]);
+    let header = header(1, &genesis(), &round, minted);
     let mut core = core(2, 3, &genesis());
-    let err = core
-        .on_round(ServerId(3), 999, Hash::default(), vec![], T0 + 710)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("must come from server 1"), "{err}");
+    let message = Consensus::Round {
+        header,
+        payments: round,
+    };
+    let actions = core.on_consensus(ServerId(1), message, T0 + 710).unwrap();
+    assert_eq!(prevotes(&actions), 0);
+    assert_eq!(core.committed().slot, 0);
 }
 
 #[test]
-fn a_replayed_round_is_refused() {
-    let mut core = core(2, 3, &genesis());
-    let hash = core.committed().hash;
-    core.on_round(ServerId(1), 999, hash, vec![], T0 + 710)
-        .unwrap();
-    let again = core
-        .on_round(ServerId(1), 999, hash, vec![], T0 + 720)
+fn a_header_signed_by_anyone_but_the_alpha_is_refused_at_the_door() {
+    let forged = unchecked_header(3, &genesis(), &[], committed(&genesis()).hash);
+    let message: PeerMessage<VerifiedTx> = PeerMessage::Round {
+        header: forged,
+        transactions: Vec::new(),
+    };
+    let decoded = PeerMessage::decode(message.command(), &message.payload(), 3).unwrap();
+    let err = check_peer(CHAIN, &servers(3), &mut Verifier::new(CHAIN), 999, decoded)
         .unwrap_err()
         .to_string();
-    assert!(again.contains("already applied"), "{again}");
-    let older = core
-        .on_round(ServerId(3), 998, hash, vec![], T0 + 730)
-        .unwrap_err()
-        .to_string();
-    assert!(older.contains("already applied"), "{older}");
+    assert!(err.starts_with("round:"), "{err}");
 }
 
 #[test]
-fn a_stale_or_future_round_is_refused() {
-    let mut core = core(2, 3, &genesis());
-    let hash = core.committed().hash;
-    let stale = core
-        .on_round(ServerId(2), 997, hash, vec![], T0 + 710)
+fn a_replayed_round_is_refused_once_its_slot_is_decided() {
+    let mut sim = Sim::new(3);
+    sim.run_until(T0 + SLOT + 300);
+    assert_eq!(sim.core(2).committed().slot, 999);
+    let (header, payments) = sim.cores[0]
+        .recent_round(999)
+        .expect("kept to answer wants");
+    let replay = Consensus::Round {
+        header,
+        payments: payments.to_vec(),
+    };
+    let err = sim.cores[1]
+        .on_consensus(ServerId(1), replay, T0 + SLOT + 310)
         .unwrap_err()
         .to_string();
-    assert!(stale.contains("stale"), "{stale}");
-    let future = core
-        .on_round(ServerId(3), 1001, hash, vec![], T0 + 710)
-        .unwrap_err()
-        .to_string();
-    assert!(future.contains("future"), "{future}");
+    assert!(err.contains("already decided"), "{err}");
 }
 
 #[test]
-fn a_result_from_anyone_but_the_beta_is_refused() {
+fn a_round_too_far_ahead_is_refused() {
     let mut core = core(2, 3, &genesis());
-    let decision = Decision {
-        consensus: None,
-        agreeing: 0,
-        voters: 0,
+    let header = header(1, &genesis(), &[], committed(&genesis()).hash);
+    let message = Consensus::Round {
+        header,
+        payments: Vec::new(),
     };
     let err = core
-        .on_result(ServerId(3), 999, decision, T0 + 800)
+        .on_consensus(ServerId(1), message, T0 - 2 * SLOT)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("must come from server 1"), "{err}");
+    assert!(err.contains("too far ahead"), "{err}");
 }
 
 #[test]
-fn a_push_that_does_not_match_the_consensus_is_refused() {
-    let mut core = core(2, 3, &genesis());
-    let err = core
-        .on_push(ServerId(1), 999, &[], T0 + 800)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("no result for it"), "{err}");
-    let consensus = Hash([7; 32]);
-    let decision = Decision {
-        consensus: Some(consensus),
-        agreeing: 2,
-        voters: 3,
-    };
-    core.on_result(ServerId(1), 999, decision, T0 + 800)
-        .unwrap();
-    let mut other = Balances::from_accounts(&[(key(1), 1)]).unwrap();
-    let err = core
-        .on_push(ServerId(1), 999, other.pack(), T0 + 810)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("is not the consensus"), "{err}");
-}
-
-#[test]
-fn a_late_round_drops_pending_payments_it_invalidates() {
-    // Server 2 is the alpha of slot 1000 and has taken a payment when
-    // ROUND(999) arrives late, spending the same payer's funds first.
-    let mut core = core(2, 3, &genesis());
-    let now = T0 + SLOT + 20;
-    let mine = payment(1, key(9), 80, now);
-    assert!(core.submit(mine, now).0.is_ok());
-    let earlier = payment(1, key(8), 50, T0 + 5);
-    let mut after = Balances::from_accounts(&genesis()).unwrap();
-    after.pay(&earlier.payer(), &earlier.payee(), 50).unwrap();
-    core.on_round(ServerId(1), 999, after.hash(), vec![earlier], now + 1)
-        .unwrap();
-    assert_eq!(core.pending_count(), 0);
-    assert_eq!(core.tracked(&mine.id()), Some(Tracked::Lost { slot: 1000 }));
+fn a_database_is_installed_only_under_a_commit_certificate_for_its_hash() {
+    let mut sim = Sim::new(3);
+    sim.now = T0 + 10;
+    sim.submit(1, payment(1, key(9), 30, T0 + 10)).unwrap();
+    sim.run_until(T0 + SLOT + 300);
+    let certified = sim.core(1).certified().unwrap().clone().into_inner();
+    let mut fresh = core(3, 3, &genesis());
+    // Another database under that certificate: refused.
+    let other = Balances::from_accounts(&[(key(4), 4)]).unwrap();
+    let err = fresh.install(&certified, other).unwrap_err();
+    assert!(err.contains("vouches for"), "{err}");
+    // A prevote certificate is not a commit: refused.
+    let mut prevote = certified.clone();
+    prevote.certificate.kind = rota_peer::wire::consensus::Kind::Prevote;
+    let db = Balances::clone(&sim.core(1).committed().snapshot);
+    assert!(fresh.install(&prevote, db.clone()).is_err());
+    // The committed database under its certificate: installed.
+    let actions = fresh.install(&certified, db).unwrap();
+    assert!(actions.iter().any(|a| matches!(
+        a,
+        Action::Persist(Persist::Commit(Commit {
+            installed: true,
+            ..
+        }))
+    )));
+    assert_eq!(fresh.committed().hash, sim.core(1).committed().hash);
+    assert_eq!(fresh.committed().slot, 999);
 }
 
 #[test]
@@ -635,7 +703,10 @@ fn a_forwarded_payment_its_round_leaves_out_is_reported_lost() {
     sim.run_until(T0 + SLOT + 600);
     assert_eq!(
         sim.core(3).tracked(&tx.id()),
-        Some(Tracked::Lost { slot: 999 })
+        Some(Tracked::Lost {
+            slot: 999,
+            decided: 999
+        })
     );
 }
 
@@ -647,7 +718,7 @@ fn roles_follow_the_schedule() {
     assert_eq!(core.role_at(T0 + SLOT + 10).name(), "beta");
     assert_eq!(core.role_at(T0 + SLOT + 800).name(), "follower");
     let single =
-        super::core::Core::new(ServerId(1), servers(1), schedule(1), committed(&genesis()));
+        super::core::Core::new(config(1, 1), committed(&genesis()), None, Vec::new()).unwrap();
     assert_eq!(single.role_at(T0 + 10).name(), "alpha+beta");
 }
 
@@ -687,26 +758,18 @@ fn a_stale_forward_is_refused() {
 
 #[test]
 fn an_installed_database_leaves_the_fate_of_earlier_payments_unknown_not_lost() {
-    // Server 3 forwarded a payment, then fell out of sync and installed the
-    // majority's database: it cannot tell whether the payment made it.
+    // Server 3 forwarded a payment, then installed the majority's database
+    // without the round: it cannot tell whether the payment made it.
     let mut sim = Sim::new(3);
     sim.now = T0 + 10;
     let tx = payment(1, key(9), 5, T0 + 10);
     sim.submit(3, tx).unwrap();
-    let mut other = Balances::from_accounts(&[(key(4), 4)]).unwrap();
-    let hash = other.hash();
-    let core3 = &mut sim.cores[2];
-    core3.install(999, hash, other);
-    assert_eq!(core3.tracked(&tx.id()), None);
-    let decision = Decision {
-        consensus: Some(hash),
-        agreeing: 2,
-        voters: 3,
-    };
-    core3
-        .on_result(ServerId(2), 1000, decision, T0 + SLOT + 800)
-        .unwrap();
-    assert_eq!(core3.tracked(&tx.id()), None, "not reported lost");
+    sim.up[2] = false;
+    sim.run_until(T0 + SLOT + 300);
+    let certified = sim.core(1).certified().unwrap().clone().into_inner();
+    let db = Balances::clone(&sim.core(1).committed().snapshot);
+    sim.cores[2].install(&certified, db).unwrap();
+    assert_eq!(sim.core(3).tracked(&tx.id()), None, "not reported lost");
 }
 
 /// The `tx` events of `actions`: each payment's id and state, in order.
@@ -722,31 +785,53 @@ fn tx_events(actions: &[Action]) -> Vec<(TxId, TxState)> {
 
 #[test]
 fn payments_lost_together_are_reported_in_id_order() {
-    // Server 2 forwards eight payments to the alpha, whose round then
-    // commits without any of them. The lost events leave the core in the
-    // same order on every run: by payment id, not by a hash map's whim.
-    let mut core = core(2, 3, &genesis());
+    // Server 2 forwards eight payments to the alpha, which never gets them
+    // (the messages are lost); its empty round commits. The lost events
+    // leave the core in the same order on every run: by payment id, not by
+    // a hash map's whim.
+    let mut sim = Sim::new(3);
+    sim.now = T0 + 10;
     let mut ids = Vec::new();
     for client in 10..18 {
         let tx = payment(client, key(9), 5, T0 + 10);
-        let (result, _) = core.submit(tx, T0 + 10);
+        let (result, _) = sim.cores[1].submit(tx, T0 + 10);
         assert_eq!(result, Ok(Disposition::Forwarded(ServerId(1))));
         ids.push(tx.id());
     }
-    let hash = core.committed().hash;
-    core.on_round(ServerId(1), 999, hash, vec![], T0 + 710)
-        .unwrap();
-    let decision = Decision {
-        consensus: Some(hash),
-        agreeing: 3,
-        voters: 3,
-    };
-    let actions = core
-        .on_result(ServerId(1), 999, decision, T0 + 800)
-        .unwrap();
+    let mut lost_events = Vec::new();
+    while sim.now < T0 + SLOT + 300 {
+        let next = sim
+            .cores
+            .iter()
+            .map(|c| c.next_deadline(sim.now))
+            .min()
+            .unwrap();
+        sim.now = next;
+        for i in 1..=3 {
+            let actions = sim.cores[i - 1].tick(sim.now);
+            if i == 2 {
+                lost_events.extend(tx_events(&actions));
+            }
+            sim.perform(i, actions);
+        }
+        // Deliver one by one, keeping server 2's events.
+        while let Some((from, to, slot, message)) = sim.queue.pop_front() {
+            let i = to.0 as usize;
+            let PeerInput::Consensus(message) = receive(3, slot, &message) else {
+                continue;
+            };
+            if let Ok(actions) = sim.cores[i - 1].on_consensus(from, *message, sim.now) {
+                if i == 2 {
+                    lost_events.extend(tx_events(&actions));
+                }
+                sim.perform(i, actions);
+            }
+        }
+    }
+    assert!(sim.core(2).committed().slot >= 999);
     ids.sort();
     let lost: Vec<(TxId, TxState)> = ids.into_iter().map(|id| (id, TxState::Lost)).collect();
-    assert_eq!(tx_events(&actions), lost);
+    assert_eq!(lost_events, lost);
 }
 
 /// A ledger thread of one server on a memory disk, with the channel the
@@ -786,13 +871,8 @@ fn one_server_thread(
         to_connector,
         connector_waker: waker(),
     };
-    let me = payer(9);
-    let core = Core::new(
-        ServerId(1),
-        ServerList::new(vec![me.public()]),
-        schedule(1),
-        start,
-    );
+    let me = server_key(1);
+    let core = Core::new(config(1, 1), start, None, Vec::new()).unwrap();
     let thread = super::LedgerThread::new(
         core,
         store,
@@ -814,17 +894,20 @@ fn commit_then_send() -> Vec<Action> {
         slot: 1_000,
         hash: after.hash(),
         snapshot: Arc::new(after),
-        transactions: Vec::new(),
-        block: false,
+        rounds: Vec::new(),
+        blocks: false,
         installed: false,
+        certified: None,
+        journal: Vec::new(),
     };
     vec![
         Action::Persist(Persist::Commit(commit)),
         Action::Send {
             to: Target::All,
             slot: 1_000,
-            message: PeerMessage::Vote {
-                hash: Hash([1; 32]),
+            message: PeerMessage::Want {
+                slot: 1_000,
+                digest: Hash([1; 32]),
             },
         },
     ]

@@ -112,7 +112,7 @@ impl Machine {
         from: ServerId,
         hash: Hash,
         slot: Slot,
-        packed: Vec<u8>,
+        (certified, packed): (Vec<u8>, Vec<u8>),
         now: Millis,
         out: &mut Vec<Output>,
     ) {
@@ -131,7 +131,12 @@ impl Machine {
                         fetching: Fetching::Installing,
                     };
                     self.deadline = now + self.settings.request_timeout();
-                    out.push(Output::Install { slot, hash, packed });
+                    out.push(Output::Install {
+                        slot,
+                        hash,
+                        certified,
+                        packed,
+                    });
                 } else {
                     log::info!(
                         "connector: server {from} moved on to {}; comparing again",

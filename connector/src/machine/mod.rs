@@ -113,6 +113,9 @@ pub enum Answer {
         hash: Hash,
         slot: Slot,
         height: BlockNumber,
+        /// The commit certificate's bytes (empty for the anchor); the
+        /// ledger checks it before it installs anything.
+        certified: Vec<u8>,
         packed: Vec<u8>,
     },
     Block(Block),
@@ -151,6 +154,8 @@ pub enum Output {
     Install {
         slot: Slot,
         hash: Hash,
+        /// The commit certificate's bytes, as the `D` reply carried them.
+        certified: Vec<u8>,
         packed: Vec<u8>,
     },
     /// Blocks to append, in order.
@@ -494,8 +499,12 @@ impl Machine {
         match answer {
             Answer::Status(status) => self.on_status(from, status, now, out),
             Answer::Database {
-                hash, slot, packed, ..
-            } => self.on_database(from, hash, slot, packed, now, out),
+                hash,
+                slot,
+                certified,
+                packed,
+                ..
+            } => self.on_database(from, hash, slot, (certified, packed), now, out),
             Answer::Block(block) => self.on_block(block, now, out),
             // Only a sign of life: an `E` reply does not say which request it
             // answers, and a fetch that gets no block times out.

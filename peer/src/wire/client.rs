@@ -199,11 +199,14 @@ pub enum Reply {
     Submitted { id: TxId, disposition: Disposition },
     /// `["S"][status]` or `["S"]["committed"][block u64]`
     Status(TxStatus),
-    /// `["D"][hash 32][slot u64][height u64][packed]`
+    /// `["D"][hash 32][slot u64][height u64][certified][packed]`: the
+    /// committed database with the commit certificate that vouches for it
+    /// (a `certified` payload, PROTOCOL.md §11; empty for the anchor).
     Database {
         hash: Hash,
         slot: Slot,
         height: BlockNumber,
+        certified: Vec<u8>,
         packed: Vec<u8>,
     },
     /// `[command]`: a peer message was taken.
@@ -249,12 +252,14 @@ impl Reply {
                 hash,
                 slot,
                 height,
+                certified,
                 packed,
             } => vec![
                 b"D".to_vec(),
                 hash.0.to_vec(),
                 slot.to_be_bytes().to_vec(),
                 height.to_be_bytes().to_vec(),
+                certified.clone(),
                 packed.clone(),
             ],
             Reply::Ack(command) => vec![command.name().as_bytes().to_vec()],
@@ -354,12 +359,13 @@ impl Reply {
                 _ => Err(Error::Invalid("malformed status reply".into())),
             },
             b"D" => {
-                shape(4)?;
+                shape(5)?;
                 Ok(Reply::Database {
                     hash: Hash(bytes32(results[0], "the database hash")?),
                     slot: be_u64(results[1], "the slot")?,
                     height: be_u64(results[2], "the height")?,
-                    packed: results[3].to_vec(),
+                    certified: results[3].to_vec(),
+                    packed: results[4].to_vec(),
                 })
             }
             other => match PeerCommand::from_bytes(other) {
@@ -436,8 +442,8 @@ mod tests {
                 "140 bytes, got 100",
             ),
             (
-                vec![b"test".to_vec(), b"vote".to_vec(), vec![0; 32]],
-                "command vote takes 4 parameters",
+                vec![b"test".to_vec(), b"prevote".to_vec(), vec![0; 32]],
+                "command prevote takes 4 parameters",
             ),
         ];
         for (request, expected) in cases {
@@ -486,9 +492,10 @@ mod tests {
                 hash: Hash([3; 32]),
                 slot: 1,
                 height: 2,
+                certified: vec![7; 10],
                 packed: vec![0; 36],
             },
-            Reply::Ack(PeerCommand::Vote),
+            Reply::Ack(PeerCommand::Prevote),
             Reply::Error("no".into()),
         ];
         for reply in replies {

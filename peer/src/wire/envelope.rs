@@ -119,9 +119,10 @@ impl Envelope {
         })
     }
 
-    /// The message inside, decoded from the payload.
-    pub fn message(&self) -> Result<PeerMessage> {
-        PeerMessage::decode(self.command, &self.payload)
+    /// The message inside, decoded from the payload, on a chain of
+    /// `servers` servers (the most signatures a certificate may carry).
+    pub fn message(&self, servers: usize) -> Result<PeerMessage> {
+        PeerMessage::decode(self.command, &self.payload, servers)
     }
 }
 
@@ -130,7 +131,8 @@ mod tests {
     use super::*;
     use crate::transaction::Transaction;
     use crate::types::ServerId;
-    use crate::wire::{Decision, Reply, Request, ServerList, Status};
+    use crate::wire::consensus::{Base, Header, SignedHeader, Verified};
+    use crate::wire::{Reply, Request, ServerList, Status};
 
     const CHAIN: &str = "test";
 
@@ -149,28 +151,32 @@ mod tests {
             height: 7,
             block_hash: Hash([8; 32]),
         };
+        let header = Verified::<SignedHeader>::sign_header(
+            &key,
+            CHAIN,
+            Header {
+                slot: 1,
+                base: Base {
+                    digest: Hash::default(),
+                    slot: 0,
+                    balance: Hash([4; 32]),
+                },
+                payments: Hash([5; 32]),
+                result: Hash([6; 32]),
+            },
+            None,
+        )
+        .into_inner();
         let messages = vec![
             PeerMessage::Register(status),
             PeerMessage::Heart(status),
             PeerMessage::Round {
-                hash: Hash([1; 32]),
+                header: header.clone(),
                 transactions: vec![tx, tx],
             },
-            PeerMessage::Vote {
-                hash: Hash([2; 32]),
-            },
-            PeerMessage::Result(Decision {
-                consensus: Some(Hash([3; 32])),
-                agreeing: 2,
-                voters: 3,
-            }),
-            PeerMessage::Result(Decision {
-                consensus: None,
-                agreeing: 1,
-                voters: 2,
-            }),
-            PeerMessage::Push {
-                packed: vec![1, 2, 3],
+            PeerMessage::Want {
+                slot: 1,
+                digest: header.digest(),
             },
             PeerMessage::Forward { transaction: tx },
         ];
@@ -182,7 +188,7 @@ mod tests {
                 panic!("not a peer request");
             };
             assert_eq!(list.verify(CHAIN, &back).unwrap(), ServerId(2));
-            assert_eq!(back.message().unwrap(), message);
+            assert_eq!(back.message(list.len()).unwrap(), message);
             let reply = Reply::Signed(envelope);
             assert_eq!(Reply::decode(&frames(&reply.encode())).unwrap(), reply);
         }
@@ -196,8 +202,9 @@ mod tests {
             &key,
             CHAIN,
             42,
-            &PeerMessage::Vote {
-                hash: Hash([2; 32]),
+            &PeerMessage::Want {
+                slot: 3,
+                digest: Hash([2; 32]),
             },
         );
         assert!(list.verify("other", &envelope).is_err());

@@ -16,7 +16,7 @@
 //! - `client.rs`: what a client sends and gets back: [`Request`], [`Reply`],
 //!   [`Disposition`], [`TxStatus`];
 //! - `server.rs`: what servers say to each other inside the envelope:
-//!   [`PeerCommand`], [`PeerMessage`], [`Status`], [`Decision`];
+//!   [`PeerCommand`], [`PeerMessage`], [`Status`];
 //! - `envelope.rs`: the signed [`Envelope`] that carries every server
 //!   message, and the bytes its signature covers ([`Envelope::signed_bytes`]);
 //! - `servers.rs`: the trust list, [`ServerList`]: who may sign, the
@@ -24,8 +24,8 @@
 //! - `consensus/`: the round protocol's headers, votes and certificates
 //!   ([`consensus::SignedHeader`], [`consensus::Prevote`],
 //!   [`consensus::Precommit`], [`consensus::Certificate`]), their bytes and
-//!   their signature checks. They are not server commands yet; the next
-//!   step carries them in `round`, `vote` and `result`.
+//!   their signature checks, carried by `round`, `prevote`, `precommit`,
+//!   `certified` and `evidence`.
 //!
 //! Where each command is read, and where `docs/PROTOCOL.md` describes it
 //! (requests come in through [`Request::decode`], replies through
@@ -45,10 +45,12 @@
 //! | any server command | [`Request::Peer`], [`Reply::Signed`], [`Reply::Ack`], all carrying an [`Envelope`] | `Envelope::decode`, then [`ServerList::verify`] | §10.1, §10.2 |
 //! | `register` | [`PeerMessage::Register`] with [`Status`] | [`PeerMessage::decode`], [`Status::decode`] | §10.3, §10.4, §11.4 |
 //! | `heart` | [`PeerMessage::Heart`] with [`Status`] | [`PeerMessage::decode`], [`Status::decode`] | §10.3, §10.4, §11.4 |
-//! | `round` | [`PeerMessage::Round`] | [`PeerMessage::decode`] | §10.4, §11.1 |
-//! | `vote` | [`PeerMessage::Vote`] | [`PeerMessage::decode`] | §10.4, §11.1 |
-//! | `result` | [`PeerMessage::Result`] with [`Decision`] | [`PeerMessage::decode`] | §10.4, §11.1 |
-//! | `push` | [`PeerMessage::Push`] | [`PeerMessage::decode`] | §10.4, §11.1 |
+//! | `round` | [`PeerMessage::Round`] with [`consensus::SignedHeader`] | [`PeerMessage::decode`], [`consensus::SignedHeader::decode`] | §10.4, §11.1 |
+//! | `prevote` | [`PeerMessage::Prevote`] | [`consensus::Prevote::decode`] | §10.4, §11.1 |
+//! | `precommit` | [`PeerMessage::Precommit`] | [`consensus::Precommit::decode`] | §10.4, §11.1 |
+//! | `certified` | [`PeerMessage::Certified`] | [`consensus::Certified::decode`] | §10.4, §11.1 |
+//! | `evidence` | [`PeerMessage::Evidence`] | [`consensus::Evidence::decode`] | §10.4, §11.1 |
+//! | `want` | [`PeerMessage::Want`] | [`PeerMessage::decode`] | §10.4, §11.1 |
 //! | `forward` | [`PeerMessage::Forward`] | [`PeerMessage::decode`] | §10.4, §11.3 |
 //!
 //! Each type's encoding and decoding sit together; `docs/PROTOCOL.md`
@@ -64,7 +66,7 @@ mod servers;
 
 pub use client::{ALPHA_DOWN, Disposition, ERROR, Reply, Request, TxStatus};
 pub use envelope::Envelope;
-pub use server::{Decision, PeerCommand, PeerMessage, STATUS_LEN, Status};
+pub use server::{PeerCommand, PeerMessage, STATUS_LEN, Status};
 pub use servers::{ServerList, majority};
 
 use crate::error::{Error, Result};

@@ -1,6 +1,8 @@
-//! What servers say to each other: the seven [`PeerCommand`]s and the
+//! What servers say to each other: the nine [`PeerCommand`]s and the
 //! [`PeerMessage`] each one's payload decodes to, with the [`Status`] carried
-//! by `register` and `heart` and the beta's [`Decision`] carried by `result`.
+//! by `register` and `heart`. The round protocol's messages (`round`,
+//! `prevote`, `precommit`, `certified`, `evidence`) carry the values of
+//! `wire::consensus`, decoded here and verified there.
 //!
 //! These are payloads only. They travel inside a signed envelope
 //! (`envelope.rs`), and are decoded here only after the envelope's signature
@@ -11,6 +13,7 @@
 use crate::error::{Error, Result};
 use crate::transaction::{AsTransaction, TX_LEN, Transaction};
 use crate::types::{BlockNumber, Hash, Slot, be_u64, bytes32};
+use crate::wire::consensus::{Certified, Evidence, Precommit, Prevote, SignedHeader};
 
 /// The server-to-server commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,26 +22,32 @@ pub enum PeerCommand {
     Register,
     /// Heartbeat carrying the sender's status, answered with the receiver's.
     Heart,
-    /// ROUND(s): the beta's transactions and balance hash.
+    /// ROUND(s): the header signed by alpha(s) and its payments.
     Round,
-    /// VOTE(s): a server's balance hash after applying ROUND(s).
-    Vote,
-    /// RESULT(s): the beta's decision.
-    Result,
-    /// The beta's packed database, for servers out of sync.
-    Push,
+    /// PREVOTE(s, header).
+    Prevote,
+    /// PRECOMMIT(s, header), with the prevote certificate it rests on.
+    Precommit,
+    /// A certificate with its header: a lock, or a commit.
+    Certified,
+    /// Two headers of one slot signed by its alpha.
+    Evidence,
+    /// A request for a round (header and payments) the sender lacks.
+    Want,
     /// A transaction passed on to the alpha that will take it.
     Forward,
 }
 
 impl PeerCommand {
-    pub const ALL: [PeerCommand; 7] = [
+    pub const ALL: [PeerCommand; 9] = [
         PeerCommand::Register,
         PeerCommand::Heart,
         PeerCommand::Round,
-        PeerCommand::Vote,
-        PeerCommand::Result,
-        PeerCommand::Push,
+        PeerCommand::Prevote,
+        PeerCommand::Precommit,
+        PeerCommand::Certified,
+        PeerCommand::Evidence,
+        PeerCommand::Want,
         PeerCommand::Forward,
     ];
 
@@ -47,9 +56,11 @@ impl PeerCommand {
             PeerCommand::Register => "register",
             PeerCommand::Heart => "heart",
             PeerCommand::Round => "round",
-            PeerCommand::Vote => "vote",
-            PeerCommand::Result => "result",
-            PeerCommand::Push => "push",
+            PeerCommand::Prevote => "prevote",
+            PeerCommand::Precommit => "precommit",
+            PeerCommand::Certified => "certified",
+            PeerCommand::Evidence => "evidence",
+            PeerCommand::Want => "want",
             PeerCommand::Forward => "forward",
         }
     }
@@ -103,34 +114,32 @@ impl Status {
     }
 }
 
-/// The beta's decision on a round.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Decision {
-    /// The hash a majority reported, if one did.
-    pub consensus: Option<Hash>,
-    /// How many servers reported the winning (or most common) hash.
-    pub agreeing: u32,
-    /// How many servers voted, the beta included.
-    pub voters: u32,
-}
-
 /// The decoded payload of a peer message. `Tx` is [`Transaction`] as decoded
-/// and [`crate::transaction::VerifiedTx`] once signatures are checked.
+/// and [`crate::transaction::VerifiedTx`] once signatures are checked. The
+/// consensus values inside are as decoded: their signatures are checked by
+/// their own `verify` (`wire::consensus`) before anything acts on them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerMessage<Tx = Transaction> {
     /// `register`: payload = status (80 bytes).
     Register(Status),
     /// `heart`: payload = status (80 bytes).
     Heart(Status),
-    /// `round`: payload = balance hash (32) | count u32 | count transactions.
-    Round { hash: Hash, transactions: Vec<Tx> },
-    /// `vote`: payload = balance hash (32).
-    Vote { hash: Hash },
-    /// `result`: payload = outcome u8 (1 consensus, 0 none) | hash (32) |
-    /// agreeing u32 | voters u32. The hash is zero without consensus.
-    Result(Decision),
-    /// `push`: payload = the packed balance database.
-    Push { packed: Vec<u8> },
+    /// `round`: payload = header length u32 | signed header | count u32 |
+    /// count transactions (140 bytes each).
+    Round {
+        header: SignedHeader,
+        transactions: Vec<Tx>,
+    },
+    /// `prevote`: payload = a prevote with its signed header.
+    Prevote(Prevote),
+    /// `precommit`: payload = a precommit with its header and certificate.
+    Precommit(Precommit),
+    /// `certified`: payload = a signed header and a certificate on it.
+    Certified(Certified),
+    /// `evidence`: payload = two signed headers of one slot.
+    Evidence(Evidence),
+    /// `want`: payload = slot u64 | header digest (32): send me that round.
+    Want { slot: Slot, digest: Hash },
     /// `forward`: payload = one transaction (140 bytes).
     Forward { transaction: Tx },
 }
@@ -141,9 +150,11 @@ impl<Tx> PeerMessage<Tx> {
             PeerMessage::Register(_) => PeerCommand::Register,
             PeerMessage::Heart(_) => PeerCommand::Heart,
             PeerMessage::Round { .. } => PeerCommand::Round,
-            PeerMessage::Vote { .. } => PeerCommand::Vote,
-            PeerMessage::Result(_) => PeerCommand::Result,
-            PeerMessage::Push { .. } => PeerCommand::Push,
+            PeerMessage::Prevote(_) => PeerCommand::Prevote,
+            PeerMessage::Precommit(_) => PeerCommand::Precommit,
+            PeerMessage::Certified(_) => PeerCommand::Certified,
+            PeerMessage::Evidence(_) => PeerCommand::Evidence,
+            PeerMessage::Want { .. } => PeerCommand::Want,
             PeerMessage::Forward { .. } => PeerCommand::Forward,
         }
     }
@@ -154,32 +165,38 @@ impl<Tx: AsTransaction> PeerMessage<Tx> {
     pub fn payload(&self) -> Vec<u8> {
         match self {
             PeerMessage::Register(status) | PeerMessage::Heart(status) => status.encode(),
-            PeerMessage::Round { hash, transactions } => {
-                let mut out = Vec::with_capacity(36 + TX_LEN * transactions.len());
-                out.extend_from_slice(&hash.0);
+            PeerMessage::Round {
+                header,
+                transactions,
+            } => {
+                let header = header.encode();
+                let mut out = Vec::with_capacity(8 + header.len() + TX_LEN * transactions.len());
+                out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+                out.extend_from_slice(&header);
                 out.extend_from_slice(&(transactions.len() as u32).to_be_bytes());
                 for tx in transactions {
                     out.extend_from_slice(tx.transaction().bytes());
                 }
                 out
             }
-            PeerMessage::Vote { hash } => hash.0.to_vec(),
-            PeerMessage::Result(decision) => {
-                let mut out = Vec::with_capacity(41);
-                out.push(decision.consensus.is_some() as u8);
-                out.extend_from_slice(&decision.consensus.unwrap_or_default().0);
-                out.extend_from_slice(&decision.agreeing.to_be_bytes());
-                out.extend_from_slice(&decision.voters.to_be_bytes());
+            PeerMessage::Prevote(prevote) => prevote.encode(),
+            PeerMessage::Precommit(precommit) => precommit.encode(),
+            PeerMessage::Certified(certified) => certified.encode(),
+            PeerMessage::Evidence(evidence) => evidence.encode(),
+            PeerMessage::Want { slot, digest } => {
+                let mut out = slot.to_be_bytes().to_vec();
+                out.extend_from_slice(&digest.0);
                 out
             }
-            PeerMessage::Push { packed } => packed.clone(),
             PeerMessage::Forward { transaction } => transaction.transaction().bytes().to_vec(),
         }
     }
 }
 
 impl PeerMessage {
-    pub fn decode(command: PeerCommand, payload: &[u8]) -> Result<PeerMessage> {
+    /// Decodes a payload of `command` on a chain of `servers` servers (the
+    /// most signatures a certificate may carry).
+    pub fn decode(command: PeerCommand, payload: &[u8], servers: usize) -> Result<PeerMessage> {
         let name = command.name();
         let wrong = |what: String| Error::Invalid(format!("{name} payload: {what}"));
         match command {
@@ -189,52 +206,62 @@ impl PeerMessage {
             PeerCommand::Heart => Status::decode(payload)
                 .map(PeerMessage::Heart)
                 .map_err(|e| wrong(e.to_string())),
-            PeerCommand::Round => {
-                if payload.len() < 36 {
-                    return Err(wrong(format!("at least 36 bytes, got {}", payload.len())));
-                }
-                let hash = Hash(bytes32(&payload[..32], "round hash")?);
-                let count = u32::from_be_bytes(payload[32..36].try_into().expect("4")) as usize;
-                let body = &payload[36..];
-                if (count as u64).checked_mul(TX_LEN as u64) != Some(body.len() as u64) {
-                    return Err(wrong(format!(
-                        "says {count} transactions but carries {} bytes",
-                        body.len()
-                    )));
-                }
-                let transactions = body
-                    .chunks_exact(TX_LEN)
-                    .map(Transaction::decode)
-                    .collect::<Result<_>>()?;
-                Ok(PeerMessage::Round { hash, transactions })
+            PeerCommand::Round => decode_round(payload, servers).map_err(|e| wrong(e.to_string())),
+            PeerCommand::Prevote => Prevote::decode(payload, servers).map(PeerMessage::Prevote),
+            PeerCommand::Precommit => {
+                Precommit::decode(payload, servers).map(PeerMessage::Precommit)
             }
-            PeerCommand::Vote => Ok(PeerMessage::Vote {
-                hash: Hash(bytes32(payload, "vote hash")?),
-            }),
-            PeerCommand::Result => {
-                if payload.len() != 41 {
-                    return Err(wrong(format!("41 bytes, got {}", payload.len())));
-                }
-                let hash = Hash(bytes32(&payload[1..33], "result hash")?);
-                let consensus = match payload[0] {
-                    0 => None,
-                    1 => Some(hash),
-                    other => return Err(wrong(format!("outcome must be 0 or 1, got {other}"))),
-                };
-                Ok(PeerMessage::Result(Decision {
-                    consensus,
-                    agreeing: u32::from_be_bytes(payload[33..37].try_into().expect("4")),
-                    voters: u32::from_be_bytes(payload[37..41].try_into().expect("4")),
-                }))
+            PeerCommand::Certified => {
+                Certified::decode(payload, servers).map(PeerMessage::Certified)
             }
-            PeerCommand::Push => Ok(PeerMessage::Push {
-                packed: payload.to_vec(),
-            }),
+            PeerCommand::Evidence => Evidence::decode(payload, servers).map(PeerMessage::Evidence),
+            PeerCommand::Want => {
+                if payload.len() != 40 {
+                    return Err(wrong(format!("40 bytes, got {}", payload.len())));
+                }
+                Ok(PeerMessage::Want {
+                    slot: be_u64(&payload[..8], "want slot")?,
+                    digest: Hash(bytes32(&payload[8..], "want digest")?),
+                })
+            }
             PeerCommand::Forward => Transaction::decode(payload)
                 .map(|transaction| PeerMessage::Forward { transaction })
                 .map_err(|e| wrong(e.to_string())),
         }
     }
+}
+
+/// A `round` payload: the header's length, the signed header, the count and
+/// the transactions, each length checked before it is read.
+fn decode_round(payload: &[u8], servers: usize) -> Result<PeerMessage> {
+    let short = || Error::Invalid(format!("{} bytes is too short", payload.len()));
+    let length = payload.get(..4).ok_or_else(short)?;
+    let length = u32::from_be_bytes(length.try_into().expect("4")) as usize;
+    let rest = &payload[4..];
+    if rest.len() < length.saturating_add(4) {
+        return Err(Error::Invalid(format!(
+            "says its header is {length} bytes but {} bytes follow",
+            rest.len()
+        )));
+    }
+    let header = SignedHeader::decode(&rest[..length], servers)?;
+    let rest = &rest[length..];
+    let count = u32::from_be_bytes(rest[..4].try_into().expect("4")) as usize;
+    let body = &rest[4..];
+    if (count as u64).checked_mul(TX_LEN as u64) != Some(body.len() as u64) {
+        return Err(Error::Invalid(format!(
+            "says {count} transactions but carries {} bytes",
+            body.len()
+        )));
+    }
+    let transactions = body
+        .chunks_exact(TX_LEN)
+        .map(Transaction::decode)
+        .collect::<Result<_>>()?;
+    Ok(PeerMessage::Round {
+        header,
+        transactions,
+    })
 }
 
 #[cfg(test)]
@@ -243,21 +270,33 @@ mod tests {
 
     #[test]
     fn malformed_peer_payloads_are_refused() {
-        assert!(PeerMessage::decode(PeerCommand::Round, &[0; 35]).is_err());
-        let mut round = vec![0u8; 36];
-        round[35] = 1; // says one transaction, carries none
-        assert!(PeerMessage::decode(PeerCommand::Round, &round).is_err());
-        // The largest count a round can claim, over a body that is empty or
-        // one transaction long: refused, with no overflow in the check.
-        round[32..36].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(PeerMessage::decode(PeerCommand::Round, &round).is_err());
-        round.extend_from_slice(&[0; TX_LEN]);
-        assert!(PeerMessage::decode(PeerCommand::Round, &round).is_err());
-        assert!(PeerMessage::decode(PeerCommand::Vote, &[0; 31]).is_err());
-        let mut result = vec![0u8; 41];
-        result[0] = 2;
-        assert!(PeerMessage::decode(PeerCommand::Result, &result).is_err());
-        assert!(PeerMessage::decode(PeerCommand::Heart, &[0; 79]).is_err());
-        assert!(PeerMessage::decode(PeerCommand::Forward, &[0; 141]).is_err());
+        let decode = |command, bytes: &[u8]| PeerMessage::decode(command, bytes, 4);
+        assert!(decode(PeerCommand::Round, &[0; 3]).is_err());
+        // A header length larger than what follows, and the largest one:
+        // refused with no overflow in the check.
+        let mut round = vec![0u8; 8];
+        round[..4].copy_from_slice(&100u32.to_be_bytes());
+        assert!(decode(PeerCommand::Round, &round).is_err());
+        round[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode(PeerCommand::Round, &round).is_err());
+        assert!(decode(PeerCommand::Want, &[0; 39]).is_err());
+        assert!(decode(PeerCommand::Prevote, &[0; 10]).is_err());
+        assert!(decode(PeerCommand::Certified, &[]).is_err());
+        assert!(decode(PeerCommand::Heart, &[0; 79]).is_err());
+        assert!(decode(PeerCommand::Forward, &[0; 141]).is_err());
+    }
+
+    #[test]
+    fn a_want_round_trips_and_names_its_round() {
+        let want: PeerMessage = PeerMessage::Want {
+            slot: 7,
+            digest: Hash([9; 32]),
+        };
+        let bytes = want.payload();
+        assert_eq!(bytes.len(), 40);
+        assert_eq!(
+            PeerMessage::decode(PeerCommand::Want, &bytes, 3).unwrap(),
+            want
+        );
     }
 }

@@ -104,8 +104,9 @@ mod tests {
             &stranger,
             CHAIN,
             1,
-            &PeerMessage::Vote {
-                hash: Hash([2; 32]),
+            &PeerMessage::Want {
+                slot: 1,
+                digest: Hash([2; 32]),
             },
         );
         let err = list.verify(CHAIN, &envelope).unwrap_err().to_string();

@@ -123,6 +123,33 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         self.prune();
     }
 
+    /// Takes a committed state from elsewhere: a database fetched from
+    /// another server with the commit certificate that vouches for it. The
+    /// machine moves its committed round there if it is above its own, and
+    /// drops what that decided; its marks and lock stay (a lock only moves
+    /// up). The certificate becomes the lock, durably, so that what this
+    /// server votes next builds on it. Returns `None` when the state is not
+    /// above the committed one here (nothing to do).
+    pub fn install(&mut self, committed: Committed) -> Option<Vec<Output<P>>> {
+        if committed.base.slot <= self.committed.base.slot {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.committed = committed;
+        if let Some(certified) = self.committed.certified.clone() {
+            self.lock_on(certified, &mut out);
+        }
+        if self
+            .pending_commit
+            .as_ref()
+            .is_some_and(|p| p.header.slot() <= self.committed.base.slot)
+        {
+            self.pending_commit = None;
+        }
+        self.prune();
+        Some(out)
+    }
+
     /// Drops what the commit decided: rounds, votes and own votes up to
     /// its slot. The lock stays (it only moves up), as do the marks.
     fn prune(&mut self) {

@@ -215,6 +215,28 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         self.voted
     }
 
+    /// The highest slot this server signed a header for.
+    pub fn proposed(&self) -> Option<Slot> {
+        self.proposed
+    }
+
+    /// A round held here with its payments, to send to a server that asks
+    /// for it (`want`).
+    pub fn round(&self, digest: &Hash) -> Option<(Verified<SignedHeader>, P)> {
+        let round = self.rounds.get(digest)?;
+        Some((round.header.clone(), round.payments.clone()?))
+    }
+
+    /// Whether the machine halted (see [`Output::Halt`]).
+    pub fn halted(&self) -> bool {
+        self.halted
+    }
+
+    /// The chain whose statements this machine signs and checks.
+    pub fn chain(&self) -> &str {
+        &self.config.chain
+    }
+
     pub fn timing(&self) -> &Timing {
         &self.config.timing
     }

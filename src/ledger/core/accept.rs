@@ -159,6 +159,14 @@ impl Core {
                 slot: next,
             });
         }
+        if self.peers.get(&alpha) == Some(&false) {
+            return Err(Refusal::AlphaDown {
+                slot: next,
+                alpha,
+                next: next + 1,
+                opens_ms: self.schedule.start(next + 1),
+            });
+        }
         if self.held.len() >= MAX_HELD {
             return Err(Refusal::HoldFull);
         }
@@ -190,7 +198,13 @@ impl Core {
                     id.short(),
                     held.slot
                 );
-                self.tracked.insert(id, Tracked::Lost { slot: held.slot });
+                self.tracked.insert(
+                    id,
+                    Tracked::Lost {
+                        slot: held.slot,
+                        decided: held.slot,
+                    },
+                );
                 actions.push(Action::Publish(Event::Tx {
                     id,
                     state: TxState::Lost,
@@ -213,7 +227,13 @@ impl Core {
                         "held payment {} refused at slot {slot}: {refusal}",
                         id.short()
                     );
-                    self.tracked.insert(id, Tracked::Lost { slot });
+                    self.tracked.insert(
+                        id,
+                        Tracked::Lost {
+                            slot,
+                            decided: slot,
+                        },
+                    );
                     actions.push(Action::Publish(Event::Tx {
                         id,
                         state: TxState::Lost,

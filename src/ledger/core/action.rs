@@ -12,9 +12,12 @@ use std::sync::Arc;
 use rota_peer::balances::Balances;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::PeerMessage;
+use rota_peer::wire::consensus::Certified;
 use rota_peer::{Hash, ServerId, Slot};
 
+use super::Payments;
 use crate::events::Event;
+use crate::ledger::consensus::Record;
 
 /// The last committed state.
 #[derive(Clone, Debug)]
@@ -32,18 +35,34 @@ pub enum Target {
     Only(Vec<ServerId>),
 }
 
-/// A round to persist.
+/// One round of a commit, as its block records it.
+#[derive(Clone, Debug)]
+pub struct CommittedRound {
+    pub slot: Slot,
+    /// The balance hash after the round.
+    pub hash: Hash,
+    /// The payments valid in the round, in order.
+    pub transactions: Vec<VerifiedTx>,
+}
+
+/// A commit to persist: the state it leaves, and the rounds that led there.
 #[derive(Clone, Debug)]
 pub struct Commit {
+    /// The slot of the last round committed (the certified one).
     pub slot: Slot,
     pub hash: Hash,
     pub snapshot: Arc<Balances>,
-    /// The payments applied in the round, in order.
-    pub transactions: Vec<VerifiedTx>,
-    /// Whether to append a block (payments and in sync).
-    pub block: bool,
+    /// The rounds committed, oldest first; empty for an installed database.
+    pub rounds: Vec<CommittedRound>,
+    /// Whether to append a block for each round with payments (in sync).
+    pub blocks: bool,
     /// Whether this state was installed from another server.
     pub installed: bool,
+    /// The commit certificate that vouches for the state.
+    pub certified: Option<Certified>,
+    /// The consensus journal as it stands after the commit, which replaces
+    /// the one on disk in the same write.
+    pub journal: Vec<Record<Payments>>,
 }
 
 /// What must be on disk before the actions that follow it.
@@ -51,6 +70,9 @@ pub struct Commit {
 pub enum Persist {
     /// A committed round: its block, the database, the archive.
     Commit(Commit),
+    /// What the consensus machine must remember before its next message
+    /// leaves: a vote, a header, a lock, a round's payments, evidence.
+    Consensus(Record<Payments>),
 }
 
 /// What the ledger thread must do after a step, in order.

@@ -2,33 +2,29 @@
 //!
 //! [`Core`] owns the balance database in memory and everything a round needs.
 //! It is driven by the ledger thread with a message or a tick and the current
-//! time, and answers with [`Action`]s: messages to send, commits to persist,
-//! events to publish, or a stop. It reads no clock, touches no socket or file
-//! and draws no random number, so tests drive it deterministically.
+//! time, and answers with [`Action`]s: messages to send, records and commits
+//! to persist, events to publish, or a stop. It reads no clock, touches no
+//! socket or file and draws no random number, so tests drive it
+//! deterministically.
 //!
 //! ## A round
 //!
 //! The alpha of slot `s` accepts payments into `pending` until `close(s)`.
-//! Then it closes the round: the pending payments become an applied round
-//! with the hash of the database after them, and it broadcasts ROUND(s).
-//! It is now the beta of round `s` and collects votes.
+//! Then it closes the round: it hands the payments to the consensus machine
+//! (`ledger/consensus`), which builds ROUND(s) on its lock or the committed
+//! state, signs its header, and sends it with the payments to every server.
+//! From there the machine runs the round protocol of docs/CONSENSUS.md:
+//! every server prevotes and precommits what the rules allow, and q =
+//! floor(N/2)+1 precommits commit the round and every round of its header
+//! chain. The core carries out what the machine asks ([`Core::consensus`]):
+//! each record it must remember becomes a [`Persist::Consensus`], durable
+//! before the next message leaves; each commit becomes a
+//! [`Persist::Commit`] with a block per round; a round it lacks becomes a
+//! `want` to every server.
 //!
-//! Every other server applies ROUND(s) to its own database, skipping any
-//! payment that is invalid there (the rules depend only on the database and
-//! the round's slot, so every server skips the same ones), and sends VOTE(s)
-//! with its hash to the beta.
-//!
-//! The beta decides ([`Core::decide`]) when every server has voted or at the
-//! vote deadline: a hash reported by a majority of all servers (floor(N/2)+1,
-//! the beta included) is the consensus. It broadcasts RESULT(s) and, if it
-//! holds the consensus state, commits and pushes its packed database to each
-//! server that disagreed or did not vote. Without a majority it broadcasts a
-//! failed RESULT(s) and stops; so does every server that receives one.
-//!
-//! A server whose state after round `s` matches RESULT(s) commits it
-//! ([`Core::on_result`]): the applied rounds up to `s` leave memory for disk,
-//! and each with payments becomes a block. A server that does not match is out of sync: it drops its
-//! applied rounds, tells its connector, and waits for a push or a fetch.
+//! Applying payments is the ledger's part of the protocol ([`States`]): a
+//! round applies on its base and keeps the payments valid there, the same
+//! ones on every server.
 //!
 //! ## Where each step lives
 //!
@@ -36,20 +32,10 @@
 //! |---|---|
 //! | the struct, [`Core::tick`], deadlines, [`Role`] | `core/mod.rs` |
 //! | take a payment, forward it, hold it ([`Core::submit`]) | `core/accept.rs` |
-//! | close the round, collect votes, decide ([`Core::on_vote`], [`Core::decide`]) | `core/beta.rs` |
-//! | apply a round, take a result, take a push, install ([`Core::on_round`], [`Core::on_result`], [`Core::on_push`], [`Core::install`]) | `core/follower.rs` |
+//! | close a round, take protocol messages, commit, install ([`Core::on_consensus`], [`Core::install`]) | `core/rounds.rs` |
+//! | the states rounds leave, the [`Ledger`](crate::ledger::consensus::Ledger) the machine applies through ([`States`]) | `core/states.rs` |
 //! | what a step hands back ([`Action`], [`Target`], [`Commit`], [`Committed`]) | `core/action.rs` |
 //! | why input is refused ([`Refusal`] for payments, [`PeerRefusal`] for peer messages) | `core/refusal.rs` |
-//!
-//! ## Layers of state
-//!
-//! ```text
-//! committed  --(applied rounds, voted, undecided)-->  --(pending)--> working
-//! ```
-//!
-//! `working` is the database every new payment is checked against. Snapshots
-//! are shared `Arc`s, so a round's state is copied only when a later payment
-//! changes a database that a snapshot still holds.
 //!
 //! ## Caveats
 //!
@@ -59,15 +45,11 @@
 //! means a lagging alpha's slot carries no payments; they are held or refused
 //! with a reason, never silently lost.
 
-// The essay above links to the private steps (decide, commit_through) so that a
-// reader finds them from here; the links resolve with --document-private-items.
-#![allow(rustdoc::private_intra_doc_links)]
-
 mod accept;
 mod action;
-mod beta;
-mod follower;
 mod refusal;
+mod rounds;
+mod states;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -76,14 +58,16 @@ use std::sync::Arc;
 use rota_peer::balances::Balances;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::VerifiedTx;
-use rota_peer::wire::{Decision, PeerCommand, ServerList};
+use rota_peer::wire::consensus::{Certified, SignedHeader, Verified};
+use rota_peer::wire::{PeerCommand, ServerList};
 use rota_peer::{Hash, Millis, ServerId, Slot, TxId};
 use serde::{Deserialize, Serialize};
 
-pub use self::action::{Action, Commit, Committed, Persist, Target};
-use self::beta::BetaRound;
+pub use self::action::{Action, Commit, Committed, CommittedRound, Persist, Target};
 pub use self::refusal::{PeerRefusal, Refusal};
-use crate::events::{Event, Outcome};
+pub use self::states::{Kept, States, apply_round};
+use crate::events::Event;
+use crate::ledger::consensus::{self, Machine, Record};
 
 /// A round's payments as its alpha sent them, every signature checked:
 /// what the consensus machine carries and the journal keeps.
@@ -105,15 +89,15 @@ pub enum Role {
     /// Its alpha window is open: it takes payments into its round.
     #[serde(rename = "alpha")]
     Alpha,
-    /// From the close of its window until the next close: it decides the
-    /// round it closed.
+    /// From the close of its window until the next close: its round is
+    /// being voted on.
     #[serde(rename = "beta")]
     Beta,
     /// Both at once: on a one-server chain the alpha of each slot is also the
     /// beta of the last.
     #[serde(rename = "alpha+beta")]
     AlphaBeta,
-    /// Neither: it applies the rounds of others and votes.
+    /// Neither: it votes on the rounds of others.
     #[serde(rename = "follower")]
     Follower,
 }
@@ -136,15 +120,6 @@ impl fmt::Display for Role {
     }
 }
 
-/// A round applied to the database and voted on, not yet decided.
-#[derive(Clone, Debug)]
-struct AppliedRound {
-    slot: Slot,
-    transactions: Vec<VerifiedTx>,
-    hash: Hash,
-    snapshot: Arc<Balances>,
-}
-
 /// This server's open alpha window.
 #[derive(Debug, Default)]
 struct Pending {
@@ -165,8 +140,9 @@ struct Held {
 pub enum Tracked {
     /// Expected in the round of `slot`.
     Pending { slot: Slot },
-    /// Its round committed without it.
-    Lost { slot: Slot },
+    /// Not in the round of `slot`: a commit through slot `decided` left it
+    /// out (or it never reached a round).
+    Lost { slot: Slot, decided: Slot },
 }
 
 /// The ledger state machine. See the module documentation.
@@ -174,18 +150,23 @@ pub struct Core {
     pub(super) me: ServerId,
     pub(super) servers: ServerList,
     pub(super) schedule: Schedule,
-    working: Arc<Balances>,
+    /// The round protocol's part of this server.
+    machine: Machine<Payments>,
+    /// The committed state and the states of the rounds above it.
+    states: States,
+    /// The committed state, as queries and heartbeats report it.
     committed: Committed,
-    applied: VecDeque<AppliedRound>,
+    /// The commit certificate that vouches for `committed`; none for the
+    /// anchor (the genesis, or the state the chain started this protocol
+    /// from), which every server holds alike.
+    certified: Option<Verified<Certified>>,
+    /// The database the open window's payments are checked against: the
+    /// state its round will build on, with the payments taken so far.
+    working: Arc<Balances>,
     pending: Option<Pending>,
     /// The last slot whose window this server opened as alpha.
     opened_through: Option<Slot>,
-    beta: Option<BetaRound>,
     held: Vec<Held>,
-    /// The last consensus announced in a RESULT: pushes must match it.
-    consensus: Option<(Slot, Hash)>,
-    /// The highest slot of a round applied or closed here.
-    highest_round: Option<Slot>,
     synced: bool,
     /// What the connector last reported of each other server: alive
     /// (true) or failed (false). Payments are not forwarded to a failed one.
@@ -197,37 +178,53 @@ pub struct Core {
     tracked: BTreeMap<TxId, Tracked>,
     role: Role,
     stopped: bool,
+    /// The last committed rounds, to answer `want`s for them.
+    recent: VecDeque<(Verified<SignedHeader>, Payments)>,
+    /// The `want`s answered this slot (`wants_slot`), each once.
+    wants: HashSet<(ServerId, Hash)>,
+    wants_slot: Slot,
 }
 
 impl Core {
-    /// A core resuming from `committed`. `synced` is whether it may take
-    /// payments and build blocks at once (a single server always may).
+    /// A core resuming from `committed`, vouched for by `certified` (none
+    /// for the anchor), with the consensus records this server kept
+    /// (`records`, replayed into its machine). `synced` is whether it may
+    /// take payments and build blocks at once (a single server always may).
     pub fn new(
-        me: ServerId,
-        servers: ServerList,
-        schedule: Schedule,
+        config: consensus::Config,
         committed: Committed,
-    ) -> Core {
-        let synced = servers.len() == 1;
-        Core {
+        certified: Option<Verified<Certified>>,
+        records: Vec<Record<Payments>>,
+    ) -> rota_peer::Result<Core> {
+        let schedule = config.timing.schedule;
+        let base = match &certified {
+            Some(c) => consensus::Committed::round(c.clone()),
+            None => consensus::Committed::anchor(committed.slot, committed.hash),
+        };
+        let states = States::new(schedule, base.base.digest, committed.snapshot.clone());
+        let (me, servers) = (config.me, config.servers.clone());
+        let machine = Machine::restore(config, base, records)?;
+        Ok(Core {
             me,
             working: committed.snapshot.clone(),
+            synced: servers.len() == 1,
             servers,
             schedule,
+            machine,
+            states,
             committed,
-            applied: VecDeque::new(),
+            certified,
             pending: None,
             opened_through: None,
-            beta: None,
             held: Vec::new(),
-            consensus: None,
-            highest_round: None,
-            synced,
             peers: BTreeMap::new(),
             tracked: BTreeMap::new(),
             role: Role::Follower,
             stopped: false,
-        }
+            recent: VecDeque::new(),
+            wants: HashSet::new(),
+            wants_slot: 0,
+        })
     }
 
     pub fn committed(&self) -> &Committed {
@@ -269,7 +266,7 @@ impl Core {
     }
 
     /// The next moment the core needs a tick: a window opening or closing,
-    /// a vote deadline.
+    /// a moment of the round protocol (a P(s), a round held until its close).
     pub fn next_deadline(&self, now: Millis) -> Millis {
         let slot = self.schedule.slot_at(now);
         let mut next = self.schedule.start(slot + 1);
@@ -280,15 +277,15 @@ impl Core {
         if let Some(pending) = &self.pending {
             next = next.min(self.schedule.close(pending.slot));
         }
-        if let Some(beta) = &self.beta {
-            next = next.min(beta.deadline);
+        if let Some(at) = self.machine.next_deadline(now) {
+            next = next.min(at);
         }
         next.max(now + 1)
     }
 
-    /// Advances time: closes this server's round at its blackout, decides a
-    /// round at its vote deadline, hands held transactions to the next alpha,
-    /// opens this server's window.
+    /// Advances time: closes this server's round at its blackout, lets the
+    /// round protocol act on the moments that passed, hands held
+    /// transactions to the next alpha, opens this server's window.
     pub fn tick(&mut self, now: Millis) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.stopped {
@@ -297,13 +294,10 @@ impl Core {
         if let Some(pending) = &self.pending
             && now >= self.schedule.close(pending.slot)
         {
-            actions.extend(self.close_round());
+            actions.extend(self.close_round(now));
         }
-        if let Some(beta) = &self.beta
-            && now >= beta.deadline
-        {
-            actions.extend(self.decide());
-        }
+        let outputs = self.machine.tick(now, &mut self.states);
+        actions.extend(self.carry_out(outputs));
         actions.extend(self.release_held(now));
         self.open_window(now);
         let role = self.role_at(now);
@@ -316,7 +310,7 @@ impl Core {
         }
         let current = self.schedule.slot_at(now);
         self.tracked.retain(|_, t| match t {
-            Tracked::Pending { slot } | Tracked::Lost { slot } => *slot + TRACK_SLOTS > current,
+            Tracked::Pending { slot } | Tracked::Lost { slot, .. } => *slot + TRACK_SLOTS > current,
         });
         actions
     }
@@ -326,7 +320,7 @@ impl Core {
     fn open_window(&mut self, now: Millis) {
         let slot = self.schedule.slot_at(now);
         let already = self.opened_through.is_some_and(|s| s >= slot)
-            || self.highest_round.is_some_and(|s| s >= slot);
+            || self.machine.proposed().is_some_and(|s| s >= slot);
         if self.pending.is_none()
             && !already
             && self.synced
@@ -338,9 +332,17 @@ impl Core {
                 ..Pending::default()
             });
             self.opened_through = Some(slot);
-            // The working database still shares its records with the last
-            // snapshot; copy them now rather than in the first payment's path.
-            Arc::make_mut(&mut self.working);
+            // Payments are checked against the state the round will most
+            // likely build on: the lock's, when its state is here, else the
+            // committed one. The round applies them again on its real base
+            // at its close, skipping any that no longer pay.
+            let base = self
+                .machine
+                .lock()
+                .filter(|lock| lock.header.slot() > self.committed.slot)
+                .and_then(|lock| self.states.balances(&lock.header.digest()))
+                .unwrap_or(&self.committed.snapshot);
+            self.working = Arc::new(Balances::clone(base));
         }
     }
 
@@ -368,47 +370,6 @@ impl Core {
         } else {
             Ok(())
         }
-    }
-
-    /// Refuses a round, result or push that does not come from the beta of
-    /// its slot (the alpha that closed it).
-    fn check_sender(
-        &self,
-        command: PeerCommand,
-        slot: Slot,
-        from: ServerId,
-    ) -> Result<(), PeerRefusal> {
-        let expected = self.schedule.alpha(slot);
-        if from == expected {
-            Ok(())
-        } else {
-            Err(PeerRefusal::NotFromBeta {
-                command,
-                slot,
-                expected,
-                from,
-            })
-        }
-    }
-
-    /// The `round` event for a decided round: published by the beta when it
-    /// decides and by every other server when its RESULT arrives.
-    fn round_event(
-        &self,
-        slot: Slot,
-        outcome: Outcome,
-        d: Decision,
-        transactions: usize,
-    ) -> Action {
-        Action::Publish(Event::Round {
-            slot,
-            outcome,
-            hash: d.consensus,
-            agreeing: d.agreeing,
-            voters: d.voters,
-            transactions,
-            beta: self.schedule.alpha(slot),
-        })
     }
 
     /// The connector's word on another server: alive or failed.

@@ -9,6 +9,8 @@ use rota_peer::balances::PaymentRefusal;
 use rota_peer::wire::{ALPHA_DOWN, PeerCommand};
 use rota_peer::{Hash, Millis, ServerId, Slot};
 
+use crate::ledger::consensus;
+
 use super::{MAX_HELD, MAX_ROUND_TRANSACTIONS};
 
 /// Why a payment was refused. Each rule has its own reason.
@@ -69,17 +71,6 @@ pub enum Refusal {
 /// `E` reply and into this server's log.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerRefusal {
-    /// Rounds, results and pushes come from the beta of their slot only.
-    #[error(
-        "{} for slot {slot} must come from server {expected}, not server {from}",
-        .command.name()
-    )]
-    NotFromBeta {
-        command: PeerCommand,
-        slot: Slot,
-        expected: ServerId,
-        from: ServerId,
-    },
     #[error(
         "{} for slot {slot} is from the future: this server is at slot {current}",
         .command.name()
@@ -109,30 +100,17 @@ pub enum PeerRefusal {
         slot: Slot,
         current: Slot,
     },
-    #[error(
-        "round {slot} refused: round {highest} was already applied here \
-         (a replayed or late round)"
-    )]
-    RoundReplayed { slot: Slot, highest: Slot },
-    #[error("round {slot} claims to come from this server")]
-    RoundFromSelf { slot: Slot },
-    #[error("no vote is open here for round {slot}")]
-    NoVoteOpen { slot: Slot },
-    #[error("server {from} already voted in round {slot}")]
-    AlreadyVoted { from: ServerId, slot: Slot },
-    #[error("result for round {slot} refused: round {decided} was already decided")]
-    AlreadyDecided { slot: Slot, decided: Slot },
-    #[error("push for round {slot} refused: no result for it here")]
-    PushWithoutResult { slot: Slot },
-    /// The pushed bytes are not a packed database.
-    #[error("push: {0}")]
-    PushUnreadable(rota_peer::Error),
-    #[error("push for round {slot} refused: its hash {got} is not the consensus {consensus}")]
-    PushNotConsensus {
-        slot: Slot,
-        got: Hash,
-        consensus: Hash,
-    },
+    /// A message of the round protocol the consensus machine takes no step
+    /// on: about a decided slot, too far ahead, or with payments that are
+    /// not its header's.
+    #[error("{0}")]
+    Consensus(consensus::Refusal),
+    /// A `want` for a round this server does not hold (any more).
+    #[error("round {digest} of slot {slot} is not held here")]
+    RoundNotHeld { slot: Slot, digest: Hash },
+    /// A `want` this server already answered this slot, or one of too many.
+    #[error("want for round {digest} of slot {slot} refused: already answered this slot")]
+    WantRepeated { slot: Slot, digest: Hash },
     /// A forwarded payment that this server, as the alpha, refuses.
     #[error("{0}")]
     Payment(#[from] Refusal),
@@ -144,28 +122,17 @@ mod tests {
 
     /// The texts PROTOCOL.md §11 quotes, spelled out, so that a change to
     /// one is a change to the protocol's documentation too.
-    // One piece: a table of every refusal beside the text the protocol
-    // quotes for it.
     #[test]
     fn peer_refusals_read_as_the_protocol_quotes_them() {
-        let (a, b) = (Hash([0xaa; 32]), Hash([0xbb; 32]));
+        let digest = Hash([0xaa; 32]);
         let cases = [
             (
-                PeerRefusal::NotFromBeta {
-                    command: PeerCommand::Round,
-                    slot: 999,
-                    expected: ServerId(1),
-                    from: ServerId(3),
-                },
-                "round for slot 999 must come from server 1, not server 3".to_string(),
-            ),
-            (
                 PeerRefusal::Future {
-                    command: PeerCommand::Result,
+                    command: PeerCommand::Prevote,
                     slot: 1001,
                     current: 999,
                 },
-                "result for slot 1001 is from the future: this server is at slot 999".into(),
+                "prevote for slot 1001 is from the future: this server is at slot 999".to_string(),
             ),
             (
                 PeerRefusal::Stale {
@@ -184,46 +151,19 @@ mod tests {
                 "heart signed for slot 990 is stale: this server is at slot 999".into(),
             ),
             (
-                PeerRefusal::RoundReplayed {
+                PeerRefusal::Consensus(consensus::Refusal::Decided {
                     slot: 998,
-                    highest: 999,
-                },
-                "round 998 refused: round 999 was already applied here (a replayed or late round)"
-                    .into(),
+                    committed: 999,
+                }),
+                "slot 998 is already decided here (committed through slot 999)".into(),
             ),
             (
-                PeerRefusal::RoundFromSelf { slot: 999 },
-                "round 999 claims to come from this server".into(),
+                PeerRefusal::RoundNotHeld { slot: 999, digest },
+                format!("round {digest} of slot 999 is not held here"),
             ),
             (
-                PeerRefusal::NoVoteOpen { slot: 999 },
-                "no vote is open here for round 999".into(),
-            ),
-            (
-                PeerRefusal::AlreadyVoted {
-                    from: ServerId(2),
-                    slot: 999,
-                },
-                "server 2 already voted in round 999".into(),
-            ),
-            (
-                PeerRefusal::AlreadyDecided {
-                    slot: 998,
-                    decided: 999,
-                },
-                "result for round 998 refused: round 999 was already decided".into(),
-            ),
-            (
-                PeerRefusal::PushWithoutResult { slot: 999 },
-                "push for round 999 refused: no result for it here".into(),
-            ),
-            (
-                PeerRefusal::PushNotConsensus {
-                    slot: 999,
-                    got: a,
-                    consensus: b,
-                },
-                format!("push for round 999 refused: its hash {a} is not the consensus {b}"),
+                PeerRefusal::WantRepeated { slot: 999, digest },
+                format!("want for round {digest} of slot 999 refused: already answered this slot"),
             ),
             (
                 PeerRefusal::Payment(Refusal::Duplicate),
@@ -233,11 +173,5 @@ mod tests {
         for (refusal, text) in cases {
             assert_eq!(refusal.to_string(), text);
         }
-        let unreadable = rota_peer::balances::Balances::from_packed(&[0; 5]).unwrap_err();
-        let text = unreadable.to_string();
-        assert_eq!(
-            PeerRefusal::PushUnreadable(unreadable).to_string(),
-            format!("push: {text}")
-        );
     }
 }

@@ -195,7 +195,7 @@ impl Store {
                 hash,
                 snapshot: Arc::new(genesis),
             };
-            self.record(0, hash, hash, None, Vec::new())?;
+            self.record(0, hash, hash, &[], Vec::new())?;
             self.write_balances(&committed)?;
             log::info!(
                 "new store: starting from the genesis, hash {}",
@@ -310,7 +310,7 @@ impl Store {
         Ok((balances.hash() == meta.hash).then_some(balances))
     }
 
-    /// Records a committed round: its block if any, then the database file and
+    /// Records a commit: its blocks (one per round with payments), then the database file and
     /// its archive copy when the database changed. `installed` archives the
     /// database being replaced first.
     ///
@@ -324,7 +324,7 @@ impl Store {
         &self,
         slot: Slot,
         committed: &Committed,
-        block: Option<&Block>,
+        blocks: &[Block],
         installed: bool,
         certified: Option<&Certified>,
         journal: &[Record<Payments>],
@@ -349,7 +349,7 @@ impl Store {
         if changed {
             self.write_archive_copy(committed)?;
         }
-        self.record(slot, committed.hash, previous, block, consensus)?;
+        self.record(slot, committed.hash, previous, blocks, consensus)?;
         if changed {
             self.disk.write_file(BALANCES, packed(committed))?;
             self.prune_archive();
@@ -357,18 +357,18 @@ impl Store {
         Ok(())
     }
 
-    /// One transaction: the block and its transaction ids, the meta, and
+    /// One transaction: the blocks and their transaction ids, the meta, and
     /// `consensus` (the commit certificate and the new journal, if any).
     fn record(
         &self,
         slot: Slot,
         hash: Hash,
         previous: Hash,
-        block: Option<&Block>,
+        blocks: &[Block],
         consensus: Vec<TableWrite>,
     ) -> Result<()> {
         let mut writes = Vec::new();
-        if let Some(block) = block {
+        for block in blocks {
             writes.extend(block_writes(block));
         }
         writes.push(TableWrite::PutRecord(

@@ -35,9 +35,9 @@
 //! [`Verified::sign_header`]), and certificates it assembles from verified
 //! votes by [`Verified::assemble`].
 //!
-//! None of these is a server command yet: the running protocol still speaks
-//! `round`, `vote` and `result` (see `server.rs`). docs/CONSENSUS.md gives
-//! the bytes of each, ready for docs/PROTOCOL.md when they are wired in.
+//! The server commands `round`, `prevote`, `precommit`, `certified` and
+//! `evidence` carry them (`server.rs`); docs/PROTOCOL.md §11 gives their
+//! bytes.
 
 mod certificate;
 mod header;

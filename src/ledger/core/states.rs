@@ -1,0 +1,145 @@
+//! The balance states the rounds leave: the ledger under the consensus
+//! machine ([`Ledger`]).
+//!
+//! The machine decides which rounds to prevote and which commit; applying a
+//! round's payments is asked of [`States`]. A round applies on its base (the
+//! committed state, or a round kept earlier, named by its header digest) and
+//! keeps, deterministically, only the payments that are valid there:
+//! stamped within the window of the round's slot, not repeated within the
+//! round, and payable. Windows of different slots never overlap (the conf
+//! requires `blackout_ms > 2 x tolerance_ms`), so a payment can be valid in
+//! one slot only, and a chain of rounds can never carry it twice.
+//!
+//! Each kept state is a copy of the balances that shares nothing with its
+//! base: a round costs a copy of the database. Rounds above the committed
+//! one are few (the lock's chain and the rounds of the last slots), and are
+//! dropped when a commit passes them or when more than [`MAX_KEPT`] wait.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use rota_peer::balances::Balances;
+use rota_peer::block::merkle_root;
+use rota_peer::schedule::Schedule;
+use rota_peer::transaction::VerifiedTx;
+use rota_peer::wire::consensus::Base;
+use rota_peer::{Hash, Slot};
+
+use super::Payments;
+use crate::ledger::consensus::Ledger;
+
+/// The most round states kept above the committed one; the oldest go first.
+pub const MAX_KEPT: usize = 32;
+
+/// The state after one round.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    pub slot: Slot,
+    pub hash: Hash,
+    pub balances: Arc<Balances>,
+    /// The round's payments that were valid on its base, in order.
+    pub valid: Vec<VerifiedTx>,
+}
+
+/// The committed state and the states of rounds above it.
+#[derive(Debug)]
+pub struct States {
+    schedule: Schedule,
+    /// The header digest of the committed round (zeros for the anchor).
+    committed_digest: Hash,
+    committed: Arc<Balances>,
+    kept: HashMap<Hash, Kept>,
+}
+
+/// Applies a round's payments in order on `balances`, keeping those valid
+/// there: stamped within the slot's window, not repeated, and payable.
+pub fn apply_round(
+    balances: &mut Balances,
+    schedule: &Schedule,
+    slot: Slot,
+    payments: &[VerifiedTx],
+) -> Vec<VerifiedTx> {
+    let mut seen = HashSet::with_capacity(payments.len());
+    payments
+        .iter()
+        .filter(|tx| {
+            schedule.in_round(tx.timestamp(), slot)
+                && seen.insert(tx.id())
+                && balances.pay(&tx.payer(), &tx.payee(), tx.amount()).is_ok()
+        })
+        .copied()
+        .collect()
+}
+
+impl States {
+    pub fn new(schedule: Schedule, committed_digest: Hash, committed: Arc<Balances>) -> States {
+        States {
+            schedule,
+            committed_digest,
+            committed,
+            kept: HashMap::new(),
+        }
+    }
+
+    /// The state after the round `digest`, if kept here.
+    pub fn get(&self, digest: &Hash) -> Option<&Kept> {
+        self.kept.get(digest)
+    }
+
+    /// The balances after `digest`: a kept round's, or the committed ones.
+    pub fn balances(&self, digest: &Hash) -> Option<&Arc<Balances>> {
+        if *digest == self.committed_digest {
+            Some(&self.committed)
+        } else {
+            self.kept.get(digest).map(|k| &k.balances)
+        }
+    }
+
+    /// A commit (or an installed database): `digest` of `slot` is the
+    /// committed state now; every state at or below its slot goes.
+    pub fn set_committed(&mut self, digest: Hash, slot: Slot, balances: Arc<Balances>) {
+        self.committed_digest = digest;
+        self.committed = balances;
+        self.kept.retain(|_, k| k.slot > slot);
+    }
+
+    pub fn kept_count(&self) -> usize {
+        self.kept.len()
+    }
+}
+
+impl Ledger for States {
+    type Payments = Payments;
+    type State = Kept;
+
+    fn root(&self, payments: &Payments) -> Hash {
+        let ids: Vec<_> = payments.iter().map(|tx| tx.id()).collect();
+        merkle_root(&ids)
+    }
+
+    fn apply(&mut self, base: &Base, slot: Slot, payments: &Payments) -> Option<(Hash, Kept)> {
+        let mut balances = Balances::clone(self.balances(&base.digest)?);
+        let valid = apply_round(&mut balances, &self.schedule, slot, payments);
+        let hash = balances.hash();
+        let kept = Kept {
+            slot,
+            hash,
+            balances: Arc::new(balances),
+            valid,
+        };
+        Some((hash, kept))
+    }
+
+    fn keep(&mut self, digest: Hash, state: Kept) {
+        self.kept.insert(digest, state);
+        while self.kept.len() > MAX_KEPT {
+            let oldest = self
+                .kept
+                .iter()
+                .min_by_key(|(digest, k)| (k.slot, **digest))
+                .map(|(digest, _)| *digest)
+                .expect("more than MAX_KEPT states");
+            self.kept.remove(&oldest);
+        }
+    }
+}
