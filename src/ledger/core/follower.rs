@@ -199,7 +199,7 @@ impl Core {
             if let Tracked::Pending { slot: expected } = *tracked
                 && expected <= slot
             {
-                *tracked = Tracked::Lost { slot: expected };
+                *tracked = Tracked::Lost { slot };
                 actions.push(Action::Publish(Event::Tx {
                     id: *id,
                     state: TxState::Lost,

@@ -165,7 +165,7 @@ struct Held {
 pub enum Tracked {
     /// Expected in the round of `slot`.
     Pending { slot: Slot },
-    /// Its round committed without it.
+    /// The round of `slot` was decided without it (`S` names that slot).
     Lost { slot: Slot },
 }
 
