@@ -333,17 +333,14 @@ fn status(id: Hash, common: &ClientArgs) -> Result<i32> {
     let Reply::Status(status) = reply else {
         bail!("unexpected reply {reply:?}")
     };
-    let (word, block) = client::status_words(status);
+    let (word, block, decided_by) = client::status_words(status);
     if common.json {
         println!(
             "{}",
-            json!({"id": id, "status": word, "block": block, "server": from})
+            json!({"id": id, "status": word, "block": block, "decided_by": decided_by, "server": from})
         );
     } else {
-        match block {
-            Some(block) => println!("{word} in block {block}"),
-            None => println!("{word}"),
-        }
+        println!("{}", client::status_text(status));
     }
     Ok(0)
 }
@@ -438,32 +435,35 @@ fn pay(args: PayArgs) -> Result<i32> {
             timeout_ms: args.common.timeout_ms,
         },
     )?;
-    let (status, block) = outcome.status.map(client::status_words).unzip();
-    let block = block.flatten();
+    let (status, block, decided_by) = match outcome.status.map(client::status_words) {
+        Some((word, block, decided_by)) => (Some(word), block, decided_by),
+        None => (None, None, None),
+    };
     if args.common.json {
         println!(
             "{}",
             json!({
                 "id": outcome.id,
-                "disposition": outcome.disposition.word(),
-                "server": outcome.disposition.server(),
+                "disposition": outcome.disposition.map(|d| d.word()),
+                "server": outcome.disposition.map(|d| d.server()),
                 "sent_to": outcome.sent_to,
                 "status": status,
                 "block": block,
+                "decided_by": decided_by,
             })
         );
     } else {
-        println!(
-            "payment {} {} by server {} (sent to server {})",
-            outcome.id,
-            outcome.disposition.word(),
-            outcome.disposition.server(),
-            outcome.sent_to
-        );
-        match (status, block) {
-            (Some(word), Some(block)) => println!("{word} in block {block}"),
-            (Some(word), None) => println!("{word}"),
-            (None, _) => {}
+        match (outcome.disposition, outcome.sent_to) {
+            (Some(disposition), Some(sent_to)) => println!(
+                "payment {} {} by server {} (sent to server {sent_to})",
+                outcome.id,
+                disposition.word(),
+                disposition.server(),
+            ),
+            _ => println!("payment {} (no server answered its T)", outcome.id),
+        }
+        if let Some(status) = outcome.status {
+            println!("{}", client::status_text(status));
         }
     }
     Ok(match status {

@@ -2,24 +2,23 @@
 //! `status` and `watch` do.
 //!
 //! A [`Connection`] is one DEALER socket to one server, with a timeout on
-//! every request. [`pay`] signs a payment with the client's seed, waits out a
-//! blackout rather than sending into it, sends it to the current alpha (or a
-//! chosen server, which forwards or holds it), and can wait until the payment
-//! is committed or reported lost.
+//! every request. [`pay`] (in `pay.rs`) signs a payment with the client's
+//! seed, waits out a blackout rather than sending into it, sends it to the
+//! current alpha (or a chosen server, which forwards or holds it), and never
+//! signs a second payment while the first may still be committed.
 
 use std::net::SocketAddr;
-use std::thread;
-use std::time::Duration;
 
-use rota_peer::keys::Keypair;
-use rota_peer::schedule::unix_now_ms;
-use rota_peer::transaction::Transaction;
-use rota_peer::wire::{ALPHA_DOWN, Disposition, Reply, Request, TxStatus};
-use rota_peer::{Amount, Millis, PublicKey, ServerId, TxId};
+use rota_peer::wire::{Reply, Request, TxStatus};
+use rota_peer::{BlockNumber, ServerId, Slot};
 
 use crate::config::{Config, endpoint};
 use crate::error::{Error, Result};
 use crate::events::Published;
+
+mod pay;
+
+pub use pay::{PayOptions, PayOutcome, pay};
 
 /// How long a request waits for its reply by default.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
@@ -67,21 +66,42 @@ impl Connection {
     /// Sends a request and waits for its reply. An `E` reply is returned as
     /// [`Error::Remote`] with the node's message; silence as [`Error::NoAnswer`].
     pub fn call(&mut self, request: &Request) -> Result<Reply> {
+        match self.exchange(request)? {
+            Exchange::Reply(Reply::Error(message)) => {
+                Err(Error::Remote(format!("{}: {message}", self.address)))
+            }
+            Exchange::Reply(reply) => Ok(reply),
+            Exchange::Unsent | Exchange::Silent => Err(self.no_answer(request)),
+        }
+    }
+
+    /// Sends a request and waits for its reply, telling a request that never
+    /// left (no connection within the timeout) from one that went unanswered:
+    /// `rota pay` must know whether a server may hold its payment.
+    fn exchange(&mut self, request: &Request) -> Result<Exchange> {
         match self.socket.send_multipart(request.encode(&self.chain), 0) {
             Ok(()) => {}
-            Err(zmq::Error::EAGAIN) => return Err(self.no_answer(request)),
+            Err(zmq::Error::EAGAIN) => return Ok(Exchange::Unsent),
             Err(e) => return Err(e.into()),
         }
         if self.socket.poll(zmq::POLLIN, self.timeout_ms as i64)? == 0 {
-            return Err(self.no_answer(request));
+            return Ok(Exchange::Silent);
         }
         let frames = self.socket.recv_multipart(0)?;
         let parts: Vec<&[u8]> = frames.iter().map(|f| f.as_slice()).collect();
-        match Reply::decode(&parts)? {
-            Reply::Error(message) => Err(Error::Remote(format!("{}: {message}", self.address))),
-            reply => Ok(reply),
-        }
+        Ok(Exchange::Reply(Reply::decode(&parts)?))
     }
+}
+
+/// How one request fared.
+enum Exchange {
+    /// The server answered (an `E` reply included).
+    Reply(Reply),
+    /// No connection to the server within the timeout: it never got the
+    /// request (`ZMQ_IMMEDIATE` queues nothing for an absent peer).
+    Unsent,
+    /// Sent, but no reply within the timeout: the server may have acted on it.
+    Silent,
 }
 
 /// Opens a connection to server `id` of `config`.
@@ -140,229 +160,26 @@ fn no_server_answered(silent: &[ServerId]) -> Error {
     ))
 }
 
-/// What `rota pay` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PayOutcome {
-    pub id: TxId,
-    pub disposition: Disposition,
-    /// The server the payment was sent to.
-    pub sent_to: ServerId,
-    /// With `--wait`: the final status, or the last one seen at the deadline.
-    pub status: Option<TxStatus>,
-}
-
-/// Options of `rota pay`.
-#[derive(Debug, Clone)]
-pub struct PayOptions {
-    pub to: PublicKey,
-    pub amount: Amount,
-    pub server: Option<ServerId>,
-    pub wait: bool,
-    pub timeout_ms: u64,
-}
-
-/// Sleeps until an alpha window is open with a margin, so the payment is not
-/// sent into a blackout. Returns the slot it will be sent in.
-fn wait_for_window(config: &Config) -> u64 {
-    let schedule = config.schedule();
-    let margin = (schedule.blackout_ms / 4).clamp(5, 200);
-    let now = unix_now_ms();
-    let (slot, opens) = schedule.next_open(now + margin);
-    if opens > now + margin {
-        let wait = opens - now;
-        eprintln!(
-            "slot {} is in its blackout: waiting {wait} ms for slot {slot}",
-            slot - 1
-        );
-        thread::sleep(Duration::from_millis(wait + margin.min(20)));
-    }
-    schedule.slot_at(unix_now_ms())
-}
-
-fn sleep_until(at: Millis) {
-    let now = unix_now_ms();
-    if at > now {
-        thread::sleep(Duration::from_millis(at - now));
-    }
-}
-
-/// How one attempt to hand a signed payment to a server ended.
-enum Attempt {
-    Taken {
-        sent_to: ServerId,
-        id: TxId,
-        disposition: Disposition,
-        connection: Connection,
-    },
-    /// No server took it for this slot: the alpha is down or unreachable.
-    NoAlpha(String),
-}
-
-/// Offers one signed payment to the chosen server, or to the slot's alpha and
-/// then to every other server. Offering the same bytes again is safe: they
-/// have one id, and their timestamp fits one round only.
-fn offer(
-    ctx: &zmq::Context,
-    config: &Config,
-    options: &PayOptions,
-    slot: u64,
-    tx: Transaction,
-) -> Result<Attempt> {
-    let alpha = config.schedule().alpha(slot);
-    let order: Vec<ServerId> = match options.server {
-        Some(id) => vec![id],
-        None => std::iter::once(alpha)
-            .chain(config.server_list().ids().filter(|id| *id != alpha))
-            .collect(),
-    };
-    let request = Request::Submit(tx);
-    let mut silent = Vec::new();
-    for id in order {
-        let mut connection = connect(ctx, config, id, options.timeout_ms)?;
-        match connection.call(&request) {
-            Ok(Reply::Submitted {
-                id: tx_id,
-                disposition,
-            }) => {
-                return Ok(Attempt::Taken {
-                    sent_to: id,
-                    id: tx_id,
-                    disposition,
-                    connection,
-                });
-            }
-            Ok(other) => return Err(Error::Remote(format!("unexpected reply {other:?}"))),
-            Err(Error::NoAnswer(message)) => {
-                eprintln!("server {id} did not answer ({message})");
-                silent.push(id);
-            }
-            Err(Error::Remote(message)) if message.contains(ALPHA_DOWN) => {
-                return Ok(Attempt::NoAlpha(message));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    if silent.contains(&alpha) && silent.len() < config.servers.len() {
-        return Ok(Attempt::NoAlpha(format!(
-            "server {alpha}, the alpha of slot {slot}, did not answer"
-        )));
-    }
-    Err(no_server_answered(&silent))
-}
-
-/// Signs and sends a payment; see the module documentation. When no alpha
-/// takes it, it waits until that round has been decided and checks the
-/// payment is not in it before signing a new one for a later slot, so a
-/// payment is never made twice.
-pub fn pay(config: &Config, payer: &Keypair, options: &PayOptions) -> Result<PayOutcome> {
-    let ctx = zmq::Context::new();
-    let schedule = config.schedule();
-    for _ in 0..=config.servers.len() {
-        let slot = wait_for_window(config);
-        let tx = Transaction::sign(
-            &config.chain,
-            payer,
-            options.to,
-            options.amount,
-            unix_now_ms(),
-        );
-        match offer(&ctx, config, options, slot, tx)? {
-            Attempt::Taken {
-                sent_to,
-                id,
-                disposition,
-                mut connection,
-            } => {
-                let status = if options.wait {
-                    let round = match disposition {
-                        Disposition::Held(_) => slot + 1,
-                        Disposition::Accepted(_) | Disposition::Forwarded(_) => slot,
-                    };
-                    let deadline = schedule.vote_deadline(round) + 2 * schedule.slot_ms;
-                    Some(wait_for_commit(
-                        &mut connection,
-                        id,
-                        deadline,
-                        schedule.slot_ms,
-                    )?)
-                } else {
-                    None
-                };
-                return Ok(PayOutcome {
-                    id,
-                    disposition,
-                    sent_to,
-                    status,
-                });
-            }
-            Attempt::NoAlpha(reason) => {
-                eprintln!("{reason}; waiting for round {slot} to be decided before trying again");
-                sleep_until(schedule.vote_deadline(slot) + schedule.slot_ms / 10);
-                if let Some((server, block)) =
-                    committed_somewhere(&ctx, config, tx.id(), options.timeout_ms)
-                {
-                    return Ok(PayOutcome {
-                        id: tx.id(),
-                        disposition: Disposition::Accepted(schedule.alpha(slot)),
-                        sent_to: server,
-                        status: Some(TxStatus::Committed(block)),
-                    });
-                }
-            }
-        }
-    }
-    Err(Error::Remote(format!(
-        "no alpha took the payment in {} slots; the network may be down",
-        config.servers.len() + 1
-    )))
-}
-
-/// Whether any server reports `id` committed, and in which block.
-fn committed_somewhere(
-    ctx: &zmq::Context,
-    config: &Config,
-    id: TxId,
-    timeout_ms: u64,
-) -> Option<(ServerId, u64)> {
-    config.server_list().ids().find_map(|server| {
-        let mut connection = connect(ctx, config, server, timeout_ms).ok()?;
-        match connection.call(&Request::Status(id)) {
-            Ok(Reply::Status(TxStatus::Committed(block))) => Some((server, block)),
-            _ => None,
-        }
-    })
-}
-
-/// Polls `S` until the payment is committed or lost, or the deadline passes.
-fn wait_for_commit(
-    connection: &mut Connection,
-    id: TxId,
-    deadline: Millis,
-    slot_ms: u64,
-) -> Result<TxStatus> {
-    let pause = Duration::from_millis((slot_ms / 10).clamp(50, 1_000));
-    loop {
-        let status = match connection.call(&Request::Status(id))? {
-            Reply::Status(status) => status,
-            other => return Err(Error::Remote(format!("unexpected reply {other:?}"))),
-        };
-        match status {
-            TxStatus::Committed(_) | TxStatus::Lost => return Ok(status),
-            TxStatus::Pending | TxStatus::Unknown if unix_now_ms() >= deadline => {
-                return Ok(status);
-            }
-            TxStatus::Pending | TxStatus::Unknown => thread::sleep(pause),
-        }
-    }
-}
-
-/// The word and block number of a status, for printing.
-pub fn status_words(status: TxStatus) -> (&'static str, Option<u64>) {
+/// The word, block and deciding slot of a status, for printing.
+pub fn status_words(status: TxStatus) -> (&'static str, Option<BlockNumber>, Option<Slot>) {
     match status {
-        TxStatus::Pending => ("pending", None),
-        TxStatus::Committed(block) => ("committed", Some(block)),
-        TxStatus::Lost => ("lost", None),
-        TxStatus::Unknown => ("unknown", None),
+        TxStatus::Pending => ("pending", None, None),
+        TxStatus::Committed { block, slot } => ("committed", Some(block), Some(slot)),
+        TxStatus::Lost { slot } => ("lost", None, Some(slot)),
+        TxStatus::Unknown => ("unknown", None, None),
+    }
+}
+
+/// A status as `rota status` and `rota pay` print it: "committed in block
+/// n (decided by slot s)", "lost (decided by slot s)", "pending", "unknown".
+pub fn status_text(status: TxStatus) -> String {
+    match status {
+        TxStatus::Pending => "pending".into(),
+        TxStatus::Committed { block, slot } => {
+            format!("committed in block {block} (decided by slot {slot})")
+        }
+        TxStatus::Lost { slot } => format!("lost (decided by slot {slot})"),
+        TxStatus::Unknown => "unknown".into(),
     }
 }
 

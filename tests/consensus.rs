@@ -6,11 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::Net;
+use common::{Net, rota};
 use rota_peer::Hash;
 use rota_peer::keys::Keypair;
+use rota_peer::schedule::unix_now_ms;
 use rota_peer::wire::consensus::{Base, Header, SignedHeader, Verified};
-use rota_peer::wire::{Envelope, PeerMessage, Request};
+use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, TxStatus};
 
 const SLOT_MS: u64 = 2_000;
 
@@ -244,4 +245,61 @@ fn five_servers_keep_going_with_two_down() {
     net.wait_committed_after(&[1, 2, 3], slot + 2, secs(30));
     wait_agree(&net, &[1, 2, 3], secs(10));
     assert_eq!(net.balance(3, &payee), Some(3));
+}
+
+#[test]
+fn a_payment_its_round_leaves_out_is_reported_lost_and_signed_again() {
+    let net = Net::up(3, SLOT_MS);
+    net.wait_in_sync(&[1, 2, 3], secs(20));
+    // A payer without an account: the alpha refuses what a server forwards,
+    // and the round commits without it.
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("nobody.seed");
+    let seed = seed.to_str().unwrap();
+    assert!(rota(&["keygen", "--seed-file", seed]).status.success());
+    // Early in a slot, to a server that is the alpha of neither this slot
+    // nor the next (the alpha of slot s is server s mod 3 + 1): the first
+    // payments are forwarded, not refused at once.
+    net.wait_for("the start of a slot", secs(10), || {
+        unix_now_ms() % SLOT_MS < 300
+    });
+    let slot = net.slot_now();
+    let server = ((slot + 2) % 3 + 1).to_string();
+    let payee = Keypair::from_seed(&[54; 32]).public().to_string();
+    let out = net.client_command(&[
+        "pay",
+        "--to",
+        &payee,
+        "--amount",
+        "5",
+        "--seed-file",
+        seed,
+        "--server",
+        &server,
+        "--wait",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // "payment <id> was lost (decided by slot <d>); signing a new one"
+    let Some(line) = stderr.lines().find(|l| l.contains(" was lost ")) else {
+        panic!("no payment reported lost:\n{stderr}\n{}", net.logs())
+    };
+    assert!(line.ends_with("; signing a new one"), "{line}");
+    let words: Vec<&str> = line.split([' ', ')']).collect();
+    let id: Hash = words[1].parse().expect("a payment id");
+    let decided: u64 = words[7].parse().expect("a slot");
+    assert!(
+        (slot..=slot + 1).contains(&decided),
+        "{line} (signed in {slot})"
+    );
+    let server: usize = server.parse().unwrap();
+    assert_eq!(
+        net.request(server, &Request::Status(id)).unwrap(),
+        Reply::Status(TxStatus::Lost { slot: decided })
+    );
+    let out = net.client_command(&["status", "--server", &server.to_string(), &id.to_string()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("lost (decided by slot {decided})")
+    );
 }

@@ -10,7 +10,7 @@ use common::{Net, rota};
 use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::transaction::Transaction;
-use rota_peer::wire::{Reply, Request};
+use rota_peer::wire::{Reply, Request, TxStatus};
 use rota_peer::{PublicKey, ServerId};
 
 const SLOT_MS: u64 = 1_000;
@@ -52,6 +52,23 @@ fn a_payment_through_the_client_is_committed_in_a_block_and_archived() {
         panic!("H")
     };
     assert_eq!(hash, block.header.hash());
+
+    // `S` and the client name the round that decided it: the block's slot.
+    let slot = block.header.slot;
+    assert_eq!(paid["decided_by"], slot, "{paid}");
+    assert_eq!(
+        net.request(1, &Request::Status(block.transactions[0].id()))
+            .unwrap(),
+        Reply::Status(TxStatus::Committed {
+            block: number,
+            slot
+        })
+    );
+    let out = net.client_command(&["status", paid["id"].as_str().unwrap()]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("committed in block {number} (decided by slot {slot})")
+    );
 
     let hash = net.balance_hash(1).unwrap();
     assert_eq!(block.header.balance_hash.to_string(), hash);

@@ -92,9 +92,9 @@ impl Told {
         match self {
             Told::Disposition(d) => d.word(),
             Told::Refused(_) => "refused",
-            Told::Status(TxStatus::Committed(_)) => "committed",
+            Told::Status(TxStatus::Committed { .. }) => "committed",
             Told::Status(TxStatus::Pending) => "pending",
-            Told::Status(TxStatus::Lost) => "lost",
+            Told::Status(TxStatus::Lost { .. }) => "lost",
             Told::Status(TxStatus::Unknown) => "unknown",
             Told::Other(_) => "other",
         }

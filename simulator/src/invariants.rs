@@ -202,7 +202,7 @@ impl Checker {
     ) -> Result<(), Violation> {
         let earlier = self.reported.get(&id).copied();
         match (status, earlier) {
-            (TxStatus::Committed(n), None) => {
+            (TxStatus::Committed { block: n, .. }, None) => {
                 let holds = block_ids(edge, n).is_some_and(|ids| ids.contains(&id));
                 if !holds {
                     return broken(
@@ -216,22 +216,22 @@ impl Checker {
                 self.reported.insert(id, (n, server));
                 Ok(())
             }
-            (TxStatus::Committed(n), Some((m, by))) if n != m => broken(
+            (TxStatus::Committed { block: n, .. }, Some((m, by))) if n != m => broken(
                 Invariant::CommittedStays,
                 format!(
                     "s{server} says {} is in block {n}; s{by} said block {m}",
                     id.short()
                 ),
             ),
-            (TxStatus::Lost, Some((m, by))) => broken(
+            (TxStatus::Lost { .. }, Some((m, by))) => broken(
                 Invariant::CommittedStays,
                 format!(
                     "s{server} says {} is lost; s{by} said it is in block {m}",
                     id.short()
                 ),
             ),
-            (TxStatus::Committed(_), Some(_))
-            | (TxStatus::Lost, None)
+            (TxStatus::Committed { .. }, Some(_))
+            | (TxStatus::Lost { .. }, None)
             | (TxStatus::Pending | TxStatus::Unknown, _) => Ok(()),
         }
     }

@@ -312,10 +312,13 @@ impl Edge {
                 None => Reply::error(format!("no account for {key}")),
             },
             Request::Status(id) => Reply::Status(match self.store.tx_block(&id)? {
-                Some(block) => TxStatus::Committed(block),
+                Some(block) => TxStatus::Committed {
+                    block,
+                    slot: self.store.block_slot(block)?,
+                },
                 None => match self.core.tracked(&id) {
                     Some(Tracked::Pending { .. }) => TxStatus::Pending,
-                    Some(Tracked::Lost { .. }) => TxStatus::Lost,
+                    Some(Tracked::Lost { decided, .. }) => TxStatus::Lost { slot: decided },
                     None => TxStatus::Unknown,
                 },
             }),

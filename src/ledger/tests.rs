@@ -711,6 +711,27 @@ fn a_forwarded_payment_its_round_leaves_out_is_reported_lost() {
 }
 
 #[test]
+fn a_payment_whose_round_never_came_is_lost_by_the_round_that_decided_it() {
+    // Server 1, the alpha of slot 999, is down: server 3 forwards a payment
+    // to it all the same, and round 999 never happens. Round 1000 commits
+    // without it, and that is the round `S` names.
+    let mut sim = Sim::new(3);
+    sim.up[0] = false;
+    sim.now = T0 + 10;
+    let tx = payment(1, key(9), 5, T0 + 10);
+    assert_eq!(sim.submit(3, tx), Ok(Disposition::Forwarded(ServerId(1))));
+    sim.run_until(T0 + 2 * SLOT + 600);
+    assert_eq!(sim.core(3).committed().slot, 1000);
+    assert_eq!(
+        sim.core(3).tracked(&tx.id()),
+        Some(Tracked::Lost {
+            slot: 999,
+            decided: 1000
+        })
+    );
+}
+
+#[test]
 fn roles_follow_the_schedule() {
     let core = core(1, 3, &genesis());
     assert_eq!(core.role_at(T0 + 10).name(), "alpha");

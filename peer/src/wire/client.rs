@@ -169,15 +169,17 @@ impl Disposition {
     }
 }
 
-/// What a node knows of a transaction id.
+/// What a node knows of a transaction id. `Committed` and `Lost` are
+/// certain, and name the slot of the round that decided them, so that a
+/// client knows which round to look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxStatus {
-    /// Accepted, forwarded or held here, and not yet in a committed block.
+    /// Accepted, forwarded or held here, and not yet decided.
     Pending,
-    /// In the given block.
-    Committed(BlockNumber),
-    /// Seen here, but its round committed without it.
-    Lost,
+    /// In block `block`, which the round of slot `slot` committed.
+    Committed { block: BlockNumber, slot: Slot },
+    /// Seen here, but the round of slot `slot` was decided without it.
+    Lost { slot: Slot },
     /// Never seen here.
     Unknown,
 }
@@ -197,7 +199,8 @@ pub enum Reply {
     Account(Amount),
     /// `["T"][id 32][disposition][server u32]`
     Submitted { id: TxId, disposition: Disposition },
-    /// `["S"][status]` or `["S"]["committed"][block u64]`
+    /// `["S"]["pending"]`, `["S"]["unknown"]`, `["S"]["lost"][slot u64]` or
+    /// `["S"]["committed"][block u64][slot u64]`
     Status(TxStatus),
     /// `["D"][hash 32][slot u64][height u64][certified][packed]`: the
     /// committed database with the commit certificate that vouches for it
@@ -238,14 +241,15 @@ impl Reply {
             ],
             Reply::Status(status) => match status {
                 TxStatus::Pending => vec![b"S".to_vec(), b"pending".to_vec()],
-                TxStatus::Committed(n) => {
-                    vec![
-                        b"S".to_vec(),
-                        b"committed".to_vec(),
-                        n.to_be_bytes().to_vec(),
-                    ]
+                TxStatus::Committed { block, slot } => vec![
+                    b"S".to_vec(),
+                    b"committed".to_vec(),
+                    block.to_be_bytes().to_vec(),
+                    slot.to_be_bytes().to_vec(),
+                ],
+                TxStatus::Lost { slot } => {
+                    vec![b"S".to_vec(), b"lost".to_vec(), slot.to_be_bytes().to_vec()]
                 }
-                TxStatus::Lost => vec![b"S".to_vec(), b"lost".to_vec()],
                 TxStatus::Unknown => vec![b"S".to_vec(), b"unknown".to_vec()],
             },
             Reply::Database {
@@ -350,13 +354,19 @@ impl Reply {
             }
             b"S" => match results {
                 [b"pending"] => Ok(Reply::Status(TxStatus::Pending)),
-                [b"lost"] => Ok(Reply::Status(TxStatus::Lost)),
                 [b"unknown"] => Ok(Reply::Status(TxStatus::Unknown)),
-                [b"committed", block] => Ok(Reply::Status(TxStatus::Committed(be_u64(
-                    block,
-                    "the block number",
-                )?))),
-                _ => Err(Error::Invalid("malformed status reply".into())),
+                [b"lost", slot] => Ok(Reply::Status(TxStatus::Lost {
+                    slot: be_u64(slot, "the deciding slot")?,
+                })),
+                [b"committed", block, slot] => Ok(Reply::Status(TxStatus::Committed {
+                    block: be_u64(block, "the block number")?,
+                    slot: be_u64(slot, "the deciding slot")?,
+                })),
+                _ => Err(Error::Invalid(
+                    "malformed status reply: S is pending, unknown, lost [slot u64] \
+                     or committed [block u64] [slot u64]"
+                        .into(),
+                )),
             },
             b"D" => {
                 shape(5)?;
@@ -484,9 +494,9 @@ mod tests {
                 id: Hash([2; 32]),
                 disposition: Disposition::Held(ServerId(3)),
             },
-            Reply::Status(TxStatus::Committed(4)),
+            Reply::Status(TxStatus::Committed { block: 4, slot: 5 }),
             Reply::Status(TxStatus::Pending),
-            Reply::Status(TxStatus::Lost),
+            Reply::Status(TxStatus::Lost { slot: 6 }),
             Reply::Status(TxStatus::Unknown),
             Reply::Database {
                 hash: Hash([3; 32]),
@@ -500,6 +510,65 @@ mod tests {
         ];
         for reply in replies {
             assert_eq!(Reply::decode(&frames(&reply.encode())).unwrap(), reply);
+        }
+    }
+
+    #[test]
+    fn a_status_reply_has_the_documented_bytes() {
+        let cases = [
+            (TxStatus::Pending, vec![b"S".to_vec(), b"pending".to_vec()]),
+            (TxStatus::Unknown, vec![b"S".to_vec(), b"unknown".to_vec()]),
+            (
+                TxStatus::Lost { slot: 0x0102 },
+                vec![
+                    b"S".to_vec(),
+                    b"lost".to_vec(),
+                    vec![0, 0, 0, 0, 0, 0, 1, 2],
+                ],
+            ),
+            (
+                TxStatus::Committed {
+                    block: 7,
+                    slot: 28_333_333,
+                },
+                vec![
+                    b"S".to_vec(),
+                    b"committed".to_vec(),
+                    vec![0, 0, 0, 0, 0, 0, 0, 7],
+                    vec![0, 0, 0, 0, 0x01, 0xb0, 0x55, 0x15],
+                ],
+            ),
+        ];
+        for (status, bytes) in cases {
+            assert_eq!(Reply::Status(status).encode(), bytes, "{status:?}");
+            assert_eq!(
+                Reply::decode(&frames(&bytes)).unwrap(),
+                Reply::Status(status)
+            );
+        }
+    }
+
+    #[test]
+    fn a_status_reply_without_its_slot_is_refused() {
+        let eight = vec![0; 8];
+        let cases: Vec<Vec<Vec<u8>>> = vec![
+            vec![b"S".to_vec(), b"lost".to_vec()],
+            vec![b"S".to_vec(), b"lost".to_vec(), vec![0; 4]],
+            vec![b"S".to_vec(), b"committed".to_vec(), eight.clone()],
+            vec![
+                b"S".to_vec(),
+                b"committed".to_vec(),
+                eight.clone(),
+                vec![0; 7],
+            ],
+            vec![b"S".to_vec(), b"pending".to_vec(), eight.clone()],
+            vec![b"S".to_vec(), b"decided".to_vec(), eight],
+        ];
+        for reply in cases {
+            assert!(
+                Reply::decode(&frames(&reply)).is_err(),
+                "{reply:?} should be refused"
+            );
         }
     }
 }

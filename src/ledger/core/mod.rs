@@ -141,7 +141,7 @@ pub enum Tracked {
     /// Expected in the round of `slot`.
     Pending { slot: Slot },
     /// Not in the round of `slot`: a commit through slot `decided` left it
-    /// out (or it never reached a round).
+    /// out (or it never reached a round); `S` names `decided`.
     Lost { slot: Slot, decided: Slot },
 }
 

@@ -463,6 +463,15 @@ impl Store {
         self.block(number)?.map(|b| header_hash(&b)).transpose()
     }
 
+    /// The slot of the round that committed block `number`, from its
+    /// header; an error if the block is not stored.
+    pub fn block_slot(&self, number: BlockNumber) -> Result<Slot> {
+        let bytes = self
+            .block(number)?
+            .ok_or_else(|| store_error(format!("block {number} is not stored")))?;
+        Ok(header(&bytes)?.slot)
+    }
+
     /// The block holding transaction `id`.
     pub fn tx_block(&self, id: &TxId) -> Result<Option<BlockNumber>> {
         self.disk.tx_block(id)
@@ -533,10 +542,14 @@ fn block_writes(block: &Block) -> Vec<TableWrite> {
     writes
 }
 
-fn header_hash(bytes: &[u8]) -> Result<Hash> {
+fn header(bytes: &[u8]) -> Result<BlockHeader> {
     let header: &[u8; HEADER_LEN] = bytes
         .get(..HEADER_LEN)
         .and_then(|h| h.try_into().ok())
         .ok_or_else(|| store_error("a stored block is shorter than its header"))?;
-    Ok(BlockHeader::decode(header).hash())
+    Ok(BlockHeader::decode(header))
+}
+
+fn header_hash(bytes: &[u8]) -> Result<Hash> {
+    Ok(header(bytes)?.hash())
 }
