@@ -98,7 +98,7 @@ pub struct BenchArgs {
     /// Payments in the throughput round.
     #[arg(long, default_value_t = 50_000)]
     pub transactions: usize,
-    /// Payments in the round whose close -> RESULT latency is measured.
+    /// Payments in the round whose close -> commit latency is measured.
     #[arg(long, default_value_t = 10_000)]
     pub round_transactions: usize,
     /// Pipelined DEALER connections sending them.

@@ -369,7 +369,14 @@ impl Connector {
                 Err(e) => Answer::Refused(Refusal::Block(e).to_string()),
             },
             Reply::Error(message) => {
-                log::info!("server {from} refused a message: {message}");
+                // A vote or certificate that reached a server after its slot
+                // was decided there is a late copy, not a fault: every
+                // commit makes a few.
+                if message.contains("is already decided here") {
+                    log::debug!("server {from} refused a message: {message}");
+                } else {
+                    log::info!("server {from} refused a message: {message}");
+                }
                 Answer::Refused(message)
             }
             other => {

@@ -10,8 +10,8 @@
 //!    connected beforehand, from the alpha's window opening; timed from the
 //!    first send to the last reply;
 //! 3. in the next slot, a round of `round_transactions` (10,000) payments at
-//!    the next alpha: the latency from its close to its RESULT (the beta's
-//!    round event), and to the last server committing it;
+//!    the next alpha: the latency from its close to its commit at that
+//!    alpha (its round event), and to the last server committing it;
 //! 4. with `flood` > 0: a round like the latency round, at server 3, while
 //!    `flood` clients ask server 3 for `I` and `D` as fast as it answers
 //!    (reading every reply): its latency beside the unflooded round's;
@@ -57,7 +57,7 @@ pub struct BenchOptions {
     pub dir: Option<PathBuf>,
     /// Payments in the throughput round.
     pub transactions: usize,
-    /// Payments in the round whose close -> RESULT latency is measured.
+    /// Payments in the round whose close -> commit latency is measured.
     pub round_transactions: usize,
     /// Pipelined DEALER connections sending them.
     pub connections: usize,

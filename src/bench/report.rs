@@ -45,16 +45,16 @@ pub fn load(load: &Load, connections: usize) {
 /// The throughput round's result.
 pub fn throughput_round(decided: &Decided) {
     println!(
-        "  round {}: {}, close -> RESULT {} ms",
-        decided.slot, decided.outcome, decided.to_result
+        "  round {}: {}, close -> commit at its alpha {} ms",
+        decided.slot, decided.outcome, decided.to_alpha
     );
 }
 
 /// The latency round's result, at its beta and everywhere.
 pub fn latency_round(decided: &Decided, payments: usize) {
     println!(
-        "  round {} ({payments} payments): {}; close -> RESULT {} ms, close -> committed on all three {} ms",
-        decided.slot, decided.outcome, decided.to_result, decided.to_all
+        "  round {} ({payments} payments): {}; close -> commit at its alpha {} ms, on all three {} ms",
+        decided.slot, decided.outcome, decided.to_alpha, decided.to_all
     );
 }
 
@@ -99,13 +99,13 @@ pub fn summary(summary: &Summary) {
         throughput.accepted
     );
     println!(
-        "  round close -> RESULT              {:>10} ms  ({} payments)",
-        decided.to_result, round.accepted
+        "  round close -> commit              {:>10} ms  ({} payments, on all three {} ms)",
+        decided.to_alpha, round.accepted, decided.to_all
     );
     if let Some((load, decided, flood)) = flooded {
         println!(
             "  ... under a flood of {} I/D clients {:>7} ms  ({} payments; the figure above is the limit)",
-            flood.clients, decided.to_result, load.accepted
+            flood.clients, decided.to_alpha, load.accepted
         );
     }
     if let Some(ms) = catch_up.total {

@@ -1,7 +1,7 @@
 //! The `round` events the servers publish, collected by one SUB thread, and
 //! the latencies read from them: each event carries the publishing server's
 //! clock (`time_ms`), which is this machine's clock, so a round's close by
-//! the schedule and its RESULT at a server can be subtracted directly.
+//! the schedule and its commit at a server can be subtracted directly.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,8 +34,8 @@ pub struct Rounds {
 /// When a round was decided, in ms after its close by the schedule.
 pub struct Decided {
     pub slot: Slot,
-    /// At its beta, which publishes the RESULT.
-    pub to_result: u64,
+    /// At its alpha, which closed it.
+    pub to_alpha: u64,
     /// At the last of the three servers.
     pub to_all: u64,
     /// consensus, no-majority or out-of-sync, as the beta published it.
@@ -87,7 +87,7 @@ impl Rounds {
     pub fn decided(&self, net: &Network, slot: Slot) -> Result<Decided> {
         let schedule = net.client.schedule();
         net.wait_for(
-            "a round's result on all three servers",
+            "a round committed on all three servers",
             Duration::from_millis(3 * schedule.slot_ms),
             || self.seen_at(slot, &[1, 2, 3]),
         )?;
@@ -97,7 +97,7 @@ impl Rounds {
         let everywhere = seen.values().map(|(t, _)| *t).max().unwrap_or(0);
         Ok(Decided {
             slot,
-            to_result: at_beta.saturating_sub(close),
+            to_alpha: at_beta.saturating_sub(close),
             to_all: everywhere.saturating_sub(close),
             outcome,
         })

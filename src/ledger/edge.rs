@@ -233,7 +233,15 @@ impl Edge {
                     Ok((Some(response), actions)) => (response, actions),
                     Ok((None, actions)) => (Response::Reply(Reply::Ack(command)), actions),
                     Err(refusal) => {
-                        log::info!("{} from server {from} refused: {refusal}", command.name());
+                        let late = matches!(
+                            refusal,
+                            PeerRefusal::Consensus(consensus::Refusal::Decided { .. })
+                        );
+                        if late {
+                            log::debug!("{} from server {from} refused: {refusal}", command.name());
+                        } else {
+                            log::info!("{} from server {from} refused: {refusal}", command.name());
+                        }
                         (
                             Response::Reply(Reply::Error(refusal.to_string())),
                             Vec::new(),

@@ -29,7 +29,7 @@ use super::Payments;
 use crate::ledger::consensus::Ledger;
 
 /// The most round states kept above the committed one; the oldest go first.
-pub const MAX_KEPT: usize = 32;
+pub const MAX_KEPT: usize = 8;
 
 /// The state after one round.
 #[derive(Clone, Debug)]
