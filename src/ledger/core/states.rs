@@ -143,3 +143,94 @@ impl Ledger for States {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rota_peer::PublicKey;
+    use rota_peer::keys::Keypair;
+    use rota_peer::transaction::{Transaction, Verifier};
+
+    const SLOT: u64 = 1_000;
+
+    fn schedule() -> Schedule {
+        Schedule {
+            slot_ms: SLOT,
+            blackout_ms: 300,
+            tolerance_ms: 100,
+            servers: 3,
+        }
+    }
+
+    fn states() -> (States, Hash) {
+        let payer = Keypair::from_seed(&[1; 32]);
+        let mut genesis = Balances::from_accounts(&[(payer.public(), 100)]).unwrap();
+        let hash = genesis.hash();
+        (
+            States::new(schedule(), Hash::default(), Arc::new(genesis)),
+            hash,
+        )
+    }
+
+    fn pay(amount: u32, slot: Slot) -> VerifiedTx {
+        let payer = Keypair::from_seed(&[1; 32]);
+        let tx = Transaction::sign("test", &payer, PublicKey([9; 32]), amount, slot * SLOT + 5);
+        Verifier::new("test").verify(tx).unwrap()
+    }
+
+    fn base(digest: Hash, slot: Slot, balance: Hash) -> Base {
+        Base {
+            digest,
+            slot,
+            balance,
+        }
+    }
+
+    #[test]
+    fn a_round_applies_on_its_base_and_on_nothing_unknown() {
+        let (mut states, genesis) = states();
+        let payments: Payments = vec![pay(30, 5), pay(80, 5)].into();
+        let (hash, kept) = states
+            .apply(&base(Hash::default(), 0, genesis), 5, &payments)
+            .unwrap();
+        // The second payment no longer pays after the first: skipped.
+        assert_eq!(kept.valid.len(), 1);
+        assert_ne!(hash, genesis);
+        states.keep(Hash([1; 32]), kept);
+        let next: Payments = vec![pay(60, 6)].into();
+        let (_, on_it) = states
+            .apply(&base(Hash([1; 32]), 5, hash), 6, &next)
+            .unwrap();
+        assert_eq!(on_it.valid.len(), 1, "70 left after the first round");
+        assert!(
+            states
+                .apply(&base(Hash([2; 32]), 5, hash), 6, &next)
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn kept_states_are_bounded_and_a_commit_drops_those_it_passes() {
+        let (mut states, genesis) = states();
+        let empty: Payments = Vec::new().into();
+        for slot in 1..=(MAX_KEPT as u64 + 3) {
+            let (_, kept) = states
+                .apply(&base(Hash::default(), 0, genesis), slot, &empty)
+                .unwrap();
+            states.keep(Hash([slot as u8; 32]), kept);
+        }
+        assert_eq!(states.kept_count(), MAX_KEPT);
+        assert!(
+            states.get(&Hash([1; 32])).is_none(),
+            "the oldest went first"
+        );
+        let newest = MAX_KEPT as u64 + 3;
+        let committed = states.balances(&Hash([5; 32])).unwrap().clone();
+        states.set_committed(Hash([5; 32]), 5, committed);
+        assert_eq!(states.kept_count(), (newest - 5) as usize);
+        assert!(
+            states.balances(&Hash([5; 32])).is_some(),
+            "the committed state"
+        );
+    }
+}
