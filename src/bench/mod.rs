@@ -19,7 +19,10 @@
 //!    stopped, a round changes the database, its data directory is deleted,
 //!    and it is started again; the time from its connector starting to in
 //!    sync, the part of it from fetch-snapshot on, and from its process
-//!    start to in sync, all read from its `I` answers.
+//!    start to in sync, all read from its `I` answers;
+//! 6. a round without the fast path: server 3 is stopped, so no round
+//!    gathers all three prevotes and the others precommit at P(s); a round
+//!    of `round_transactions` at server 1, close -> commit.
 //!
 //! The servers and the load generator share this machine's cores.
 //!
@@ -147,6 +150,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         options.payers,
     )?;
     report::catch_up(&catch_up);
+    let slow = slow_path(&mut net, &rounds, options)?;
 
     report::summary(&report::Summary {
         raw,
@@ -155,8 +159,37 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         decided: &decided,
         flooded: flooded.as_ref(),
         catch_up: &catch_up,
+        slow: &slow,
     });
     Ok(())
+}
+
+/// Round latency without the fast path: server 3 is stopped, so no round
+/// gathers prevotes from all three, and the two others precommit at P(s),
+/// half a slot after the close (docs/CONSENSUS.md). A round like the
+/// latency round, at server 1.
+fn slow_path(
+    net: &mut Network,
+    rounds: &Rounds,
+    options: &BenchOptions,
+) -> Result<(Load, rounds::Decided)> {
+    println!(
+        "without the fast path: server 3 stopped, {} payments to server 1 in its next slot...",
+        options.round_transactions
+    );
+    net.stop(3)?;
+    let load = load_round(
+        &net.client,
+        ServerId(1),
+        unix_now_ms() + 1_000,
+        options.round_transactions,
+        options.connections,
+        options.payers,
+    )?;
+    report::load(&load, options.connections);
+    let decided = rounds.decided_by(net, load.slot, &[1, 2])?;
+    report::latency_round(&decided, load.accepted);
+    Ok((load, decided))
 }
 
 /// Throughput: a large round at server 1, so that once-a-round costs do not

@@ -18,6 +18,8 @@ pub struct Summary<'a> {
     /// The round under a client flood, when one was asked for.
     pub flooded: Option<&'a (Load, Decided, Flooded)>,
     pub catch_up: &'a CatchUp,
+    /// A round with server 3 stopped: no fast path.
+    pub slow: &'a (Load, Decided),
 }
 
 pub fn verify_rate(raw: f64) {
@@ -88,6 +90,7 @@ pub fn summary(summary: &Summary) {
         decided,
         flooded,
         catch_up,
+        slow,
     } = summary;
     let rate = throughput.rate();
     println!();
@@ -101,6 +104,10 @@ pub fn summary(summary: &Summary) {
     println!(
         "  round close -> commit              {:>10} ms  ({} payments, on all three {} ms)",
         decided.to_alpha, round.accepted, decided.to_all
+    );
+    println!(
+        "  ... without the fast path          {:>10} ms  ({} payments, server 3 down; P(s) is half a slot after the close)",
+        slow.1.to_alpha, slow.0.accepted
     );
     if let Some((load, decided, flood)) = flooded {
         println!(

@@ -36,7 +36,7 @@ pub struct Decided {
     pub slot: Slot,
     /// At its alpha, which closed it.
     pub to_alpha: u64,
-    /// At the last of the three servers.
+    /// At the last of the servers up.
     pub to_all: u64,
     /// consensus, no-majority or out-of-sync, as the beta published it.
     pub outcome: String,
@@ -85,11 +85,17 @@ impl Rounds {
     /// Waits (up to three slots) for round `slot` on all three servers and
     /// reads when it was decided.
     pub fn decided(&self, net: &Network, slot: Slot) -> Result<Decided> {
+        self.decided_by(net, slot, &[1, 2, 3])
+    }
+
+    /// Waits (up to three slots) for round `slot` on `servers` and reads when
+    /// it was decided.
+    pub fn decided_by(&self, net: &Network, slot: Slot, servers: &[u32]) -> Result<Decided> {
         let schedule = net.client.schedule();
         net.wait_for(
-            "a round committed on all three servers",
+            "a round committed on the servers up",
             Duration::from_millis(3 * schedule.slot_ms),
-            || self.seen_at(slot, &[1, 2, 3]),
+            || self.seen_at(slot, servers),
         )?;
         let seen = self.of(slot);
         let close = schedule.close(slot);
