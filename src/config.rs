@@ -309,6 +309,11 @@ impl Config {
                 ),
             ));
         }
+        // The votes' deadlines are quarter slots apart; each gap must hold a
+        // message's travel plus the clock bound (docs/CONSENSUS.md).
+        crate::ledger::consensus::Timing::new(self.schedule())
+            .check()
+            .map_err(|why| bad("schedule.slot_ms", why))?;
         Ok(())
     }
 

@@ -174,6 +174,8 @@ slot_ms = {}
 # less than slot_ms.
 blackout_ms = {}
 # How far a payment's timestamp may be from the alpha's clock, either way.
+# Less than slot_ms / 4: the votes' deadlines are a quarter slot apart and
+# each must hold a message's travel plus this clock bound (docs/CONSENSUS.md).
 tolerance_ms = {}
 
 # The servers of the chain, in order: a server's identifier is its position

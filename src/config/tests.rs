@@ -88,6 +88,22 @@ fn a_duplicate_server_is_refused() {
 }
 
 #[test]
+fn a_quarter_slot_must_exceed_the_clock_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    // Valid for the windows (700 > 2 x 300, 700 < 1000), but a quarter slot
+    // (250 ms) leaves no time for a vote once clocks may differ by 300 ms.
+    let text = sample(dir.path())
+        .replace("slot_ms = 2000", "slot_ms = 1000")
+        .replace("blackout_ms = 600", "blackout_ms = 700")
+        .replace("tolerance_ms = 200", "tolerance_ms = 300");
+    let err = error(&text, dir.path());
+    assert!(
+        err.contains("schedule.slot_ms") && err.contains("no delay bound"),
+        "{err}"
+    );
+}
+
+#[test]
 fn blackout_must_exceed_twice_the_tolerance() {
     let dir = tempfile::tempdir().unwrap();
     let text = sample(dir.path()).replace("blackout_ms = 600", "blackout_ms = 400");
