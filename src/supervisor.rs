@@ -88,6 +88,18 @@ impl Server {
     /// Runs `exe run --conf CONF` with `RUST_LOG=filter`, appending its
     /// stdout and stderr to `log`.
     pub fn spawn(exe: &Path, conf: &Path, log: &Path, filter: &str) -> Result<Server> {
+        Server::spawn_with(exe, conf, log, filter, &[])
+    }
+
+    /// [`Server::spawn`] with more environment variables (the crash tests'
+    /// `ROTA_CRASH_AT`, say).
+    pub fn spawn_with(
+        exe: &Path,
+        conf: &Path,
+        log: &Path,
+        filter: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
         let out = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -98,6 +110,7 @@ impl Server {
             .args(["run", "--conf"])
             .arg(conf)
             .env("RUST_LOG", filter)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -222,11 +235,17 @@ impl Supervisor {
     /// Panics if server `i` is running: starting it twice is a bug in the
     /// caller, and two processes on the same ports would hide it.
     pub fn start(&mut self, i: usize) -> Result<u32> {
+        self.start_with(i, &[])
+    }
+
+    /// [`Supervisor::start`] with more environment variables for this run
+    /// of server `i` only.
+    pub fn start_with(&mut self, i: usize, env: &[(&str, &str)]) -> Result<u32> {
         assert!(
             self.servers[i - 1].is_none(),
             "server {i} is already running"
         );
-        let server = Server::spawn(&self.exe, self.conf(i), &self.log(i), &self.filter)?;
+        let server = Server::spawn_with(&self.exe, self.conf(i), &self.log(i), &self.filter, env)?;
         let pid = server.pid();
         self.servers[i - 1] = Some(server);
         Ok(pid)

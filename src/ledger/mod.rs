@@ -15,9 +15,12 @@
 //! A client's `D` and `B` are answered here rather than by the edge: their
 //! bodies are sent without a copy and within the large-reply limits
 //! ([`large`]), which concern the sockets, not what the ledger decides.
+//! So is the crash tests' aid, `ROTA_CRASH_AT` ([`crash`]), which aborts
+//! this thread at a named point of carrying out the core's actions.
 
 pub mod consensus;
 pub mod core;
+pub mod crash;
 pub mod edge;
 pub mod inbox;
 pub mod large;
@@ -32,12 +35,13 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use rota_connector::{ConnectorEvent, ConnectorInput};
 use rota_listener::{Budgets, Family, Inbound, Incoming, Lane, Outgoing, Stats, Waker};
-use rota_peer::Millis;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::wire::{Envelope, Reply, Request, Status};
+use rota_peer::{Millis, ServerId};
 
 use self::core::{Action, Core};
+use self::crash::{CrashAt, Point};
 use self::edge::{Edge, Response};
 pub use self::edge::{Exit, build_block};
 pub use self::inbox::Inputs;
@@ -83,6 +87,10 @@ pub struct LedgerThread {
     /// peer that asks and never reads must not make this one hold a copy
     /// per request.
     peer_large: LargeReplies,
+    /// The crash `ROTA_CRASH_AT` arms, and the server a `result-to-one`
+    /// relay goes to (the first other server of the conf).
+    crash: Option<CrashAt>,
+    crash_one: ServerId,
 }
 
 impl LedgerThread {
@@ -95,6 +103,15 @@ impl LedgerThread {
         stats: Arc<Stats>,
         peering_stats: Arc<Stats>,
     ) -> crate::Result<Self> {
+        let crash = CrashAt::from_env()?;
+        if let Some(crash) = &crash {
+            log::warn!("{crash}: this server will abort there (a testing aid)");
+        }
+        let crash_one = core
+            .servers
+            .ids()
+            .find(|id| *id != core.me)
+            .unwrap_or(core.me);
         let edge = Edge::new(
             core,
             store,
@@ -113,6 +130,8 @@ impl LedgerThread {
             peering_answered: false,
             large: LargeReplies::new(&crate::config::Limits::default(), unix_now_ms()),
             peer_large: LargeReplies::new(&peering_large_limits(), unix_now_ms()),
+            crash,
+            crash_one,
         })
     }
 
@@ -276,11 +295,44 @@ impl LedgerThread {
     }
 
     /// Carries out the core's actions (see [`Edge::perform`]); returns an
-    /// exit when one is asked for.
-    fn perform(&mut self, actions: Vec<Action>) -> Option<Exit> {
+    /// exit when one is asked for. An armed crash ([`crash`]) cuts them at
+    /// its point and aborts once what comes before it is carried out.
+    fn perform(&mut self, mut actions: Vec<Action>) -> Option<Exit> {
+        let crash = self
+            .crash
+            .as_mut()
+            .is_some_and(|crash| crash.cut(&mut actions, self.crash_one));
         let exit = self.edge.perform(actions, unix_now_ms());
         self.flush();
+        if crash {
+            self.abort();
+        }
         exit
+    }
+
+    /// Ends the process as `kill -9` would, at the armed crash's point. A
+    /// `result-to-one` relay must have left first: the connector takes it
+    /// from its queue and hands it to libzmq at once, whose I/O thread
+    /// writes it out within microseconds; the pause gives that thread room
+    /// on a loaded machine (a crash at a point is a testing aid, never a
+    /// production path).
+    fn abort(&self) -> ! {
+        if let Some(crash) = &self.crash {
+            if crash.point == Point::ResultToOne {
+                let to_connector = &self.channels.to_connector;
+                let taken = crate::supervisor::wait_until(
+                    Duration::from_secs(2),
+                    Duration::from_millis(1),
+                    || to_connector.is_empty(),
+                );
+                if !taken {
+                    log::warn!("the connector did not take the relay within 2 s");
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            log::error!("{crash}: aborting at {}", crash.point.name());
+        }
+        std::process::abort()
     }
 }
 
