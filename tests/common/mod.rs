@@ -15,7 +15,7 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,8 +24,8 @@ use rota::config::{Config, Role};
 use rota::info::Info;
 use rota::supervisor::{self, Exit, Stopped, Supervisor};
 use rota_peer::keys::{Keypair, load_seed_file};
-use rota_peer::wire::{Reply, Request};
-use rota_peer::{PublicKey, ServerId};
+use rota_peer::wire::{Reply, Request, TxStatus};
+use rota_peer::{Hash, PublicKey, ServerId};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -138,6 +138,12 @@ impl Net {
     /// returns its process id.
     pub fn start(&mut self, i: usize) -> u32 {
         self.servers.start(i).expect("start rota run")
+    }
+
+    /// Starts server `i` with more environment variables for this run
+    /// only (`ROTA_CRASH_AT`, say); returns its process id.
+    pub fn start_with_env(&mut self, i: usize, env: &[(&str, &str)]) -> u32 {
+        self.servers.start_with(i, env).expect("start rota run")
     }
 
     /// Whether server `i`'s process is still running.
@@ -348,5 +354,126 @@ impl Net {
     /// The whole log of server `i`.
     pub fn log(&self, i: usize) -> String {
         fs::read_to_string(self.node_dir(i).join("node.log")).unwrap_or_default()
+    }
+
+    /// The sum of the genesis balances: the supply no round may change.
+    pub fn genesis_supply(&self) -> u64 {
+        let genesis =
+            rota::genesis::Genesis::load(&self.path().join("genesis.json"), &self.client.chain)
+                .expect("genesis");
+        genesis.balances().expect("genesis balances").supply()
+    }
+
+    /// Sends one request to server `i`'s peering socket and returns the
+    /// reply as it came, an `E` as [`Reply::Error`] with its exact text;
+    /// `None` when no reply comes within 2 s.
+    pub fn peer_reply(&self, i: usize, request: &Request) -> Option<Reply> {
+        self.peer_frames(i, &request.encode(&self.client.chain))
+    }
+
+    /// Sends raw request frames to server `i`'s peering socket and decodes
+    /// the reply, as [`Net::peer_reply`].
+    pub fn peer_frames(&self, i: usize, frames: &[Vec<u8>]) -> Option<Reply> {
+        let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let reply = self.raw(self.peering_address(i), &frames)?;
+        let parts: Vec<&[u8]> = reply.iter().map(Vec::as_slice).collect();
+        Some(Reply::decode(&parts).expect("a reply rota reads"))
+    }
+
+    /// Waits until the listed servers hold the same balance hash and height.
+    pub fn wait_agree(&self, servers: &[usize], within: Duration) {
+        self.wait_for(&format!("servers {servers:?} to agree"), within, || {
+            let states: Vec<_> = servers
+                .iter()
+                .map(|i| (self.balance_hash(*i), self.height(*i)))
+                .collect();
+            states[0].0.is_some() && states.iter().all(|s| *s == states[0])
+        });
+    }
+
+    /// The hash of block `n` on server `i`.
+    pub fn block_hash(&self, i: usize, n: u64) -> Hash {
+        match self.request(i, &Request::BlockHash(n)) {
+            Ok(Reply::BlockHash(hash)) => hash,
+            other => panic!("H {n} on server {i}: {other:?}"),
+        }
+    }
+
+    /// Checks that the listed servers, agreeing on their height, hold the
+    /// same blocks, each block by its hash; returns the height.
+    pub fn assert_same_blocks(&self, servers: &[usize]) -> u64 {
+        let height = self.height(servers[0]).expect("an I reply");
+        for n in 1..=height {
+            let first = self.block_hash(servers[0], n);
+            for i in &servers[1..] {
+                assert_eq!(self.block_hash(*i, n), first, "block {n} on server {i}");
+            }
+        }
+        height
+    }
+
+    /// `S` of payment `id` on server `i`.
+    pub fn tx_status(&self, i: usize, id: &Hash) -> TxStatus {
+        match self.request(i, &Request::Status(*id)) {
+            Ok(Reply::Status(status)) => status,
+            other => panic!("S {id} on server {i}: {other:?}"),
+        }
+    }
+
+    /// Starts `rota pay --to to --amount amount --wait --json` paid by the
+    /// funded client `payer` (1 to 3), without waiting for it: for a
+    /// payment in flight while something else happens.
+    pub fn pay_in_background(&self, payer: usize, to: &PublicKey, amount: u32) -> Paying {
+        let seed = self.path().join(format!("clients/client-{payer}.seed"));
+        let child = Command::new(rota_bin())
+            .args([
+                "pay",
+                "--to",
+                &to.to_string(),
+                "--amount",
+                &amount.to_string(),
+            ])
+            .args(["--wait", "--json", "--conf"])
+            .arg(self.client_conf())
+            .arg("--seed-file")
+            .arg(seed)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run rota pay");
+        Paying { child: Some(child) }
+    }
+}
+
+/// A `rota pay` running in the background; killed if dropped unfinished.
+pub struct Paying {
+    child: Option<Child>,
+}
+
+impl Paying {
+    /// Waits up to `within` for the payment to end; returns what it printed
+    /// (its JSON) when it ended, or `None` if it had not and was killed or
+    /// printed nothing to read.
+    pub fn finish(mut self, within: Duration) -> Option<serde_json::Value> {
+        let mut child = self.child.take()?;
+        let ended = supervisor::wait_until(within, POLL, || {
+            matches!(child.try_wait(), Ok(Some(_)) | Err(_))
+        });
+        if !ended {
+            let _ = child.kill();
+        }
+        let out = child.wait_with_output().ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    }
+}
+
+impl Drop for Paying {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
