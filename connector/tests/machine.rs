@@ -457,6 +457,39 @@ fn hash_compare_with_the_same_hash_but_more_blocks_fetches_blocks_only() {
 }
 
 #[test]
+fn hash_compare_with_the_same_hash_and_height_at_a_later_slot_fetches_the_database() {
+    // Rounds without payments leave the hash and the height as they were:
+    // only the slot says this server missed them, and their rounds may be
+    // held by no one any more (every server restarted). The database comes
+    // with the commit certificate of the later slot.
+    let own = status(3, 1, 2);
+    let target = status(6, 1, 2);
+    let (mut rig, out) = fetching(own, target);
+    let source = database_requests(&out)[0];
+    assert!([2, 3].contains(&source), "{out:?}");
+    let out = rig.answer(source, database(target.balance_hash, target), 530);
+    assert!(
+        out.iter()
+            .any(|o| matches!(o, Output::Install { slot: 6, .. })),
+        "{out:?}"
+    );
+    // Installed: this server holds the slot too, and compares again.
+    let out = rig.own(target, 540);
+    assert_eq!(states(&out), [State::HashCompare]);
+}
+
+#[test]
+fn sampling_goes_to_hash_compare_when_a_majority_is_at_a_later_slot_with_the_same_state() {
+    let own = status(4, 1, 1);
+    let later = status(6, 1, 1);
+    let mut rig = sampling(3, own);
+    round(&mut rig, FIRST_ROUND, &[2, 3], later);
+    round(&mut rig, FIRST_ROUND + HEARTBEAT, &[2, 3], later);
+    let out = rig.tick(FIRST_ROUND + 2 * HEARTBEAT);
+    assert_eq!(states(&out), [State::HashCompare]);
+}
+
+#[test]
 fn hash_compare_without_a_majority_asks_again_after_a_heartbeat() {
     let own = status(3, 1, 2);
     let mut rig = hash_compare(3, own, 500);

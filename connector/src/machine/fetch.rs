@@ -2,8 +2,9 @@
 //!
 //! It owns the [`Target`] (that state, and the server to fetch it from) and
 //! the [`Fetching`] step under way, both carried in `Phase::FetchSnapshot`.
-//! The steps: the packed database (skipped when the balance hash already
-//! matches), then the ledger installing it, then the missing blocks,
+//! The steps: the packed database (skipped when this server holds the
+//! balance hash at the target's slot already), then the ledger installing
+//! it, then the missing blocks,
 //! [`BLOCK_WINDOW`] at a time. Every request has a deadline; a fetch that
 //! times out, or a source that has moved on, sends the machine back to
 //! hash-compare, and so does reaching the target.
@@ -36,10 +37,12 @@ const BLOCK_WINDOW: u64 = 16;
 
 impl Machine {
     /// Enters fetch-snapshot towards `target`: ask for the database, or,
-    /// when this server already holds its balance hash, go on to blocks.
+    /// when this server already holds its balance hash at its slot, go on
+    /// to blocks. The same hash at a later slot is fetched all the same:
+    /// its commit certificate moves this server's committed round there.
     pub(super) fn enter_fetch(&mut self, target: Target, now: Millis, out: &mut Vec<Output>) {
         self.report(State::FetchSnapshot, out);
-        if target.status.balance_hash == self.own.balance_hash {
+        if self.holds(&target) {
             let fetching = Fetching::Installing;
             self.phase = Phase::FetchSnapshot { target, fetching };
             self.continue_fetch(target, fetching, now, out);
@@ -70,7 +73,7 @@ impl Machine {
             Fetching::Installing => self.own.height,
             Fetching::Blocks { through } => through,
         };
-        if self.own.balance_hash != target.status.balance_hash {
+        if !self.holds(&target) {
             return;
         }
         if self.own.height >= target.status.height {
@@ -81,6 +84,12 @@ impl Machine {
         if self.own.height >= through {
             self.request_blocks(target, self.own.height + 1, now, out);
         }
+    }
+
+    /// Whether this server holds the target's database: its hash, at its
+    /// committed slot or later.
+    fn holds(&self, target: &Target) -> bool {
+        self.own.balance_hash == target.status.balance_hash && self.own.slot >= target.status.slot
     }
 
     /// Asks the target's source for one window of blocks from `from` on.

@@ -19,10 +19,12 @@
 //!   majority together with this one (at once when N = 1).
 //! - **hash-compare** `{ asked_at }`: ask every server for its committed
 //!   state (slot, balance hash, height); only answers that came at or after
-//!   `asked_at` count. If a majority holds this server's balance hash and no
-//!   more blocks, go to sampling; if a majority holds another hash, or more
-//!   blocks, go to fetch-snapshot with that majority's state as the target;
-//!   without a majority, ask again.
+//!   `asked_at` count. If a majority holds this server's balance hash, no
+//!   more blocks and no later committed slot, go to sampling; if a majority
+//!   holds another hash, more blocks, or the same state at a later slot
+//!   (rounds without payments this server missed), go to fetch-snapshot
+//!   with that majority's state as the target; without a majority, ask
+//!   again.
 //! - **fetch-snapshot** `{ target, fetching }`: the `target` is the state a
 //!   majority holds and a server of that majority to fetch from; `fetching`
 //!   says which step is under way. Fetch the packed database (unless the hash
@@ -436,7 +438,7 @@ impl Machine {
             }
             let best = holders
                 .iter()
-                .max_by_key(|(id, s)| (s.height, std::cmp::Reverse(*id)))
+                .max_by_key(|(id, s)| (s.height, s.slot, std::cmp::Reverse(*id)))
                 .copied();
             return match best {
                 Some((source, status)) => Some(Target { status, source }),
@@ -479,9 +481,15 @@ impl Machine {
         }
     }
 
+    /// Whether this server holds the target's state: its hash, and as many
+    /// blocks and as late a committed slot. The slot matters on its own:
+    /// rounds without payments change neither hash nor height, and a
+    /// server that missed them cannot commit the rounds built on them
+    /// until it installs the state under their commit certificate.
     fn matches(&self, target: &Target) -> bool {
         target.status.balance_hash == self.own.balance_hash
             && self.own.height >= target.status.height
+            && self.own.slot >= target.status.slot
     }
 
     fn on_answer(&mut self, from: ServerId, answer: Answer, now: Millis, out: &mut Vec<Output>) {
