@@ -174,6 +174,11 @@ impl SimServer {
         let mut work = VecDeque::new();
         if let Life::Up(node) = &mut self.life {
             node.edge.send_own();
+            // Its own votes and lock, sent again as the node does at start.
+            let resend = node.edge.resend();
+            if let Some(exit) = node.edge.perform(resend, local) {
+                return Ok(self.end(exit, Vec::new(), local, setup));
+            }
         }
         work.push_back(Work::ToMachine(Input::Tick));
         Ok(self.run(work, Vec::new(), local, setup))

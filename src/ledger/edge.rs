@@ -156,6 +156,11 @@ impl Edge {
         self.core.next_deadline(now)
     }
 
+    /// What a server sends again when it starts: its own votes and lock.
+    pub fn resend(&mut self) -> Vec<Action> {
+        self.core.resend()
+    }
+
     /// Advances the core's time.
     pub fn tick(&mut self, now: Millis) -> Vec<Action> {
         self.core.tick(now)

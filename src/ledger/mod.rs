@@ -154,6 +154,10 @@ impl LedgerThread {
     /// messages to the connector, waking each. Returns why it stopped.
     pub fn run(mut self) -> Exit {
         self.send_own();
+        let resend = self.edge.resend();
+        if let Some(exit) = self.perform(resend) {
+            return self.exit(exit);
+        }
         loop {
             let now = unix_now_ms();
             let deadline = self.edge.next_deadline(now);

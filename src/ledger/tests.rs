@@ -601,6 +601,32 @@ fn a_round_skips_invalid_payments_the_same_way_everywhere() {
 }
 
 #[test]
+fn a_restarted_server_sends_its_own_votes_again() {
+    let mut core = core(2, 3, &genesis());
+    let header = header(1, &genesis(), &[], committed(&genesis()).hash);
+    let message = Consensus::Round {
+        header,
+        payments: Vec::new(),
+    };
+    let actions = core.on_consensus(ServerId(1), message, T0 + 710).unwrap();
+    assert_eq!(prevotes(&actions), 1);
+    let records: Vec<_> = actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Persist(Persist::Consensus(record)) => Some(record),
+            _ => None,
+        })
+        .collect();
+    // Killed before anything else: it restarts from its records.
+    let mut restarted = Core::new(config(2, 3), committed(&genesis()), None, records).unwrap();
+    assert_eq!(
+        prevotes(&restarted.resend()),
+        1,
+        "the same prevote, sent again"
+    );
+}
+
+#[test]
 fn a_round_whose_header_claims_another_result_gets_no_prevote() {
     let round = vec![payment(1, key(9), 10, T0 + 5)];
     let minted = Hash([0xee; 32]);

@@ -343,6 +343,15 @@ impl Core {
         self.certified.as_ref()
     }
 
+    /// What to send again after a restart: this server's own votes above
+    /// the committed slot, and its lock, the same signed bytes as before
+    /// (ed25519 signatures are deterministic), so that a round it voted in
+    /// before the crash can still gather its votes.
+    pub fn resend(&mut self) -> Vec<Action> {
+        let outputs = self.machine.resend();
+        self.carry_out(outputs)
+    }
+
     /// A committed round still kept to answer `want`s, by slot.
     pub fn recent_round(&self, slot: Slot) -> Option<(Verified<SignedHeader>, Payments)> {
         self.recent
