@@ -340,3 +340,22 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     assert!(text.contains(&hex::encode(&envelope.payload[..32])));
     assert_eq!(servers().verify(CHAIN, &envelope).unwrap(), ServerId(1));
 }
+
+/// The text between the stop rule's markers in a document.
+fn stop_rule(text: &str) -> &str {
+    let start = text
+        .find("<!-- stop rule")
+        .expect("the stop rule's opening marker");
+    let end = text[start..]
+        .find("<!-- /stop rule -->")
+        .expect("the stop rule's closing marker");
+    &text[start..start + end]
+}
+
+#[test]
+fn the_stop_rule_reads_the_same_in_protocol_and_operations() {
+    let protocol = stop_rule(include_str!("../docs/PROTOCOL.md"));
+    let operations = stop_rule(include_str!("../docs/OPERATIONS.md"));
+    assert_eq!(protocol, operations);
+    assert!(protocol.contains("`peering.missed_heartbeats`"));
+}
