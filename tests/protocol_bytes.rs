@@ -125,7 +125,10 @@ impl Round {
             }
             if let Action::Send { to, slot, message } = action {
                 let targets: Vec<ServerId> = match to {
-                    Target::All => (1..=N as u32).map(ServerId).filter(|j| *j != from).collect(),
+                    Target::All => (1..=N as u32)
+                        .map(ServerId)
+                        .filter(|j| *j != from)
+                        .collect(),
                     Target::Only(ids) => ids,
                 };
                 for to in targets {
@@ -252,7 +255,9 @@ fn the_documented_round_is_the_bytes_three_servers_send() {
     assert_eq!(hex::encode(&sent), hex::encode(block("round")));
     let signed = signed_header_of(&sent).to_vec();
     let header = SignedHeader::decode(&signed, N).unwrap();
-    let header = header.verify(CHAIN, &list).expect("the alpha's signature checks");
+    let header = header
+        .verify(CHAIN, &list)
+        .expect("the alpha's signature checks");
     assert_eq!(header.header.slot, SLOT);
     assert!(header.header.base.is_anchor());
     let digest = header.digest();
@@ -266,8 +271,13 @@ fn the_documented_round_is_the_bytes_three_servers_send() {
     assert_eq!(prevote[..VOTE_LEN], block("prevote-vote"));
     assert_eq!(prevote[VOTE_LEN..], signed);
     let prevote = Prevote::decode(&prevote, N).unwrap();
-    prevote.verify(CHAIN, &list).expect("server 1's prevote checks");
-    assert_eq!((prevote.vote.kind, prevote.vote.signer), (Kind::Prevote, ServerId(1)));
+    prevote
+        .verify(CHAIN, &list)
+        .expect("server 1's prevote checks");
+    assert_eq!(
+        (prevote.vote.kind, prevote.vote.signer),
+        (Kind::Prevote, ServerId(1))
+    );
 
     // PRECOMMIT: its vote, the header, the prevote certificate.
     let precommit = round.payload(PeerCommand::Precommit, 1, SLOT);
@@ -276,7 +286,9 @@ fn the_documented_round_is_the_bytes_three_servers_send() {
     assert_eq!(precommit[VOTE_LEN..certificate_at], signed);
     assert_eq!(precommit[certificate_at..], block("prevote-certificate"));
     let precommit = Precommit::decode(&precommit, N).unwrap();
-    precommit.verify(CHAIN, &list).expect("server 1's precommit checks");
+    precommit
+        .verify(CHAIN, &list)
+        .expect("server 1's precommit checks");
 
     // The commit certificate server 1 relays, with its header.
     let certified = round.payload(PeerCommand::Certified, 1, SLOT);
