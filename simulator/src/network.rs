@@ -2,11 +2,12 @@
 //! when (and whether) it arrives.
 //!
 //! Two servers talk over two connections, as the node does: each server's
-//! connector sends its requests (its ledger's ROUND, VOTE, RESULT, push and
-//! forward, and its connector's register, heart, `D` and `B`) to the
-//! other's listener, and the answers come back on the same connection. A
-//! link is one direction of one connection; like TCP, it delivers in order
-//! unless a message is chosen to overtake ([`Profile::reorder_rate`]).
+//! connector sends its requests (its ledger's round, prevote, precommit,
+//! certified, evidence, want and forward, and its connector's register,
+//! heart, `D` and `B`) to the other's listener, and the answers come back
+//! on the same connection. A link is one direction of one connection; like
+//! TCP, it delivers in order unless a message is chosen to overtake
+//! ([`Profile::reorder_rate`]).
 //!
 //! A message's sender is the server (or client) that sent it, set by the
 //! network and never by the message: envelopes are not signed here, for
@@ -17,6 +18,12 @@
 //! may be late, lost (only between servers), duplicated, or cut by a
 //! partition (checked when it is sent and when it arrives). A message to a
 //! server that is down when it arrives is lost, as its connection is.
+//!
+//! The network remembers when each pair of servers last lost a message a
+//! connector counts liveness by, or held any late ([`Network::impaired`]),
+//! for the stop rule's judge. In a run within the timing bound
+//! ([`Network::shield`]) messages between honest servers are never lost or
+//! late.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -122,7 +129,8 @@ pub struct Network {
     /// The last arrival time on each link (sender, receiver, is an answer).
     last: BTreeMap<(Endpoint, Endpoint, bool), Millis>,
     /// The last moment each pair of servers (lower id first) lost a
-    /// message, or had one held late (until it arrived).
+    /// status request, a fetch or an answer, or had any message held late
+    /// (until it arrived: its link stays in order behind it).
     impaired: BTreeMap<(ServerId, ServerId), Millis>,
     /// The dishonest server, in a run that keeps the honest servers within
     /// the timing bound: messages between the others are never lost or
@@ -195,8 +203,8 @@ impl Network {
         }
     }
 
-    /// The last moment a message between `a` and `b`, either way, was lost
-    /// or held late, if ever.
+    /// The last moment a message between `a` and `b`, either way, that a
+    /// connector counts liveness by was lost, or any was held late, if ever.
     pub fn impaired(&self, a: ServerId, b: ServerId) -> Option<Millis> {
         self.impaired.get(&(a.min(b), a.max(b))).copied()
     }
@@ -221,7 +229,12 @@ impl Network {
                 packet.from == Endpoint::Server(liar) || packet.to == Endpoint::Server(liar)
             });
         if lossy && p.may_drop(packet.kind()) && rng.chance(p.drop_rate) {
-            self.impair(packet, now);
+            // A connector counts a peer alive by the answers to its
+            // requests: losing one of those, or an answer, is what can make
+            // a live peer look dead. A lost vote or round cannot.
+            if matches!(packet.kind(), "register" | "heart" | "query" | "reply") {
+                self.impair(packet, now);
+            }
             return Fate::Lost(Lost::Dropped);
         }
         let mut at = now + rng.range(p.delay_min_ms, p.delay_max_ms);

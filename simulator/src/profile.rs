@@ -8,10 +8,11 @@
 //! from the quiet profile ([`Profile::quiet`], no faults at all) and turn
 //! faults on:
 //!
-//! - `ci`: what today's protocol survives; `cargo test` runs it;
 //! - `full`: every fault at once, the dishonest server included, for the
-//!   long search (today's protocol fails it within a few seeds);
-//! - each known fault's profile (`known.rs`): quiet, plus the one fault.
+//!   long search;
+//! - `ci`: the same on one to five servers; `cargo test` runs a window of it;
+//! - each regression seed's and open fault's profile (`known.rs`): quiet,
+//!   plus the fault (or issue 8's `ci` profile plus its flags).
 //!
 //! Rates are probabilities per opportunity (per message, per server and
 //! slot, per slot); bounds are in simulated milliseconds.
