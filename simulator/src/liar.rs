@@ -180,7 +180,14 @@ impl Liar {
             let slot = match &cast.message {
                 PeerMessage::Prevote(p) => p.vote.slot,
                 PeerMessage::Precommit(p) => p.vote.slot,
-                _ => continue,
+                // The voter casts votes only.
+                PeerMessage::Round { .. }
+                | PeerMessage::Certified(_)
+                | PeerMessage::Evidence(_)
+                | PeerMessage::Want { .. }
+                | PeerMessage::Forward { .. }
+                | PeerMessage::Register(_)
+                | PeerMessage::Heart(_) => continue,
             };
             if self.rounds.get(&slot).is_some_and(is_split) {
                 self.lie("equivocate");

@@ -229,6 +229,13 @@ impl Profile {
         if self.blackout_ms <= 2 * self.tolerance_ms {
             return Err("--blackout-ms must exceed twice --tolerance-ms".into());
         }
+        if self.slot_ms / 4 <= self.tolerance_ms {
+            return Err(
+                "--slot-ms / 4 must exceed --tolerance-ms: the votes' deadlines are a quarter \
+                 slot apart and each must hold a message's travel plus the clock bound"
+                    .into(),
+            );
+        }
         if self.heartbeat_ms == 0 || self.missed_heartbeats == 0 {
             return Err("--heartbeat-ms and --missed-heartbeats must be above 0".into());
         }

@@ -190,7 +190,9 @@ pub struct Rngs {
 }
 
 impl World {
-    /// The run of `seed` under profile `p`.
+    /// The run of `seed` under profile `p`. (Long only for the one literal
+    /// that sets every field; the draws above it are in the order the
+    /// setup stream has always made them, which keeps old seeds' runs.)
     pub fn new(seed: u64, p: &Profile, print: bool) -> World {
         let mut setup_rng = Rng::new(seed, Stream::Setup);
         let span = (p.servers_max - p.servers_min + 1) as u64;
