@@ -38,11 +38,13 @@ impl World {
             }
         }
         self.at(start + slot_ms, Event::Slot(slot + 1));
+        self.replay();
         if self.healed {
             return;
         }
         let n = self.servers.len();
         if n >= 2
+            && !self.bounded
             && !self.network.partitioned()
             && self.rngs.partition.chance(self.p.partition_rate)
         {
@@ -64,15 +66,22 @@ impl World {
         }
         for i in 0..n {
             let id = ServerId::from_index(i);
-            if self.rngs.crash.chance(self.p.crash_rate) {
+            // Within the bound, honest servers neither crash nor jump.
+            let shielded = self.bounded && self.servers[i].honest;
+            if self.rngs.crash.chance(self.p.crash_rate) && !shielded {
                 let at = start + self.rngs.crash.below(slot_ms);
                 self.at(at, Event::Crash(id));
             }
-            if self.rngs.clock.chance(self.p.jump_rate) {
+            if self.rngs.clock.chance(self.p.jump_rate) && !shielded {
                 let at = start + self.rngs.clock.below(slot_ms);
                 self.at(at, Event::Jump(id));
             }
         }
+    }
+
+    /// The dishonest server, if up, may replay one of its old messages.
+    fn replay(&mut self) {
+        let n = self.servers.len();
         let replay = match self.liar.as_mut() {
             Some(liar) if self.servers[liar.id.index()].is_up() => liar
                 .replay(n, &self.p)

@@ -4,7 +4,8 @@
 //! state may be anything. It keeps the first version of every block and of
 //! every committed state that an honest server showed (the *canonical*
 //! chain), and holds every honest server to it; it remembers what honest
-//! servers told clients, and every vote an honest server sent.
+//! servers told clients (committed in block n, or lost), and every header
+//! and vote an honest server signed.
 //!
 //! The checks are incremental (a server's blocks are read again only when
 //! its tip moves), so they run after every step at little cost. Two
@@ -27,15 +28,15 @@ use crate::clients::Clients;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Invariant {
     /// A payment reported committed to a client stays committed on every
-    /// honest server.
+    /// honest server, and one reported lost is never committed.
     CommittedStays,
     /// The committed chains (blocks and committed states) of honest servers
     /// are prefixes of one another, and never lose a block.
     Prefix,
     /// Balances always sum to the genesis supply.
     Supply,
-    /// No honest server signs two different votes for one slot (a beta's
-    /// ROUND is its vote).
+    /// No honest server signs two headers for one slot as its alpha, or
+    /// votes (prevote or precommit) for two headers of one slot.
     OneVote,
     /// No honest server stops while a majority of honest servers can talk.
     NoStop,
@@ -90,13 +91,17 @@ impl Invariant {
     pub fn meaning(self) -> &'static str {
         match self {
             Invariant::CommittedStays => {
-                "a payment reported committed to a client stays committed on every honest server"
+                "a payment reported committed to a client stays committed on every honest server, \
+                 and one reported lost is never committed"
             }
             Invariant::Prefix => {
                 "the committed chains of honest servers are prefixes of one another"
             }
             Invariant::Supply => "balances always sum to the genesis supply",
-            Invariant::OneVote => "no honest server signs two different votes for one slot",
+            Invariant::OneVote => {
+                "no honest server signs two headers for one slot, or votes for two headers of one \
+                 slot"
+            }
             Invariant::NoStop => {
                 "no honest server stops while a majority of honest servers can talk"
             }
@@ -137,6 +142,24 @@ fn broken(invariant: Invariant, detail: String) -> Result<(), Violation> {
     Err(Violation { invariant, detail })
 }
 
+/// What an honest server signs about a slot: one of each, at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Signed {
+    /// Its header, as the alpha of the slot.
+    Header,
+    /// A prevote or a precommit: both name the one header it votes for.
+    Vote,
+}
+
+impl Signed {
+    fn name(self) -> &'static str {
+        match self {
+            Signed::Header => "signed the header",
+            Signed::Vote => "voted for",
+        }
+    }
+}
+
 /// A canonical block: its hash, its payments, and who showed it first.
 struct Canonical {
     hash: Hash,
@@ -157,10 +180,16 @@ pub struct Checker {
     supply: u64,
     blocks: BTreeMap<BlockNumber, Canonical>,
     states: BTreeMap<Slot, (Hash, ServerId)>,
+    /// The balance hash each committed round left, by slot, and who
+    /// committed it first.
+    rounds: BTreeMap<Slot, (Option<Hash>, ServerId)>,
     committed_ids: BTreeMap<TxId, BlockNumber>,
-    votes: BTreeMap<(ServerId, Slot), Hash>,
+    signed: BTreeMap<(ServerId, Signed, Slot), Hash>,
     /// Payments an honest server reported committed: in which block, by whom.
     reported: BTreeMap<TxId, (BlockNumber, ServerId)>,
+    /// Payments an honest server reported lost: the slot it named as
+    /// deciding it, and by whom.
+    lost: BTreeMap<TxId, (Slot, ServerId)>,
     seen: Vec<Seen>,
 }
 
@@ -170,26 +199,59 @@ impl Checker {
             supply,
             blocks: BTreeMap::new(),
             states: BTreeMap::new(),
+            rounds: BTreeMap::new(),
             committed_ids: BTreeMap::new(),
-            votes: BTreeMap::new(),
+            signed: BTreeMap::new(),
             reported: BTreeMap::new(),
+            lost: BTreeMap::new(),
             seen: vec![Seen::default(); servers],
         }
     }
 
-    /// An honest server sent a vote (or, as beta, its round) for `slot`.
-    pub fn vote(&mut self, server: ServerId, slot: Slot, hash: Hash) -> Result<(), Violation> {
-        match self.votes.insert((server, slot), hash) {
-            Some(earlier) if earlier != hash => broken(
+    /// An honest server signed `what` naming header `digest` of `slot`.
+    pub fn signed(
+        &mut self,
+        server: ServerId,
+        what: Signed,
+        slot: Slot,
+        digest: Hash,
+    ) -> Result<(), Violation> {
+        match self.signed.insert((server, what, slot), digest) {
+            Some(earlier) if earlier != digest => broken(
                 Invariant::OneVote,
                 format!(
-                    "s{server} voted {} for slot {slot} after voting {}",
-                    hash.short(),
+                    "s{server} {} {} of slot {slot} after {}",
+                    what.name(),
+                    digest.short(),
                     earlier.short()
                 ),
             ),
             Some(_) | None => Ok(()),
         }
+    }
+
+    /// An honest server committed the round of `slot`, leaving balance hash
+    /// `hash`: every honest server commits the same round there.
+    pub fn round(
+        &mut self,
+        server: ServerId,
+        slot: Slot,
+        hash: Option<Hash>,
+    ) -> Result<(), Violation> {
+        let (first, by) = *self.rounds.entry(slot).or_insert((hash, server));
+        if first == hash {
+            return Ok(());
+        }
+        let short = |h: Option<Hash>| h.map_or("nothing".to_string(), |h| h.short());
+        broken(
+            Invariant::Prefix,
+            format!(
+                "s{server} committed the round of slot {slot} leaving {}; s{by} committed one \
+                 leaving {}",
+                short(hash),
+                short(first)
+            ),
+        )
     }
 
     /// An honest server answered `S` for payment `id`.
@@ -201,6 +263,21 @@ impl Checker {
         edge: &Edge,
     ) -> Result<(), Violation> {
         let earlier = self.reported.get(&id).copied();
+        if let TxStatus::Lost { slot: decided } = status {
+            self.told_lost(server, id, decided, edge)?;
+        }
+        if let (TxStatus::Committed { block: n, .. }, Some((decided, by))) =
+            (status, self.lost.get(&id))
+        {
+            return broken(
+                Invariant::CommittedStays,
+                format!(
+                    "s{server} says {} is in block {n}; s{by} said it was lost, decided by slot \
+                     {decided}",
+                    id.short()
+                ),
+            );
+        }
         match (status, earlier) {
             (TxStatus::Committed { block: n, .. }, None) => {
                 let holds = block_ids(edge, n).is_some_and(|ids| ids.contains(&id));
@@ -234,6 +311,40 @@ impl Checker {
             | (TxStatus::Lost { .. }, None)
             | (TxStatus::Pending | TxStatus::Unknown, _) => Ok(()),
         }
+    }
+
+    /// An honest server said payment `id` is lost, decided by a commit of
+    /// slot `decided`: it must have committed that far, and the payment
+    /// must be in no canonical block, now or later.
+    fn told_lost(
+        &mut self,
+        server: ServerId,
+        id: TxId,
+        decided: Slot,
+        edge: &Edge,
+    ) -> Result<(), Violation> {
+        let committed = edge.core().committed().slot;
+        if committed < decided {
+            return broken(
+                Invariant::CommittedStays,
+                format!(
+                    "s{server} says {} was lost, decided by slot {decided}, but it has committed \
+                     only through slot {committed}",
+                    id.short()
+                ),
+            );
+        }
+        if let Some(n) = self.committed_ids.get(&id) {
+            return broken(
+                Invariant::CommittedStays,
+                format!(
+                    "s{server} says {} was lost, decided by slot {decided}; it is in block {n}",
+                    id.short()
+                ),
+            );
+        }
+        self.lost.entry(id).or_insert((decided, server));
+        Ok(())
     }
 
     /// Checks an honest server's committed state after a step.
@@ -367,6 +478,16 @@ impl Checker {
                         "s{server}'s block {n} holds {} ({})",
                         id.short(),
                         bad.name()
+                    ),
+                );
+            }
+            if let Some((decided, by)) = self.lost.get(id) {
+                return broken(
+                    Invariant::CommittedStays,
+                    format!(
+                        "s{server}'s block {n} holds {}, which s{by} said was lost, decided by \
+                         slot {decided}",
+                        id.short()
                     ),
                 );
             }

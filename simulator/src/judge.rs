@@ -1,24 +1,40 @@
-//! What the clients were told, and the end of the run: the invariants that
-//! are judged from outside the servers.
+//! The invariants judged from outside the servers: what they sign and
+//! publish, when they stop, what the clients were told, and the end of the
+//! run.
 //!
-//! An answer to a client is kept in the trace; a status answer from an
-//! honest server goes to the checker ([`crate::invariants::Checker::status`]),
-//! and a refused payment is judged for timeliness: after the heal, a good
-//! payment sent straight to the alpha of the slot, well inside its window,
-//! by a client whose clock is within its bound, may be refused only for
-//! what it asks (funds, a duplicate, a full round) or while that alpha is
-//! catching up. At the end of the run, liveness: some round closed by an
-//! honest server after the heal is committed on every honest server.
+//! - **What they sign** ([`Invariant::OneVote`]): every header an honest
+//!   server sends as the alpha of its slot, and every prevote and
+//!   precommit it signs, goes to the checker as it leaves; evidence an
+//!   honest server publishes must name a dishonest alpha.
+//! - **When they stop** ([`Invariant::NoStop`]): an honest server may stop
+//!   only when it cannot reach a majority. It broke the rule if, for the
+//!   `missed-heartbeats + 1` heartbeats before it stopped, a majority of
+//!   honest servers (itself among them) were up, on its side of any
+//!   partition, and linked to it by a network that lost no message between
+//!   them and held none late.
+//! - **What clients were told**: a status answer from an honest server
+//!   goes to the checker ([`crate::invariants::Checker::status`]), and a
+//!   refused payment is judged for timeliness: after the heal, a good
+//!   payment sent straight to the alpha of the slot, well inside its
+//!   window, by a client whose clock is within its bound, to an alpha whose
+//!   own clock is within the bound that leaves, may be refused only for
+//!   what it asks (funds, a duplicate, a full round) or while that alpha is
+//!   catching up.
+//! - **The end**, liveness: some round closed by an honest server after the
+//!   heal is committed on every honest server.
 
-use rota::ledger::edge::Response;
+use rota::events::{Event as Published, Outcome};
+use rota::ledger::edge::{Exit, Response};
 use rota_connector::machine::State;
+use rota_peer::transaction::VerifiedTx;
+use rota_peer::wire::{PeerMessage, majority};
 use rota_peer::{Millis, ServerId};
 
 use crate::clients::{Asked, Clients, Told};
-use crate::invariants::Invariant;
+use crate::invariants::{Invariant, Signed};
 use crate::network::{Endpoint, Payload};
 use crate::server::Life;
-use crate::world::World;
+use crate::world::{Event, World};
 
 /// Refusals a timely payment may get: the words of the rules that judge
 /// what it asks, not when it came (PROTOCOL.md §7.3 quotes them).
@@ -30,6 +46,187 @@ const FAIR_REFUSALS: [&str; 4] = [
 ];
 
 impl World {
+    /// What an honest server signs, for the one-vote check: its header as
+    /// the alpha of a slot, its prevotes and precommits. (A round it sends
+    /// on to a server that asked for it is not its own header.)
+    pub(crate) fn observe(&mut self, id: ServerId, message: &PeerMessage<VerifiedTx>) {
+        let (signed, slot, digest) = match message {
+            PeerMessage::Round { header, .. } if self.setup.schedule.alpha(header.slot()) == id => {
+                (Signed::Header, header.slot(), header.digest())
+            }
+            PeerMessage::Prevote(p) if p.vote.signer == id => {
+                (Signed::Vote, p.vote.slot, p.vote.digest)
+            }
+            PeerMessage::Precommit(p) if p.vote.signer == id => {
+                (Signed::Vote, p.vote.slot, p.vote.digest)
+            }
+            PeerMessage::Round { .. }
+            | PeerMessage::Prevote(_)
+            | PeerMessage::Precommit(_)
+            | PeerMessage::Register(_)
+            | PeerMessage::Heart(_)
+            | PeerMessage::Certified(_)
+            | PeerMessage::Evidence(_)
+            | PeerMessage::Want { .. }
+            | PeerMessage::Forward { .. } => return,
+        };
+        let voted = &mut self.voted[id.index()];
+        *voted = (*voted).max(slot);
+        if self.server(id).honest
+            && let Err(v) = self.checker.signed(id, signed, slot, digest)
+        {
+            self.fail(v.invariant, v.detail);
+        }
+    }
+
+    /// An event a server published: committed rounds are counted, and
+    /// evidence from an honest server must name a dishonest alpha.
+    pub(crate) fn published(&mut self, id: ServerId, honest: bool, event: Published) {
+        let (step, now) = (self.step, self.now);
+        self.trace
+            .detail(step, now, || format!("s{id} event {event:?}"));
+        if !honest {
+            return;
+        }
+        match event {
+            Published::Round {
+                slot,
+                outcome: Outcome::Committed,
+                beta,
+                hash,
+                ..
+            } => {
+                self.committed_slots.insert(slot);
+                if let Err(v) = self.checker.round(id, slot, hash) {
+                    self.fail(v.invariant, v.detail);
+                }
+                // The beta's own word on its round: it closed it, and the
+                // round committed.
+                if beta == id {
+                    self.decided.insert(slot);
+                }
+            }
+            Published::Evidence { slot, alpha } => {
+                self.evidence += 1;
+                if self.server(alpha).honest {
+                    self.fail(
+                        Invariant::OneVote,
+                        format!(
+                            "s{id} holds evidence that s{alpha}, an honest server, signed two \
+                             headers for slot {slot}"
+                        ),
+                    );
+                }
+            }
+            Published::Round { .. }
+            | Published::Tx { .. }
+            | Published::Block { .. }
+            | Published::Peer { .. }
+            | Published::Connector { .. }
+            | Published::Role { .. }
+            | Published::Stop { .. } => {}
+        }
+    }
+
+    /// A server's ledger ended: stopped (judged), or down (to restart).
+    pub(crate) fn exited(&mut self, id: ServerId, exit: Exit) {
+        let (step, now) = (self.step, self.now);
+        self.trace
+            .note(step, now, || format!("s{id} EXIT {exit:?}"));
+        match exit {
+            Exit::ConsensusLost(reason) => {
+                // A halt is an honest ledger disagreeing with a commit
+                // certificate: two commits conflict, whatever the network.
+                if self.server(id).honest && self.server(id).halted {
+                    self.fail(Invariant::Prefix, format!("s{id} halted: {reason}"));
+                }
+                // After the heal the operator restarts a stopped server,
+                // as at the heal.
+                if self.healed {
+                    let back = now
+                        + self
+                            .rngs
+                            .crash
+                            .range(self.p.restart_min_ms, self.p.restart_max_ms);
+                    self.at(back, Event::Restart(id));
+                }
+                if self.server(id).honest
+                    && let Some(talking) = self.could_talk(id)
+                {
+                    self.fail(
+                        Invariant::NoStop,
+                        format!(
+                            "s{id} stopped ({reason}) while {talking} could reach it for the \
+                             last {} ms, no message between them lost or late",
+                            self.grace()
+                        ),
+                    );
+                }
+            }
+            Exit::Failed(_) | Exit::Shutdown => {
+                self.faults.crashes += 1;
+                if self.armed[id.index()] == Some(true) {
+                    self.faults.torn += 1;
+                }
+                let back = now
+                    + self
+                        .rngs
+                        .crash
+                        .range(self.p.restart_min_ms, self.p.restart_max_ms);
+                self.at(back, Event::Restart(id));
+            }
+        }
+        self.update_quorum();
+    }
+
+    /// How long a server must have been able to talk to a majority for its
+    /// stop to break [`Invariant::NoStop`]: the heartbeats it may miss, and
+    /// one more.
+    fn grace(&self) -> u64 {
+        u64::from(self.p.missed_heartbeats + 1) * self.p.heartbeat_ms
+    }
+
+    /// The honest servers (`id` among them) that could reach `id` through
+    /// the whole grace before now, named, if they are a majority.
+    fn could_talk(&self, id: ServerId) -> Option<String> {
+        let since = self.now.checked_sub(self.grace())?;
+        let talking: Vec<String> = self
+            .servers
+            .iter()
+            .filter(|s| {
+                s.honest
+                    && (s.id == id
+                        || self.together[id.index()][s.id.index()].is_some_and(|t| t <= since)
+                            && self.network.impaired(id, s.id).is_none_or(|at| at < since))
+            })
+            .map(|s| format!("s{}", s.id))
+            .collect();
+        (talking.len() >= majority(self.servers.len())).then(|| talking.join(", "))
+    }
+
+    /// Recomputes, for every pair of servers, since when both have been up
+    /// and on one side of any partition.
+    pub(crate) fn update_quorum(&mut self) {
+        let n = self.servers.len();
+        for i in 0..n {
+            for j in 0..n {
+                let a = &self.servers[i];
+                let b = &self.servers[j];
+                let together = a.is_up()
+                    && b.is_up()
+                    && self
+                        .network
+                        .connected(Endpoint::Server(a.id), Endpoint::Server(b.id));
+                let since = &mut self.together[i][j];
+                *since = match (together, *since) {
+                    (true, Some(t)) => Some(t),
+                    (true, None) => Some(self.now),
+                    (false, _) => None,
+                };
+            }
+        }
+    }
+
     /// An answer to client request `n`.
     pub(crate) fn client_answer(&mut self, n: usize, from: Endpoint, payload: Payload) {
         let Payload::Answer(Response::Reply(reply)) = payload else {
@@ -82,19 +279,24 @@ impl World {
     /// Whether payment `index`, sent at true time `at` to `server`, came on
     /// time: after the heal, good, to the alpha of the slot, in sync, well
     /// inside its window (and still inside it now), from a client whose
-    /// clock is off by less than the tolerance.
+    /// clock and the alpha's are off by less than the tolerance together
+    /// (an alpha whose own clock is further off is outside the bound the
+    /// windows assume, and refuses with the offset it sees).
     fn timely(&self, index: usize, server: ServerId, at: Millis) -> bool {
         let schedule = &self.setup.schedule;
         let margin = self.p.tolerance_ms;
         let slot = schedule.slot_at(at);
         let window = schedule.start(slot) + margin..schedule.close(slot).saturating_sub(margin);
-        let alpha_in_sync = match &self.servers[server.index()].life {
+        let alpha = &self.servers[server.index()];
+        let alpha_in_sync = match &alpha.life {
             Life::Up(node) => node.edge.connector() == State::Sampling,
             Life::Down | Life::Stopped(_) => false,
         };
+        let off = |t: Millis| alpha.clock.local(t).abs_diff(t);
+        let alpha_off = off(at).max(off(self.now));
         self.healed
             && at >= self.heal_at
-            && self.p.client_skew_ms < self.p.tolerance_ms
+            && self.p.client_skew_ms + alpha_off < self.p.tolerance_ms
             && self.clients.payments[index].bad.is_none()
             && schedule.alpha(slot) == server
             && window.contains(&at)

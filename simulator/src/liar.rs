@@ -2,27 +2,41 @@
 //!
 //! The dishonest server runs the same edge and machine as the others; what
 //! it sends passes through a [`Liar`] that, at the profile's rates, changes
-//! it. It holds its own real key and no other, so every lie goes out under
-//! its own name (the network sets the sender): it can say anything a
-//! server can sign, and nothing another server would have to sign.
+//! it, and what it receives feeds the votes no rule allows. It holds its
+//! own real key and no other, so every lie goes out under its own name (the
+//! network sets the sender): it can say anything a server can sign, and
+//! nothing another server would have to sign.
 //!
 //! - **forge-result**: as alpha, sign its ROUND(s) with a result that mints
 //!   a million to an account, and send a commit certificate for it made of
 //!   its own precommit alone;
 //! - **fail-result**: as alpha, withhold its ROUND(s) from everyone;
-//! - **equivocate**: as alpha, send some servers a second, valid ROUND(s)
-//!   of its own signing (no payments, on the same base);
+//! - **equivocate**: as alpha, sign a second, valid header for its slot (no
+//!   payments, on the same base) and send it to some servers, the first to
+//!   the others; prevote and precommit each one to the servers that got it,
+//!   and never publish the evidence against itself;
+//! - **ignore-lock**: in a slot of another alpha, prevote every header it
+//!   sees, whatever its lock and its earlier votes say, and precommit every
+//!   header it holds a prevote certificate for, at once (`liar/loose.rs`);
 //! - **vote**: send a prevote whose signature names a made-up header;
-//! - **replay**: send a server one of its own old messages again;
+//! - **replay**: send a server one of its own old messages again, of any
+//!   kind, from before its restarts too;
 //! - **status**: claim, in registrations and heartbeats, 1000 blocks more
 //!   than it has;
 //! - **withhold**: never answer a `D` or `B` request;
 //! - **blocks**: answer `B` with a block of its own making, chained on its
 //!   own previous block.
+//!
+//! With an odd number of servers, safety against equivocation and against
+//! a voter that ignores its lock rests on a timing bound (docs/CONSENSUS.md
+//! §5.3): the liar tells those two lies only in runs that keep the honest
+//! servers within it, or with an even number of servers
+//! ([`Liar::timing_lies`]).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rota::ledger::edge::Response;
+use rota_listener::{Consensus, PeerInput};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, merkle_root};
 use rota_peer::keys::Keypair;
@@ -38,15 +52,27 @@ use crate::profile::Profile;
 use crate::rng::Rng;
 use crate::server::{Out, SimServer};
 
+mod loose;
+
+use loose::Voter;
+
 /// How many of its own messages the liar keeps for replaying.
 const REMEMBERED: usize = 32;
 
+/// How many slots the liar remembers what it chose for.
+const CHOICES: usize = 64;
+
 /// What the liar does to its own ROUND of one slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum RoundLie {
     Honest,
     Forge,
     Withhold,
+    /// Two headers: the second, and the servers that get it.
+    Equivocate {
+        second: Box<SignedHeader>,
+        to: BTreeSet<ServerId>,
+    },
 }
 
 /// The dishonest server's liar. See the module documentation.
@@ -56,47 +82,133 @@ pub struct Liar {
     chain: String,
     servers: ServerList,
     rng: Rng,
+    /// Whether it may equivocate and ignore its lock: with an even number
+    /// of servers, or in a run that keeps the honest servers within the
+    /// timing bound.
+    pub timing_lies: bool,
     /// Its own messages, for replaying: (slot, message).
     sent: VecDeque<(Slot, PeerMessage<VerifiedTx>)>,
     rounds: BTreeMap<Slot, RoundLie>,
-    equivocating: BTreeMap<Slot, bool>,
-    /// Lies told so far.
-    pub lies: u64,
+    /// Slots of other alphas it chose whether to ignore its lock in.
+    ignoring: BTreeMap<Slot, bool>,
+    voter: Voter,
+    /// Lies told so far, by kind (the words of the lie flags).
+    pub lies: BTreeMap<&'static str, u64>,
 }
 
 impl Liar {
-    pub fn new(id: ServerId, key: Keypair, chain: &str, servers: ServerList, rng: Rng) -> Liar {
+    pub fn new(
+        id: ServerId,
+        key: Keypair,
+        chain: &str,
+        servers: ServerList,
+        rng: Rng,
+        timing_lies: bool,
+    ) -> Liar {
         Liar {
             id,
+            voter: Voter::new(id, key.clone(), chain, servers.clone()),
             key,
             chain: chain.into(),
             servers,
             rng,
+            timing_lies,
             sent: VecDeque::new(),
             rounds: BTreeMap::new(),
-            equivocating: BTreeMap::new(),
-            lies: 0,
+            ignoring: BTreeMap::new(),
+            lies: BTreeMap::new(),
         }
     }
 
-    /// Rewrites what the dishonest server sends.
-    pub fn filter(
-        &mut self,
-        server: &SimServer,
-        outs: Vec<Out>,
-        servers: usize,
-        p: &Profile,
-    ) -> Vec<Out> {
+    /// Rewrites what the dishonest server sends, and adds the votes no
+    /// rule allows.
+    pub fn filter(&mut self, server: &SimServer, outs: Vec<Out>, p: &Profile) -> Vec<Out> {
         let mut rewritten = Vec::with_capacity(outs.len());
         for out in outs {
             match out {
-                Out::Send { to, payload } => {
-                    self.send(server, to, payload, servers, p, &mut rewritten)
-                }
+                Out::Send { to, payload } => self.send(server, to, payload, p, &mut rewritten),
                 other => rewritten.push(other),
             }
         }
+        self.cast(&mut rewritten);
         rewritten
+    }
+
+    /// A message the dishonest server received, its signatures checked:
+    /// what it learns feeds the votes no rule allows, which leave at once.
+    pub fn hear(&mut self, input: &PeerInput, p: &Profile) -> Vec<Out> {
+        if let PeerInput::Consensus(message) = input {
+            let slot = match message.as_ref() {
+                Consensus::Round { header, .. } => Some(header.slot()),
+                Consensus::Prevote(v) => Some(v.header.slot()),
+                Consensus::Precommit(v) => Some(v.header.slot()),
+                Consensus::Certified(c) => Some(c.header.slot()),
+                Consensus::Evidence(_) | Consensus::Want { .. } => None,
+            };
+            if let Some(slot) = slot {
+                self.choose_ignoring(slot, p);
+            }
+        }
+        self.voter.hear(input);
+        let mut outs = Vec::new();
+        self.cast(&mut outs);
+        outs
+    }
+
+    fn lie(&mut self, kind: &'static str) {
+        *self.lies.entry(kind).or_default() += 1;
+    }
+
+    /// Whether to ignore its lock in `slot`, once a slot.
+    fn choose_ignoring(&mut self, slot: Slot, p: &Profile) {
+        if self.ignoring.contains_key(&slot) {
+            return;
+        }
+        let ignore = self.timing_lies && self.rng.chance(p.lie_ignore_lock);
+        self.ignoring.insert(slot, ignore);
+        if self.ignoring.len() > CHOICES {
+            self.ignoring.pop_first();
+        }
+        if ignore {
+            self.voter.vote_in(slot);
+        }
+    }
+
+    /// The voter's new votes, one packet per server that gets them.
+    fn cast(&mut self, outs: &mut Vec<Out>) {
+        for cast in self.voter.cast() {
+            let slot = match &cast.message {
+                PeerMessage::Prevote(p) => p.vote.slot,
+                PeerMessage::Precommit(p) => p.vote.slot,
+                // The voter casts votes only.
+                PeerMessage::Round { .. }
+                | PeerMessage::Certified(_)
+                | PeerMessage::Evidence(_)
+                | PeerMessage::Want { .. }
+                | PeerMessage::Forward { .. }
+                | PeerMessage::Register(_)
+                | PeerMessage::Heart(_) => continue,
+            };
+            if self.rounds.get(&slot).is_some_and(is_split) {
+                self.lie("equivocate");
+            } else {
+                self.lie("ignore-lock");
+            }
+            self.remember(slot, &cast.message);
+            for id in self.servers.ids() {
+                if id == self.id || cast.to.as_ref().is_some_and(|to| !to.contains(&id)) {
+                    continue;
+                }
+                let ask = Ask::Peer {
+                    slot,
+                    message: Box::new(cast.message.clone()),
+                };
+                outs.push(Out::Send {
+                    to: Endpoint::Server(id),
+                    payload: Payload::Ask(ask),
+                });
+            }
+        }
     }
 
     fn send(
@@ -104,13 +216,15 @@ impl Liar {
         server: &SimServer,
         to: Endpoint,
         payload: Payload,
-        servers: usize,
         p: &Profile,
         outs: &mut Vec<Out>,
     ) {
         let payload = match payload {
             Payload::Ask(Ask::Peer { slot, message }) => {
-                let lies = self.peer(server, slot, *message, servers, p);
+                let Endpoint::Server(receiver) = to else {
+                    return;
+                };
+                let lies = self.peer(server, receiver, *message, p);
                 for message in lies {
                     self.remember(slot, &message);
                     let ask = Ask::Peer {
@@ -134,12 +248,6 @@ impl Liar {
     }
 
     fn remember(&mut self, slot: Slot, message: &PeerMessage<VerifiedTx>) {
-        if matches!(
-            message,
-            PeerMessage::Register(_) | PeerMessage::Heart(_) | PeerMessage::Forward { .. }
-        ) {
-            return;
-        }
         if self.sent.len() == REMEMBERED {
             self.sent.pop_front();
         }
@@ -150,64 +258,86 @@ impl Liar {
     fn peer(
         &mut self,
         server: &SimServer,
-        slot: Slot,
+        to: ServerId,
         message: PeerMessage<VerifiedTx>,
-        _servers: usize,
         p: &Profile,
     ) -> Vec<PeerMessage<VerifiedTx>> {
+        if let Some(slot) = header_slot(&message) {
+            self.choose_ignoring(slot, p);
+        }
         match message {
             PeerMessage::Round {
                 header,
                 transactions,
-            } if header.slot() == slot => self.round(server, header, transactions, p),
+            } if self.alpha_of(header.slot()) => self.round(server, to, header, transactions, p),
+            // Its votes on its first header go only to the servers that got it.
+            PeerMessage::Prevote(prevote) if self.hides(&prevote.header, to) => Vec::new(),
+            PeerMessage::Precommit(precommit) if self.hides(&precommit.header, to) => Vec::new(),
+            // It never publishes evidence against itself.
+            PeerMessage::Evidence(evidence)
+                if self.rounds.get(&evidence.slot()).is_some_and(is_split) =>
+            {
+                Vec::new()
+            }
             PeerMessage::Prevote(mut prevote) if self.rng.chance(p.lie_vote) => {
-                self.lies += 1;
-                prevote.vote = Verified::<Vote>::sign_vote(
-                    &self.key,
-                    &self.chain,
-                    self.id,
-                    Kind::Prevote,
-                    prevote.vote.slot,
-                    Hash(self.rng.bytes32()),
-                )
-                .into_inner();
+                self.lie("vote");
+                let made_up = Hash(self.rng.bytes32());
+                prevote.vote = self
+                    .sign(Kind::Prevote, prevote.vote.slot, made_up)
+                    .into_inner();
+                vec![PeerMessage::Prevote(prevote)]
+            }
+            PeerMessage::Prevote(prevote) => {
+                if prevote.vote.signer == self.id {
+                    self.voter.prevoted(prevote.vote.slot, prevote.vote.digest);
+                }
                 vec![PeerMessage::Prevote(prevote)]
             }
             other => vec![other],
         }
     }
 
-    /// Its own ROUND(s), to one server: as it is, forged, withheld, or a
-    /// second one of its signing.
+    /// Whether the liar is the alpha of `slot`.
+    fn alpha_of(&self, slot: Slot) -> bool {
+        ServerId::from_index((slot % self.servers.len() as u64) as usize) == self.id
+    }
+
+    /// Whether `header` is its own first header of a slot it equivocates
+    /// in, and `to` got the second.
+    fn hides(&self, header: &SignedHeader, to: ServerId) -> bool {
+        match self.rounds.get(&header.slot()) {
+            Some(RoundLie::Equivocate { second, to: those }) => {
+                header.digest() != second.digest() && those.contains(&to)
+            }
+            Some(RoundLie::Honest | RoundLie::Forge | RoundLie::Withhold) | None => false,
+        }
+    }
+
+    /// Its own ROUND(s), to one server: as it is, forged, withheld, or the
+    /// second header of its signing.
     fn round(
         &mut self,
         server: &SimServer,
+        to: ServerId,
         header: SignedHeader,
         transactions: Vec<VerifiedTx>,
         p: &Profile,
     ) -> Vec<PeerMessage<VerifiedTx>> {
         let slot = header.slot();
-        let rng = &mut self.rng;
-        let lie = *self.rounds.entry(slot).or_insert_with(|| {
-            if rng.chance(p.lie_forge_result) {
-                RoundLie::Forge
-            } else if rng.chance(p.lie_fail_result) {
-                RoundLie::Withhold
-            } else {
-                RoundLie::Honest
+        if !self.rounds.contains_key(&slot) {
+            let lie = self.choose_round(&header, p);
+            self.rounds.insert(slot, lie);
+            if self.rounds.len() > CHOICES {
+                self.rounds.pop_first();
             }
-        });
-        let split = *self
-            .equivocating
-            .entry(slot)
-            .or_insert_with(|| rng.chance(p.lie_equivocate));
-        match lie {
+        }
+        match self.rounds[&slot].clone() {
             RoundLie::Withhold => {
-                self.lies += 1;
+                self.lie("fail-result");
                 Vec::new()
             }
             RoundLie::Forge => {
-                self.lies += 1;
+                self.lie("forge-result");
                 let forged = self.resign(&header, |h| h.result = minted(server));
                 let certified = self.own_commit(&forged);
                 vec![
@@ -218,22 +348,60 @@ impl Liar {
                     PeerMessage::Certified(certified),
                 ]
             }
-            RoundLie::Honest if split && self.rng.chance(0.5) => {
-                self.lies += 1;
-                let empty = self.resign(&header, |h| {
-                    h.payments = merkle_root(&[]);
-                    h.result = h.base.balance;
-                });
+            RoundLie::Equivocate { second, to: those } if those.contains(&to) => {
+                self.lie("equivocate");
                 vec![PeerMessage::Round {
-                    header: empty,
+                    header: *second,
                     transactions: Vec::new(),
                 }]
             }
-            RoundLie::Honest => vec![PeerMessage::Round {
+            RoundLie::Equivocate { .. } | RoundLie::Honest => vec![PeerMessage::Round {
                 header,
                 transactions,
             }],
         }
+    }
+
+    /// What to do with its round of a slot: forge it, withhold it, sign a
+    /// second one (splitting the other servers in two), or nothing.
+    fn choose_round(&mut self, header: &SignedHeader, p: &Profile) -> RoundLie {
+        if self.rng.chance(p.lie_forge_result) {
+            return RoundLie::Forge;
+        }
+        if self.rng.chance(p.lie_fail_result) {
+            return RoundLie::Withhold;
+        }
+        if !(self.timing_lies && self.rng.chance(p.lie_equivocate)) {
+            return RoundLie::Honest;
+        }
+        let second = self.resign(header, |h| {
+            h.payments = merkle_root(&[]);
+            h.result = h.base.balance;
+        });
+        let others: Vec<ServerId> = self.servers.ids().filter(|id| *id != self.id).collect();
+        let mut to: BTreeSet<ServerId> = others
+            .iter()
+            .copied()
+            .filter(|_| self.rng.chance(0.5))
+            .collect();
+        if to.is_empty() {
+            to.insert(others[self.rng.index(others.len())]);
+        } else if to.len() == others.len() {
+            to.remove(&others[self.rng.index(others.len())]);
+        }
+        let slot = header.slot();
+        let first: BTreeSet<ServerId> = others.into_iter().filter(|id| !to.contains(id)).collect();
+        self.voter.vote_in(slot);
+        self.voter.header(header, Some(first));
+        self.voter.header(&second, Some(to.clone()));
+        RoundLie::Equivocate {
+            second: Box::new(second),
+            to,
+        }
+    }
+
+    fn sign(&self, kind: Kind, slot: Slot, digest: Hash) -> Verified<Vote> {
+        Verified::<Vote>::sign_vote(&self.key, &self.chain, self.id, kind, slot, digest)
     }
 
     /// `header` changed by `change` and signed again with the liar's key,
@@ -251,15 +419,7 @@ impl Liar {
     /// A "commit certificate" for `header` with the liar's precommit alone:
     /// never enough, and every honest server must see so.
     fn own_commit(&self, header: &SignedHeader) -> Certified {
-        let vote = Verified::<Vote>::sign_vote(
-            &self.key,
-            &self.chain,
-            self.id,
-            Kind::Precommit,
-            header.slot(),
-            header.digest(),
-        )
-        .into_inner();
+        let vote = self.sign(Kind::Precommit, header.slot(), header.digest());
         Certified {
             header: header.clone(),
             certificate: Certificate {
@@ -293,11 +453,11 @@ impl Liar {
             Response::Reply(Reply::Database { .. } | Reply::Block(_))
                 if self.rng.chance(p.lie_withhold) =>
             {
-                self.lies += 1;
+                self.lie("withhold");
                 None
             }
             Response::Reply(Reply::Block(bytes)) if self.rng.chance(p.lie_blocks) => {
-                self.lies += 1;
+                self.lie("blocks");
                 Some(Response::Reply(Reply::Block(self.forged_block(&bytes))))
             }
             other => Some(other),
@@ -306,7 +466,7 @@ impl Liar {
 
     /// A status claiming 1000 blocks more than it has.
     fn inflate(&mut self, mut status: Status) -> Status {
-        self.lies += 1;
+        self.lie("status");
         status.height += 1_000;
         status.block_hash = Hash(self.rng.bytes32());
         status
@@ -340,9 +500,28 @@ impl Liar {
         if to == self.id {
             to = ServerId::from_index((to.index() + 1) % servers);
         }
-        self.lies += 1;
+        self.lie("replay");
         Some((to, slot, message))
     }
+}
+
+/// The slot of the header a message carries, if it carries one.
+fn header_slot(message: &PeerMessage<VerifiedTx>) -> Option<Slot> {
+    match message {
+        PeerMessage::Round { header, .. } => Some(header.slot()),
+        PeerMessage::Prevote(p) => Some(p.header.slot()),
+        PeerMessage::Precommit(p) => Some(p.header.slot()),
+        PeerMessage::Certified(c) => Some(c.header.slot()),
+        PeerMessage::Evidence(e) => Some(e.slot()),
+        PeerMessage::Register(_)
+        | PeerMessage::Heart(_)
+        | PeerMessage::Want { .. }
+        | PeerMessage::Forward { .. } => None,
+    }
+}
+
+fn is_split(lie: &RoundLie) -> bool {
+    matches!(lie, RoundLie::Equivocate { .. })
 }
 
 /// The balance hash of the liar's committed database with a million

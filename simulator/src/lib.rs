@@ -26,7 +26,8 @@
 //! | `clock.rs` | true time and each server's drifting clock |
 //! | `network.rs` | packets, links, delays, loss, duplicates, partitions |
 //! | `server.rs` | one server: edge, machine, disk and clock, wired as the node |
-//! | `liar.rs` | the dishonest server's lies |
+//! | `liar.rs` | the dishonest server's lies; `liar/loose.rs`, its votes that no rule allows |
+//! | `listener.rs` | the receivers' signature checks, memoized by the bytes |
 //! | `clients.rs` | signed payments, dispositions and status answers |
 //! | `invariants.rs` | what must hold, checked after every step |
 //! | `world.rs` | one run: the event queue, delivery, the checks |
@@ -45,6 +46,7 @@ pub mod invariants;
 mod judge;
 pub mod known;
 pub mod liar;
+mod listener;
 pub mod network;
 pub mod profile;
 pub mod rng;

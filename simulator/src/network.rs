@@ -2,11 +2,12 @@
 //! when (and whether) it arrives.
 //!
 //! Two servers talk over two connections, as the node does: each server's
-//! connector sends its requests (its ledger's ROUND, VOTE, RESULT, push and
-//! forward, and its connector's register, heart, `D` and `B`) to the
-//! other's listener, and the answers come back on the same connection. A
-//! link is one direction of one connection; like TCP, it delivers in order
-//! unless a message is chosen to overtake ([`Profile::reorder_rate`]).
+//! connector sends its requests (its ledger's round, prevote, precommit,
+//! certified, evidence, want and forward, and its connector's register,
+//! heart, `D` and `B`) to the other's listener, and the answers come back
+//! on the same connection. A link is one direction of one connection; like
+//! TCP, it delivers in order unless a message is chosen to overtake
+//! ([`Profile::reorder_rate`]).
 //!
 //! A message's sender is the server (or client) that sent it, set by the
 //! network and never by the message: envelopes are not signed here, for
@@ -17,6 +18,12 @@
 //! may be late, lost (only between servers), duplicated, or cut by a
 //! partition (checked when it is sent and when it arrives). A message to a
 //! server that is down when it arrives is lost, as its connection is.
+//!
+//! The network remembers when each pair of servers last lost a message a
+//! connector counts liveness by, or held any late ([`Network::impaired`]),
+//! for the stop rule's judge. In a run within the timing bound
+//! ([`Network::shield`]) messages between honest servers are never lost or
+//! late.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -121,6 +128,14 @@ pub struct Network {
     sides: Option<Vec<bool>>,
     /// The last arrival time on each link (sender, receiver, is an answer).
     last: BTreeMap<(Endpoint, Endpoint, bool), Millis>,
+    /// The last moment each pair of servers (lower id first) lost a
+    /// status request, a fetch or an answer, or had any message held late
+    /// (until it arrived: its link stays in order behind it).
+    impaired: BTreeMap<(ServerId, ServerId), Millis>,
+    /// The dishonest server, in a run that keeps the honest servers within
+    /// the timing bound: messages between the others are never lost or
+    /// late.
+    shielded: Option<ServerId>,
     next_id: u64,
     /// Messages made late, and messages that overtook others, so far.
     pub late: u64,
@@ -141,6 +156,12 @@ impl Network {
     /// Splits the servers into two sides; `sides[i]` is server i+1's.
     pub fn partition(&mut self, sides: Vec<bool>) {
         self.sides = Some(sides);
+    }
+
+    /// Keeps messages between servers other than `dishonest` from being
+    /// lost or late.
+    pub fn shield(&mut self, dishonest: Option<ServerId>) {
+        self.shielded = dishonest;
     }
 
     pub fn heal(&mut self) {
@@ -182,19 +203,45 @@ impl Network {
         }
     }
 
+    /// The last moment a message between `a` and `b`, either way, that a
+    /// connector counts liveness by was lost, or any was held late, if ever.
+    pub fn impaired(&self, a: ServerId, b: ServerId) -> Option<Millis> {
+        self.impaired.get(&(a.min(b), a.max(b))).copied()
+    }
+
+    fn impair(&mut self, packet: &Packet, until: Millis) {
+        if let (Endpoint::Server(a), Endpoint::Server(b)) = (packet.from, packet.to) {
+            let last = self.impaired.entry((a.min(b), a.max(b))).or_insert(until);
+            *last = (*last).max(until);
+        }
+    }
+
     /// Decides when `packet`, sent at `now`, arrives.
     pub fn send(&mut self, packet: &Packet, now: Millis, p: &Profile, rng: &mut Rng) -> Fate {
         if !self.connected(packet.from, packet.to) {
             return Fate::Lost(Lost::Partitioned);
         }
         let faulty = packet.between_servers();
-        if faulty && p.may_drop(packet.kind()) && rng.chance(p.drop_rate) {
+        // Within the bound, messages between honest servers are neither
+        // lost nor late; the dishonest server's may be.
+        let lossy = faulty
+            && self.shielded.is_none_or(|liar| {
+                packet.from == Endpoint::Server(liar) || packet.to == Endpoint::Server(liar)
+            });
+        if lossy && p.may_drop(packet.kind()) && rng.chance(p.drop_rate) {
+            // A connector counts a peer alive by the answers to its
+            // requests: losing one of those, or an answer, is what can make
+            // a live peer look dead. A lost vote or round cannot.
+            if matches!(packet.kind(), "register" | "heart" | "query" | "reply") {
+                self.impair(packet, now);
+            }
             return Fate::Lost(Lost::Dropped);
         }
         let mut at = now + rng.range(p.delay_min_ms, p.delay_max_ms);
-        if faulty && rng.chance(p.late_rate) {
+        if lossy && rng.chance(p.late_rate) {
             self.late += 1;
             at += rng.range(1, p.late_max_ms);
+            self.impair(packet, at);
         }
         let link = (
             packet.from,

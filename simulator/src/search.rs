@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::invariants::Invariant;
 use crate::profile::Profile;
-use crate::world::{Faults, Report};
+use crate::world::{Faults, Report, Rounds};
 
 /// Failing seeds kept per invariant.
 const KEPT: usize = 8;
@@ -26,13 +26,15 @@ const KEPT: usize = 8;
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub seeds: u64,
-    pub rounds: u64,
+    pub rounds: Rounds,
     pub steps: u64,
     pub faults: Faults,
     pub payments: u64,
     pub committed: u64,
     /// What the clients were told, by kind.
     pub told: BTreeMap<&'static str, u64>,
+    /// Lies told, by kind.
+    pub lies: BTreeMap<&'static str, u64>,
     /// Failures by invariant: how many, and the first seeds with a line each.
     pub failures: BTreeMap<Invariant, (u64, Vec<(u64, String)>)>,
     pub elapsed: Duration,
@@ -41,12 +43,17 @@ pub struct Summary {
 impl Summary {
     fn add(&mut self, report: &Report) {
         self.seeds += 1;
-        self.rounds += report.rounds;
+        self.rounds.committed += report.rounds.committed;
+        self.rounds.lost += report.rounds.lost;
+        self.rounds.evidence += report.rounds.evidence;
         self.steps += report.steps;
         self.payments += report.payments as u64;
         self.committed += report.committed as u64;
         for (word, count) in &report.told {
             *self.told.entry(word).or_default() += count;
+        }
+        for (kind, count) in &report.lies {
+            *self.lies.entry(kind).or_default() += count;
         }
         let f = &mut self.faults;
         let r = &report.faults;
@@ -82,12 +89,15 @@ impl Summary {
     pub fn print(&self, threads: usize) {
         let f = &self.faults;
         println!(
-            "{} seeds on {threads} threads in {:.1} s: {} simulated rounds, {} steps, {} faults \
-             ({} dropped, {} late, {} reordered, {} duplicated, {} partitions, {} crashes, {} torn \
-             writes, {} clock jumps, {} lies), {} payments ({} committed)",
+            "{} seeds on {threads} threads in {:.1} s: {} slots decided ({} committed, {} lost), \
+             {} steps, {} faults ({} dropped, {} late, {} reordered, {} duplicated, {} \
+             partitions, {} crashes, {} torn writes, {} clock jumps, {} lies; {} evidence of \
+             equivocation), {} payments ({} committed)",
             self.seeds,
             self.elapsed.as_secs_f64(),
-            self.rounds,
+            self.rounds.decided(),
+            self.rounds.committed,
+            self.rounds.lost,
             self.steps,
             f.total(),
             f.dropped,
@@ -99,6 +109,7 @@ impl Summary {
             f.torn,
             f.jumps,
             f.lies,
+            self.rounds.evidence,
             self.payments,
             self.committed
         );
@@ -108,6 +119,14 @@ impl Summary {
             .map(|(word, count)| format!("{count} {word}"))
             .collect();
         println!("clients were told: {}", told.join(", "));
+        let lies: Vec<String> = self
+            .lies
+            .iter()
+            .map(|(kind, count)| format!("{count} {kind}"))
+            .collect();
+        if !lies.is_empty() {
+            println!("lies told: {}", lies.join(", "));
+        }
         if self.failures.is_empty() {
             println!("no invariant broken");
         }
@@ -169,6 +188,7 @@ const OFF: &[(&str, &str)] = &[
     ("lie-forge-result", "0"),
     ("lie-fail-result", "0"),
     ("lie-equivocate", "0"),
+    ("lie-ignore-lock", "0"),
     ("lie-vote", "0"),
     ("lie-replay", "0"),
     ("lie-status", "0"),

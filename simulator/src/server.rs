@@ -35,11 +35,11 @@ use rota_peer::balances::Balances;
 use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
-use rota_peer::transaction::{VerifiedTx, Verifier};
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
-use rota_peer::{Millis, PublicKey, ServerId, Slot};
+use rota_peer::{Millis, PublicKey, ServerId};
 
 use crate::clock::Clock;
+use crate::listener::Listener;
 use crate::network::{Ask, Endpoint, Payload};
 
 /// What every server of a run shares: the chain and its timings.
@@ -103,6 +103,9 @@ pub struct SimServer {
     pub life: Life,
     /// The generation of its pending wake-up; older ones are stale.
     pub wake: u64,
+    /// Whether its consensus machine halted when it last stopped: its
+    /// ledger disagreed with a commit certificate.
+    pub halted: bool,
 }
 
 /// Work inside one step, in the order it arose.
@@ -121,6 +124,7 @@ impl SimServer {
             clock,
             life: Life::Down,
             wake: 0,
+            halted: false,
         }
     }
 
@@ -216,8 +220,15 @@ impl SimServer {
         Some(self.clock.true_time(deadline, now).max(now + 1))
     }
 
-    /// Takes one input at true time `now`. See the module documentation.
-    pub fn step(&mut self, step: Step, now: Millis, setup: &Setup) -> Vec<Out> {
+    /// Takes one input at true time `now`, server messages checked by
+    /// `listener`. See the module documentation.
+    pub fn step(
+        &mut self,
+        step: Step,
+        now: Millis,
+        setup: &Setup,
+        listener: &mut Listener,
+    ) -> Vec<Out> {
         let local = self.clock.local(now);
         let Life::Up(node) = &mut self.life else {
             return Vec::new();
@@ -229,7 +240,7 @@ impl SimServer {
             Step::Ask { from, ask } => {
                 let inbound = match (ask, from) {
                     (Ask::Peer { slot, message }, Endpoint::Server(id)) => {
-                        match receive(setup, slot, &message) {
+                        match listener.check(setup, slot, &message) {
                             Ok(message) => Inbound::Peer {
                                 from: id,
                                 slot,
@@ -324,6 +335,7 @@ impl SimServer {
         let Life::Up(node) = &mut self.life else {
             return outs;
         };
+        self.halted = node.edge.core().machine().halted();
         let exit = node.edge.exit(exit, local);
         for effect in node.edge.take_effects() {
             match effect {
@@ -459,19 +471,4 @@ pub fn answer(response: Response, local: Millis, slot_ms: u64) -> Answer {
         Response::Reply(Reply::Error(message)) => Answer::Refused(message),
         Response::Reply(_) => Answer::Refused(String::new()),
     }
-}
-
-/// A server message as the receiver's listener takes it: through its bytes
-/// and every signature check, as on the wire.
-fn receive(
-    setup: &Setup,
-    slot: Slot,
-    message: &PeerMessage<VerifiedTx>,
-) -> Result<rota_listener::PeerInput, String> {
-    let n = setup.servers.len();
-    let decoded =
-        PeerMessage::decode(message.command(), &message.payload(), n).map_err(|e| e.to_string())?;
-    let mut verifier = Verifier::new(&setup.chain);
-    rota_listener::check_peer(&setup.chain, &setup.servers, &mut verifier, slot, decoded)
-        .map_err(|e| e.to_string())
 }

@@ -17,17 +17,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use rota::events::{Event as Published, Outcome};
-use rota::ledger::edge::Exit;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
-use rota_peer::wire::{PeerMessage, ServerList, majority};
+use rota_peer::wire::ServerList;
 use rota_peer::{Millis, ServerId, Slot};
 
 use crate::clients::Clients;
 use crate::clock::{Clock, EPOCH};
 use crate::invariants::{Checker, Invariant, Violation};
 use crate::liar::Liar;
+use crate::listener::Listener;
 use crate::network::{Ask, Endpoint, Fate, Lost, Network, Packet, Payload};
 use crate::profile::Profile;
 use crate::rng::{Rng, Stream};
@@ -88,6 +87,24 @@ impl Faults {
     }
 }
 
+/// The slots a run decided, as honest servers committed them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rounds {
+    /// Slots whose round an honest server committed.
+    pub committed: u64,
+    /// Slots up to the last committed one whose round no commit holds.
+    pub lost: u64,
+    /// Evidence of a second header, published by honest servers.
+    pub evidence: u64,
+}
+
+impl Rounds {
+    /// Slots decided in all.
+    pub fn decided(&self) -> u64 {
+        self.committed + self.lost
+    }
+}
+
 /// A broken invariant, where and when.
 #[derive(Clone, Debug)]
 pub struct Failure {
@@ -104,12 +121,15 @@ pub struct Report {
     pub servers: usize,
     pub dishonest: Option<ServerId>,
     pub steps: u64,
-    /// Rounds decided by their beta (any server, any outcome).
-    pub rounds: u64,
+    /// Slots decided by a commit on an honest server: committed (their
+    /// round is in a committed chain) or lost (left out of it).
+    pub rounds: Rounds,
     pub faults: Faults,
     pub payments: usize,
     /// Payments in the canonical chain at the end.
     pub committed: usize,
+    /// Lies the dishonest server told, by kind.
+    pub lies: BTreeMap<&'static str, u64>,
     /// What the clients were told, by kind (`accepted`, `forwarded`,
     /// `held`, `refused`; `committed`, `pending`, `lost`, `unknown`).
     pub told: BTreeMap<&'static str, u64>,
@@ -123,8 +143,14 @@ pub struct World {
     pub(crate) setup: Setup,
     pub(crate) servers: Vec<SimServer>,
     pub(crate) network: Network,
+    /// The receivers' signature checks, memoized.
+    listener: Listener,
     pub(crate) clients: Clients,
     pub(crate) liar: Option<Liar>,
+    /// Whether the run keeps the honest servers within the timing bound
+    /// (see [`Profile::bound_share`]): no loss, late message, partition,
+    /// clock jump or crash among them.
+    pub(crate) bounded: bool,
     pub(crate) checker: Checker,
     queue: BTreeMap<(Millis, u64), Event>,
     sequence: u64,
@@ -133,15 +159,18 @@ pub struct World {
     pub(crate) rngs: Rngs,
     pub(crate) trace: Trace,
     pub(crate) faults: Faults,
-    rounds: BTreeSet<(ServerId, Slot)>,
-    /// The highest slot each server voted in (a beta's ROUND included).
+    /// Slots whose round an honest server committed.
+    pub(crate) committed_slots: BTreeSet<Slot>,
+    /// Evidence events honest servers published.
+    pub(crate) evidence: u64,
+    /// The highest slot each server voted in (its own header included).
     pub(crate) voted: Vec<Slot>,
     /// Whether a crash point is armed on each server's disk, and whether
     /// it tears the file it falls on.
     pub(crate) armed: Vec<Option<bool>>,
-    /// Since when each server has been in a quorum of honest servers that
-    /// can talk.
-    quorum_since: Vec<Option<Millis>>,
+    /// Since when each pair of servers (by index) has been up and on one
+    /// side of any partition.
+    pub(crate) together: Vec<Vec<Option<Millis>>>,
     pub(crate) healed: bool,
     pub(crate) heal_at: Millis,
     /// Each server's clock as the run began: the heal undoes jumps.
@@ -161,7 +190,9 @@ pub struct Rngs {
 }
 
 impl World {
-    /// The run of `seed` under profile `p`.
+    /// The run of `seed` under profile `p`. (Long only for the one literal
+    /// that sets every field; the draws above it are in the order the
+    /// setup stream has always made them, which keeps old seeds' runs.)
     pub fn new(seed: u64, p: &Profile, print: bool) -> World {
         let mut setup_rng = Rng::new(seed, Stream::Setup);
         let span = (p.servers_max - p.servers_min + 1) as u64;
@@ -205,6 +236,17 @@ impl World {
             .collect();
         let supply = u64::from(p.balance) * p.accounts as u64;
         let clocks = servers.iter().map(|s: &SimServer| s.clock).collect();
+        // With an odd N, safety against equivocation and a voter that
+        // ignores its lock rests on the timing bound (docs/CONSENSUS.md
+        // §5.3): a share of runs keeps the honest servers within it, and
+        // only those, or an even N, see those two lies.
+        let mut liar_rng = Rng::new(seed, Stream::Liar);
+        let bounded = dishonest.is_some() && n % 2 == 1 && liar_rng.chance(p.bound_share);
+        let timing_lies = n % 2 == 0 || bounded || p.lie_beyond_bound;
+        let mut network = Network::new();
+        if bounded {
+            network.shield(dishonest);
+        }
         World {
             p: p.clone(),
             seed,
@@ -214,13 +256,16 @@ impl World {
                     setup.keys[id.index()].clone(),
                     CHAIN,
                     setup.servers.clone(),
-                    Rng::new(seed, Stream::Liar),
+                    liar_rng,
+                    timing_lies,
                 )
             }),
+            bounded,
             checker: Checker::new(n, supply),
             setup,
             servers,
-            network: Network::new(),
+            network,
+            listener: Listener::default(),
             clients,
             queue: BTreeMap::new(),
             sequence: 0,
@@ -235,10 +280,11 @@ impl World {
             },
             trace: Trace::new(print),
             faults: Faults::default(),
-            rounds: BTreeSet::new(),
+            committed_slots: BTreeSet::new(),
+            evidence: 0,
             voted: vec![0; n],
             armed: vec![None; n],
-            quorum_since: vec![None; n],
+            together: vec![vec![None; n]; n],
             healed: false,
             heal_at: EPOCH + p.slots * p.slot_ms,
             clocks,
@@ -291,18 +337,32 @@ impl World {
             trace: self.trace.tail(),
         });
         let mut faults = self.faults;
-        faults.lies = self.liar.as_ref().map_or(0, |l| l.lies);
+        let lies = self
+            .liar
+            .as_ref()
+            .map(|l| l.lies.clone())
+            .unwrap_or_default();
+        faults.lies = lies.values().sum();
         faults.late = self.network.late;
         faults.reordered = self.network.reordered;
+        let first = EPOCH / self.p.slot_ms;
+        let committed = self.committed_slots.len() as u64;
+        let last = self.committed_slots.last().copied();
+        let rounds = Rounds {
+            committed,
+            lost: last.map_or(0, |last| (last + 1).saturating_sub(first) - committed),
+            evidence: self.evidence,
+        };
         Report {
             seed: self.seed,
             servers: self.servers.len(),
             dishonest: self.liar.as_ref().map(|l| l.id),
             steps: self.step,
-            rounds: self.rounds.len() as u64,
+            rounds,
             faults,
             payments: self.clients.payments.len(),
             committed: self.checker.committed_ids().len(),
+            lies,
             told: self.clients.tally.clone(),
             failure,
         }
@@ -407,6 +467,12 @@ impl World {
                     });
                     return;
                 }
+                let heard = match (&self.liar, &payload) {
+                    (Some(liar), Payload::Ask(Ask::Peer { slot, message })) if liar.id == id => {
+                        Some((*slot, message.clone()))
+                    }
+                    _ => None,
+                };
                 let step = match (payload, from) {
                     (Payload::Ask(ask), from) => Step::Ask { from, ask },
                     (Payload::Answer(response), Endpoint::Server(from)) => {
@@ -415,13 +481,24 @@ impl World {
                     (Payload::Answer(_), Endpoint::Client(_)) => return,
                 };
                 self.step_server(id, step);
+                if let Some((slot, message)) = heard
+                    && self.servers[id.index()].is_up()
+                    && let Ok(input) = self.listener.check(&self.setup, slot, &message)
+                    && let Some(liar) = self.liar.as_mut()
+                {
+                    for out in liar.hear(&input, &self.p) {
+                        if let Out::Send { to, payload } = out {
+                            self.send(Endpoint::Server(id), to, payload);
+                        }
+                    }
+                }
             }
         }
     }
 
     /// Runs one step of a server and carries out what comes of it.
     pub(crate) fn step_server(&mut self, id: ServerId, step: Step) {
-        let outs = self.servers[id.index()].step(step, self.now, &self.setup);
+        let outs = self.servers[id.index()].step(step, self.now, &self.setup, &mut self.listener);
         self.emit(id, outs);
         self.reschedule(id);
         self.check(id);
@@ -432,118 +509,24 @@ impl World {
         let honest = self.server(id).honest;
         for out in &outs {
             if let Out::Send {
-                payload: Payload::Ask(Ask::Peer { slot, message }),
+                payload: Payload::Ask(Ask::Peer { message, .. }),
                 ..
             } = out
             {
-                self.observe(id, *slot, message, honest);
+                self.observe(id, message);
             }
         }
         let outs = match self.liar.as_mut() {
-            Some(liar) if liar.id == id => {
-                liar.filter(&self.servers[id.index()], outs, self.servers.len(), &self.p)
-            }
+            Some(liar) if liar.id == id => liar.filter(&self.servers[id.index()], outs, &self.p),
             Some(_) | None => outs,
         };
         for out in outs {
             match out {
                 Out::Send { to, payload } => self.send(Endpoint::Server(id), to, payload),
-                Out::Event(event) => {
-                    // A beta's own word on its round: it decided it, and
-                    // with consensus on its own state it committed it.
-                    if let Published::Round {
-                        slot,
-                        outcome,
-                        beta,
-                        ..
-                    } = &event
-                        && *beta == id
-                    {
-                        self.rounds.insert((id, *slot));
-                        if *outcome == Outcome::Committed && self.server(id).honest {
-                            self.decided.insert(*slot);
-                        }
-                    }
-                    let (step, now) = (self.step, self.now);
-                    self.trace
-                        .detail(step, now, || format!("s{id} event {event:?}"));
-                }
+                Out::Event(event) => self.published(id, honest, event),
                 Out::Exit(exit) => self.exited(id, exit),
             }
         }
-    }
-
-    /// Votes and rounds an honest server sends, for the one-vote check.
-    fn observe(
-        &mut self,
-        id: ServerId,
-        slot: Slot,
-        message: &PeerMessage<rota_peer::transaction::VerifiedTx>,
-        honest: bool,
-    ) {
-        // An honest server signs one header (as alpha) and votes for one
-        // header in a slot: its prevote, its precommit and its own round all
-        // name the same digest.
-        let hash = match message {
-            PeerMessage::Round { header, .. } => header.digest(),
-            PeerMessage::Prevote(prevote) => prevote.vote.digest,
-            PeerMessage::Precommit(precommit) => precommit.vote.digest,
-            PeerMessage::Register(_)
-            | PeerMessage::Heart(_)
-            | PeerMessage::Certified(_)
-            | PeerMessage::Evidence(_)
-            | PeerMessage::Want { .. }
-            | PeerMessage::Forward { .. } => return,
-        };
-        // A round resent to a server that asked for it is not a vote.
-        if let PeerMessage::Round { header, .. } = message
-            && header.slot() != slot
-        {
-            return;
-        }
-        let voted = &mut self.voted[id.index()];
-        *voted = (*voted).max(slot);
-        if honest && let Err(v) = self.checker.vote(id, slot, hash) {
-            self.fail(v.invariant, v.detail);
-        }
-    }
-
-    fn exited(&mut self, id: ServerId, exit: Exit) {
-        let (step, now) = (self.step, self.now);
-        self.trace
-            .note(step, now, || format!("s{id} EXIT {exit:?}"));
-        match exit {
-            Exit::ConsensusLost(reason) => {
-                let grace = u64::from(self.p.missed_heartbeats + 1) * self.p.heartbeat_ms;
-                let since = self.quorum_since[id.index()];
-                if self.server(id).honest
-                    && let Some(since) = since
-                    && now.saturating_sub(since) >= grace
-                {
-                    self.fail(
-                        Invariant::NoStop,
-                        format!(
-                            "s{id} stopped ({reason}) while in a quorum of honest servers \
-                             that could talk for {} ms",
-                            now - since
-                        ),
-                    );
-                }
-            }
-            Exit::Failed(_) | Exit::Shutdown => {
-                self.faults.crashes += 1;
-                if self.armed[id.index()] == Some(true) {
-                    self.faults.torn += 1;
-                }
-                let back = now
-                    + self
-                        .rngs
-                        .crash
-                        .range(self.p.restart_min_ms, self.p.restart_max_ms);
-                self.at(back, Event::Restart(id));
-            }
-        }
-        self.update_quorum();
     }
 
     /// Schedules a server's next timer.
@@ -574,27 +557,6 @@ impl World {
         }
         if let Err(v) = self.checker.server(id, &node.edge, &self.clients) {
             self.fail(v.invariant, v.detail);
-        }
-    }
-
-    /// Recomputes who is in a quorum of honest servers that can talk.
-    pub(crate) fn update_quorum(&mut self) {
-        let needed = majority(self.servers.len());
-        for i in 0..self.servers.len() {
-            let me = Endpoint::Server(ServerId::from_index(i));
-            let talking = self
-                .servers
-                .iter()
-                .filter(|s| {
-                    s.honest && s.is_up() && self.network.connected(me, Endpoint::Server(s.id))
-                })
-                .count();
-            let in_quorum = self.servers[i].is_up() && talking >= needed;
-            self.quorum_since[i] = match (in_quorum, self.quorum_since[i]) {
-                (true, Some(since)) => Some(since),
-                (true, None) => Some(self.now),
-                (false, _) => None,
-            };
         }
     }
 }

@@ -414,6 +414,35 @@ fn a_payment_is_not_held_for_an_alpha_known_down() {
     assert_eq!(core.held_count(), 0);
 }
 
+/// The alpha refuses a payment it held for itself (it is catching up when
+/// its slot opens): the client may still send the same bytes into its
+/// round, so the payment stays pending until a commit decides the slot,
+/// and only then is lost.
+#[test]
+fn a_held_payment_its_alpha_refuses_stays_pending_until_a_commit_decides_it() {
+    let mut sim = Sim::new(3);
+    sim.run_until(T0 + 950);
+    let tx = payment(1, key(9), 5, T0 + SLOT);
+    assert_eq!(sim.submit(2, tx), Ok(Disposition::Held(ServerId(2))));
+    sim.cores[1].set_synced(false, sim.now);
+    sim.run_until(T0 + SLOT + 1);
+    assert_eq!(sim.core(2).held_count(), 0);
+    assert_eq!(
+        sim.core(2).tracked(&tx.id()),
+        Some(Tracked::Pending { slot: 1000 }),
+        "refused while catching up, but not lost yet"
+    );
+    sim.run_until(T0 + 3 * SLOT);
+    match sim.core(2).tracked(&tx.id()) {
+        Some(Tracked::Lost {
+            slot: 1000,
+            decided,
+        }) => assert!(decided > 1000, "decided by the commit of slot {decided}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(sim.core(2).committed().slot > 1000);
+}
+
 #[test]
 fn a_held_payment_that_would_fall_outside_the_tolerance_is_refused() {
     let mut sim = Sim::new(3);

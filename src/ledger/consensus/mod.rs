@@ -407,9 +407,30 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             self.last_slot = current;
             self.asked.clear();
             self.forget_old(current);
+            self.relay_stalled(current, &mut out);
         }
         self.precommit_deadlines(now, ledger, &mut out);
         out
+    }
+
+    /// Relays the commit certificate of the committed round to every
+    /// server, once a slot, while no later round commits here (the round
+    /// of the slot before last would have, in a network that works): a
+    /// server that missed it, or restarted before it, catches up from it
+    /// with `want`s. Without this, servers left on different committed
+    /// rounds (by crashes inside a commit, or a partition) with no
+    /// majority on any one of them never catch up: their connectors find
+    /// no majority state to sync to, so no alpha opens a window, and no
+    /// round comes to carry the certificates (rule 5).
+    fn relay_stalled(&mut self, current: Slot, out: &mut Vec<Output<P>>) {
+        let Some(certified) = &self.committed.certified else {
+            return;
+        };
+        if certified.header.slot().saturating_add(2) < current {
+            out.push(Output::Send(Message::Certified(
+                certified.clone().into_inner(),
+            )));
+        }
     }
 
     /// What every step does last: prevote what can be, commit what can be.

@@ -177,7 +177,10 @@ impl Core {
     }
 
     /// Hands held payments to the alpha whose slot has opened: accepted here
-    /// when that is this server, forwarded otherwise.
+    /// when that is this server, forwarded otherwise. One that missed its
+    /// slot, or that this alpha refuses now, stays pending until a commit
+    /// decides its slot: the client may still send the same bytes to the
+    /// alpha in its window, so only a commit can say it is lost.
     pub(super) fn release_held(&mut self, now: Millis) -> Vec<Action> {
         let slot = self.schedule.slot_at(now);
         if self.held.is_empty() || !self.schedule.window_open(now) {
@@ -198,18 +201,6 @@ impl Core {
                     id.short(),
                     held.slot
                 );
-                self.tracked.insert(
-                    id,
-                    Tracked::Lost {
-                        slot: held.slot,
-                        decided: held.slot,
-                    },
-                );
-                actions.push(Action::Publish(Event::Tx {
-                    id,
-                    state: TxState::Lost,
-                    alpha: self.schedule.alpha(held.slot),
-                }));
                 continue;
             }
             if alpha != self.me {
@@ -227,18 +218,6 @@ impl Core {
                         "held payment {} refused at slot {slot}: {refusal}",
                         id.short()
                     );
-                    self.tracked.insert(
-                        id,
-                        Tracked::Lost {
-                            slot,
-                            decided: slot,
-                        },
-                    );
-                    actions.push(Action::Publish(Event::Tx {
-                        id,
-                        state: TxState::Lost,
-                        alpha: self.me,
-                    }));
                 }
             }
         }

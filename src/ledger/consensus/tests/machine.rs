@@ -588,6 +588,33 @@ fn a_relayed_commit_waits_for_the_rounds_it_lacks_and_asks_for_them() {
     assert_eq!(node.commits[0].rounds.len(), 2);
 }
 
+/// Servers left on different committed rounds catch up only from a
+/// certificate; while nothing later commits, a server relays its own once
+/// a slot.
+#[test]
+fn a_server_whose_commits_stall_relays_its_commit_certificate_once_a_slot() {
+    let k = Keys::new(3);
+    let t = k.timing();
+    let mut node = Node::new(&k, 0);
+    let h10 = k.on_anchor(10, &vec![10]);
+    node.round(&h10, &vec![10], moments(&t, 10).voting);
+    let commit = k.certified(Kind::Precommit, &[1, 2], &h10);
+    node.certified(commit.clone(), moments(&t, 10).voting + 1);
+    assert_eq!(node.commits.len(), 1);
+    let start = |slot: Slot| t.schedule.start(slot);
+    // Slots 11 and 12 may still commit round 11 in a working network.
+    for slot in [11, 12] {
+        let sent = node.tick(start(slot));
+        assert!(certificates(&sent).is_empty(), "slot {slot}: {sent:?}");
+    }
+    // From slot 13 on, nothing later committed: once a slot, not more.
+    for slot in [13, 14] {
+        let sent = node.tick(start(slot));
+        assert_eq!(certificates(&sent), vec![&commit.clone().into_inner()]);
+        assert!(certificates(&node.tick(start(slot) + 10)).is_empty());
+    }
+}
+
 #[test]
 fn a_slot_is_lost_only_when_a_later_round_commits_without_it() {
     let k = Keys::new(3);

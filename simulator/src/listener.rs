@@ -1,0 +1,73 @@
+//! What a receiving server's listener makes of a server message: decoded
+//! from its bytes and every signature in it checked, as on the wire
+//! ([`rota_listener::check_peer`]), once for all receivers.
+//!
+//! Checking signatures is nearly all of a run's work, and a broadcast
+//! carries the same bytes to every server (relayed certificates and
+//! duplicates too). The check is a pure function of the command, the slot
+//! and the bytes, so [`Listener`] keeps each verdict by the SHA-256 of
+//! those and hands the same one to every receiver. It is memoization, not a
+//! shortcut: every message still goes through its bytes and the real
+//! checks once, and a message whose bytes differ is checked anew.
+
+use std::collections::BTreeMap;
+
+use rota_listener::PeerInput;
+use rota_peer::transaction::{VerifiedTx, Verifier};
+use rota_peer::wire::PeerMessage;
+use rota_peer::{Hash, Slot};
+
+use crate::server::Setup;
+
+/// The most verdicts kept; the memo is cleared when full.
+const KEPT: usize = 4_096;
+
+/// The receivers' listeners' checks, memoized. See the module documentation.
+#[derive(Default)]
+pub struct Listener {
+    verdicts: BTreeMap<Hash, Result<PeerInput, String>>,
+}
+
+impl Listener {
+    /// The verdict on `message`, sent for `slot`: the checked input, or the
+    /// refusal the listener answers with.
+    pub fn check(
+        &mut self,
+        setup: &Setup,
+        slot: Slot,
+        message: &PeerMessage<VerifiedTx>,
+    ) -> Result<PeerInput, String> {
+        let command = message.command();
+        let payload = message.payload();
+        let mut bytes = Vec::with_capacity(payload.len() + 16);
+        bytes.extend_from_slice(command.name().as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(&slot.to_be_bytes());
+        bytes.extend_from_slice(&payload);
+        let key = Hash::of(&bytes);
+        if let Some(verdict) = self.verdicts.get(&key) {
+            return verdict.clone();
+        }
+        let verdict = check(setup, slot, command, &payload);
+        if self.verdicts.len() >= KEPT {
+            self.verdicts.clear();
+        }
+        self.verdicts.insert(key, verdict.clone());
+        verdict
+    }
+}
+
+/// A server message as the receiver's listener takes it: through its bytes
+/// and every signature check.
+fn check(
+    setup: &Setup,
+    slot: Slot,
+    command: rota_peer::wire::PeerCommand,
+    payload: &[u8],
+) -> Result<PeerInput, String> {
+    let n = setup.servers.len();
+    let decoded = PeerMessage::decode(command, payload, n).map_err(|e| e.to_string())?;
+    let mut verifier = Verifier::new(&setup.chain);
+    rota_listener::check_peer(&setup.chain, &setup.servers, &mut verifier, slot, decoded)
+        .map_err(|e| e.to_string())
+}
