@@ -119,11 +119,15 @@ fn the_dishonest_server_tells_every_lie_and_breaks_nothing() {
 }
 
 /// Outside the timing bound, with three servers, equivocation and a voter
-/// that ignores its lock can make two commits conflict (docs/CONSENSUS.md
-/// §5.3): the checks catch it. This is what the bound buys, and why the
-/// profiles tell those two lies only within it.
+/// that ignores its lock may break what the protocol promises within it
+/// (docs/CONSENSUS.md §5.3): the checks catch it. Since servers resend their
+/// own votes at every start, 2,000 seeds of this profile showed no
+/// conflicting commits, only rounds that stopped committing (seeds 807,
+/// 1023 and 1110 of `--from 400 --seeds 1600`); this is one of them. It is
+/// what the bound buys, and why the profiles tell those two lies only
+/// within it.
 #[test]
-fn beyond_the_timing_bound_the_checks_catch_conflicting_commits() {
+fn beyond_the_timing_bound_the_checks_catch_what_breaks() {
     let mut p = Profile::ci();
     p.servers_min = 3;
     p.servers_max = 3;
@@ -131,13 +135,13 @@ fn beyond_the_timing_bound_the_checks_catch_conflicting_commits() {
     p.lie_beyond_bound = true;
     p.lie_equivocate = 0.5;
     p.lie_ignore_lock = 0.5;
-    let report = run(199, &p, false);
+    let report = run(807, &p, false);
     let failure = report
         .failure
-        .expect("seed 199 breaks safety beyond the bound");
+        .expect("seed 807 breaks an invariant beyond the bound");
     assert_eq!(
         failure.violation.invariant,
-        Invariant::Prefix,
+        Invariant::Liveness,
         "{failure:?}"
     );
 }
