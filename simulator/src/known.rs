@@ -364,6 +364,31 @@ pub const FIXED: &[Known] = &[
         seed: 20,
         breaks: Invariant::Liveness,
     },
+    Known {
+        name: "empty-round-unfetchable",
+        fault: "A server behind an empty round that every server holding it had restarted \
+                past (so none could answer its want) stalled, and with it the rounds that \
+                needed its vote (found in issue 9, fixed in src/ledger/consensus)",
+        on_issue_8_ci: false,
+        flags: &[
+            ("servers-min", "4"),
+            ("servers-max", "4"),
+            ("slots", "6"),
+            ("drop-rate", "0.01"),
+            ("partition-rate", "0.05"),
+            ("crash-rate", "0.03"),
+            ("dishonest", "true"),
+            ("lie-forge-result", "0.05"),
+            ("lie-fail-result", "0.05"),
+            ("lie-equivocate", "0.1"),
+            ("lie-vote", "0.1"),
+            ("lie-replay", "0.2"),
+            ("bad-payments", "0"),
+            ("resubmit", "0"),
+        ],
+        seed: 34684,
+        breaks: Invariant::Liveness,
+    },
 ];
 
 /// The faults still open: each seed must break the invariant listed.

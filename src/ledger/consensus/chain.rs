@@ -149,6 +149,21 @@ impl<P> Rounds<P> {
     pub fn iter(&self) -> impl Iterator<Item = (&Hash, &Round<P>)> {
         self.by_digest.iter()
     }
+
+    /// Gives every round whose header names the root of no payments those
+    /// payments: it has none to fetch. (A server that restarted keeps no
+    /// committed round to send in answer to a `want`, so an empty round
+    /// that a server behind lacks would otherwise stall it.)
+    pub fn fill_empty(&mut self, empty: Hash, none: &P)
+    where
+        P: Clone,
+    {
+        for round in self.by_digest.values_mut() {
+            if round.payments.is_none() && round.header.header.payments == empty {
+                round.payments = Some(none.clone());
+            }
+        }
+    }
 }
 
 fn bad_balance(slot: Slot, base: &Base) -> String {

@@ -31,6 +31,10 @@ pub trait Ledger {
     /// The merkle root of the payments' ids, as a header names them.
     fn root(&self, payments: &Self::Payments) -> Hash;
 
+    /// No payments: a round whose header names their root has none to
+    /// fetch.
+    fn none(&self) -> Self::Payments;
+
     /// Applies `payments` as the round of `slot` on the state after `base`
     /// (a round kept earlier, or the committed state), and returns the
     /// resulting balance hash with the state. `None` when that state is not

@@ -433,7 +433,8 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         }
     }
 
-    /// What every step does last: prevote what can be, commit what can be.
+    /// What every step does last: a round whose header names no payments
+    /// needs none fetched; then prevote what can be, commit what can be.
     fn settle(
         &mut self,
         now: Millis,
@@ -443,6 +444,8 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         if self.halted {
             return;
         }
+        let none = ledger.none();
+        self.rounds.fill_empty(ledger.root(&none), &none);
         self.try_prevotes(now, ledger, out);
         self.try_commit(ledger, out);
     }

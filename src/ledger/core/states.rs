@@ -117,6 +117,10 @@ impl Ledger for States {
         merkle_root(&ids)
     }
 
+    fn none(&self) -> Payments {
+        Payments::from(Vec::new())
+    }
+
     fn apply(&mut self, base: &Base, slot: Slot, payments: &Payments) -> Option<(Hash, Kept)> {
         let mut balances = Balances::clone(self.balances(&base.digest)?);
         let valid = apply_round(&mut balances, &self.schedule, slot, payments);

@@ -615,6 +615,30 @@ fn a_server_whose_commits_stall_relays_its_commit_certificate_once_a_slot() {
     }
 }
 
+/// An empty round needs nothing fetched: its header names the root of no
+/// payments. A server that restarted keeps no committed round to answer a
+/// `want` with, so one behind would otherwise never commit past it.
+#[test]
+fn an_empty_round_commits_from_its_certificate_alone() {
+    let k = Keys::new(3);
+    let t = k.timing();
+    let mut node = Node::new(&k, 0);
+    let h10 = k.on_anchor(10, &vec![]);
+    let commit = k.certified(Kind::Precommit, &[1, 2], &h10);
+    let out = node
+        .machine
+        .on_certified(commit, moments(&t, 10).p + 50, &mut node.ledger)
+        .unwrap();
+    assert!(
+        !out.iter().any(|o| matches!(o, Output::Missing { .. })),
+        "nothing to fetch: {out:?}"
+    );
+    node.absorb(out);
+    assert_eq!(node.commits.len(), 1);
+    assert_eq!(node.commits[0].rounds.len(), 1);
+    assert!(node.commits[0].rounds[0].payments.is_empty());
+}
+
 #[test]
 fn a_slot_is_lost_only_when_a_later_round_commits_without_it() {
     let k = Keys::new(3);

@@ -106,6 +106,10 @@ impl Ledger for FakeLedger {
         root(payments)
     }
 
+    fn none(&self) -> Pay {
+        Vec::new()
+    }
+
     fn apply(&mut self, base: &Base, slot: Slot, payments: &Pay) -> Option<(Hash, Hash)> {
         let before = self.states.get(&base.digest)?;
         self.applied += 1;
