@@ -62,11 +62,11 @@
 //!
 //! ## Caveats
 //!
-//! Not wired in yet: the node still decides rounds with the simple
-//! majority of `core/beta.rs`. Payments are opaque here (`P`); the ledger
-//! core supplies them and their application. A round whose base or
+//! The ledger core drives the machine (`core/rounds.rs`) and carries out
+//! its outputs. Payments are opaque here (`P`); the ledger core supplies
+//! them and their application (`core/states.rs`). A round whose base or
 //! payments are unknown here waits, and the machine asks for it
-//! ([`Output::Missing`]); fetching it is the edge's job.
+//! ([`Output::Missing`]); the core sends a `want` for it.
 
 // The essay links to the private header chains so that a reader finds them
 // from here; the links resolve with --document-private-items.

@@ -5,11 +5,10 @@
 //! The order of a step's outputs is the contract. An [`Output::Persist`] is
 //! durable before any output after it is carried out, a message above all:
 //! what a vote says has been kept, has been, even across a crash. This is
-//! the core's `Action::Persist` rule; when the machine is wired in, each
-//! `Output::Persist(record)` becomes an `Action::Persist` of that record
-//! (the core's `Persist` gains a variant for it), `Output::Send` an
-//! `Action::Send` to every server, and `Output::Commit` the core's
-//! `Persist::Commit` of each round in it.
+//! the core's `Action::Persist` rule: each `Output::Persist(record)`
+//! becomes a `Persist::Consensus` of that record, `Output::Send` an
+//! `Action::Send` to every server, and `Output::Commit` one
+//! `Persist::Commit` with a block per round in it (`core/rounds.rs`).
 
 use std::fmt;
 
