@@ -304,10 +304,7 @@ fn a_corrupted_database_file_is_restored_from_the_archive() {
     assert_eq!(loaded.hash, commit.hash);
     assert_eq!(loaded.slot, FIRST);
     assert_eq!(*loaded.snapshot, *commit.snapshot);
-    assert_eq!(
-        fs::read(&balances_db).unwrap(),
-        commit.snapshot.packed().unwrap()
-    );
+    assert_eq!(fs::read(&balances_db).unwrap(), commit.snapshot.pack());
 }
 
 #[test]
@@ -429,7 +426,7 @@ fn the_archive_keeps_the_newest_entries_named_by_hash_and_slot_seconds() {
     assert_eq!(file_names(&dir.path().join("archive")), names);
     for c in &commits[2..] {
         let bytes = fs::read(archive_path(dir.path(), c.hash, c.slot)).unwrap();
-        assert_eq!(bytes, c.snapshot.packed().unwrap());
+        assert_eq!(bytes, c.snapshot.pack());
     }
     // FIRST is odd: its start, FIRST * 1.5 s, ends in half a second, which
     // the name drops.
@@ -477,7 +474,7 @@ fn an_installed_database_archives_the_one_it_replaces_by_the_hash_of_its_bytes()
     // The file holds something else than the committed state (a server out
     // of sync): the archive copy must be named after what it holds.
     let mut strayed = Balances::from_accounts(&[(key(7), 77)]).unwrap();
-    let strayed_bytes = strayed.pack().to_vec();
+    let strayed_bytes = strayed.pack();
     write_atomic(&dir.path().join("balances.db"), &strayed_bytes).unwrap();
 
     let installed = Commit {
@@ -496,11 +493,11 @@ fn an_installed_database_archives_the_one_it_replaces_by_the_hash_of_its_bytes()
     );
     assert_eq!(
         fs::read(archive_path(dir.path(), installed.hash, installed.slot)).unwrap(),
-        installed.snapshot.packed().unwrap()
+        installed.snapshot.pack()
     );
     assert_eq!(
         fs::read(dir.path().join("balances.db")).unwrap(),
-        installed.snapshot.packed().unwrap()
+        installed.snapshot.pack()
     );
     assert_eq!(store.tip().unwrap().height, 1);
 }

@@ -1,4 +1,5 @@
-//! The balance database, kept in memory in its packed form.
+//! The balance database: the accounts in a tree of shared buckets, and its
+//! balance hash.
 //!
 //! The packed database is the account records sorted by public key and nothing
 //! else, so every server packs the same state to the same bytes:
@@ -6,21 +7,53 @@
 //! ```text
 //! record  = public key (32) | balance, big-endian u32 (4)     36 bytes
 //! packed  = record* in ascending key order, no duplicates
-//! hash    = SHA-256(packed)
 //! ```
 //!
-//! [`Balances`] stores exactly those records in a sorted vector, so packing is
-//! free and hashing costs one SHA-256 pass. Accounts created since the last
-//! pack wait in a small sorted side map and are merged in one linear pass when
-//! the database is next packed.
+//! Its balance hash is a fixed three-level tree over the packed records,
+//! cut by the first two bytes of the key, so that a round which changes a
+//! few accounts rehashes a few small pieces, never the whole database:
+//!
+//! ```text
+//! bucket(p)  = the records whose key begins with the two bytes p, in order
+//! leaf(p)    = SHA-256(bucket(p))                 for each non-empty bucket
+//! group(g)   = SHA-256(b | leaf(p) for each non-empty bucket p = (g, b),
+//!                      in ascending b)            for each non-empty group g
+//! hash       = SHA-256(g | group(g) for each non-empty group g, ascending)
+//! ```
+//!
+//! (`b` and `g` are one byte each; an empty database hashes to SHA-256 of
+//! nothing.) Every level's input is a sequence of fixed-size entries in a
+//! fixed order, so the tree is a one-to-one encoding of the packed bytes:
+//! two databases with one hash would mean a SHA-256 collision at some level.
+//! Computing it from scratch costs one SHA-256 pass over the records plus
+//! about 34 bytes per non-empty bucket (at most 2.2 MB).
+//!
+//! [`Balances`] stores exactly that tree: 256 groups of 256 buckets, each
+//! shared behind an [`Arc`] and holding its sorted records and its cached
+//! hash. A clone copies 256 pointers; a payment copies the one group and the
+//! one bucket it changes (if another clone shares them) and marks their
+//! hashes stale. A round's state is therefore a clone of its base plus its
+//! payments, and its hash costs its changed buckets, their groups and the
+//! top: the cost follows the payments, not the number of accounts.
+//!
+//! One caveat, stated so an operator can weigh it: keys are chosen by their
+//! owners, so someone may create many accounts whose keys share two first
+//! bytes. Their bucket is then large, and a round touching it rehashes all
+//! of it once: at worst the whole database, which is what every round cost
+//! before the tree. Each such account costs its creator a payment.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::types::{Amount, Hash, PublicKey};
 
 /// Length of one account record.
 pub const RECORD_LEN: usize = 36;
+
+/// Groups in the tree, and buckets in a group: one per value of a key byte.
+const FANOUT: usize = 256;
 
 type Record = [u8; RECORD_LEN];
 
@@ -55,14 +88,95 @@ pub enum PaymentRefusal {
     Overflow,
 }
 
-/// The accounts and their balances.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Balances {
-    /// Sorted by key, unique: exactly the packed database, once `added` is merged.
+/// The records whose keys share their first two bytes, and their hash.
+#[derive(Clone, Default)]
+struct Bucket {
+    /// Sorted by key, unique.
     records: Vec<Record>,
-    /// Accounts created since the last merge.
-    added: BTreeMap<PublicKey, Amount>,
+    /// `leaf` of these records; `None` once they changed.
+    hash: Option<Hash>,
 }
+
+impl Bucket {
+    fn hash(&mut self) -> Hash {
+        *self
+            .hash
+            .get_or_insert_with(|| Hash::of(self.records.as_flattened()))
+    }
+}
+
+/// The buckets whose keys share their first byte, and their hash.
+#[derive(Clone)]
+struct Group {
+    /// Indexed by the key's second byte; `None` for an empty bucket.
+    buckets: Vec<Option<Arc<Bucket>>>,
+    /// `group` of these buckets; `None` once one of them changed.
+    hash: Option<Hash>,
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            buckets: vec![None; FANOUT],
+            hash: None,
+        }
+    }
+}
+
+impl Group {
+    fn hash(&mut self) -> Hash {
+        if let Some(hash) = self.hash {
+            return hash;
+        }
+        let mut level = Sha256::new();
+        for (b, bucket) in self.buckets.iter_mut().enumerate() {
+            if let Some(bucket) = bucket {
+                // A stale bucket was changed through this group, so it is
+                // not shared any more and `make_mut` copies nothing.
+                let leaf = match bucket.hash {
+                    Some(hash) => hash,
+                    None => Arc::make_mut(bucket).hash(),
+                };
+                level.update([b as u8]);
+                level.update(leaf.0);
+            }
+        }
+        let hash = Hash(level.finalize().into());
+        self.hash = Some(hash);
+        hash
+    }
+}
+
+/// The accounts and their balances.
+#[derive(Clone)]
+pub struct Balances {
+    /// Indexed by the key's first byte; `None` for an empty group.
+    groups: Vec<Option<Arc<Group>>>,
+    /// The balance hash; `None` once anything changed.
+    hash: Option<Hash>,
+    len: usize,
+    /// The sum of all balances: set at creation, kept by payments.
+    supply: u64,
+}
+
+impl Default for Balances {
+    fn default() -> Balances {
+        Balances {
+            groups: vec![None; FANOUT],
+            hash: None,
+            len: 0,
+            supply: 0,
+        }
+    }
+}
+
+impl PartialEq for Balances {
+    fn eq(&self, other: &Balances) -> bool {
+        self.len == other.len && self.records().eq(other.records())
+    }
+}
+
+impl Eq for Balances {}
 
 impl std::fmt::Debug for Balances {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,11 +196,11 @@ impl Balances {
                 pair[0].0
             )));
         }
-        check_supply(sorted.iter().map(|(_, balance)| *balance))?;
-        Ok(Balances {
-            records: sorted.iter().map(|(k, b)| make_record(k, *b)).collect(),
-            added: BTreeMap::new(),
-        })
+        let supply = check_supply(sorted.iter().map(|(_, balance)| *balance))?;
+        Ok(Balances::from_sorted(
+            sorted.iter().map(|(k, b)| make_record(k, *b)),
+            supply,
+        ))
     }
 
     /// Reads a packed database, refusing anything that is not one: a length
@@ -99,53 +213,105 @@ impl Balances {
                 packed.len()
             )));
         }
-        let records: Vec<Record> = packed
+        let records = || {
+            packed
+                .chunks_exact(RECORD_LEN)
+                .map(|chunk| -> Record { chunk.try_into().expect("36 bytes") })
+        };
+        if let Some(i) = packed
             .chunks_exact(RECORD_LEN)
-            .map(|chunk| chunk.try_into().expect("36 bytes"))
-            .collect();
-        if let Some(i) = records
-            .windows(2)
-            .position(|w| record_key(&w[0]) >= record_key(&w[1]))
+            .zip(packed.chunks_exact(RECORD_LEN).skip(1))
+            .position(|(a, b)| a[..32] >= b[..32])
         {
             return Err(Error::Invalid(format!(
                 "packed database record {} is not in ascending key order",
                 i + 1
             )));
         }
-        check_supply(records.iter().map(record_balance))?;
-        Ok(Balances {
-            records,
-            added: BTreeMap::new(),
-        })
+        let supply = check_supply(records().map(|r| record_balance(&r)))?;
+        Ok(Balances::from_sorted(records(), supply))
+    }
+
+    /// The tree of `records`, which are sorted and unique.
+    fn from_sorted(records: impl Iterator<Item = Record>, supply: u64) -> Balances {
+        let mut balances = Balances {
+            supply,
+            ..Balances::default()
+        };
+        let mut groups: Vec<Group> = Vec::new();
+        let mut current: Option<(u8, u8)> = None;
+        let mut bucket = Bucket::default();
+        let flush = |at: (u8, u8), bucket: Bucket, groups: &mut Vec<Group>| {
+            if groups.len() <= at.0 as usize {
+                groups.resize_with(at.0 as usize + 1, Group::default);
+            }
+            groups[at.0 as usize].buckets[at.1 as usize] = Some(Arc::new(bucket));
+        };
+        for record in records {
+            let at = (record[0], record[1]);
+            if current.is_some_and(|c| c != at) {
+                flush(
+                    current.expect("set"),
+                    std::mem::take(&mut bucket),
+                    &mut groups,
+                );
+            }
+            current = Some(at);
+            bucket.records.push(record);
+            balances.len += 1;
+        }
+        if let Some(at) = current {
+            flush(at, bucket, &mut groups);
+        }
+        for (g, group) in groups.into_iter().enumerate() {
+            if group.buckets.iter().any(Option::is_some) {
+                balances.groups[g] = Some(Arc::new(group));
+            }
+        }
+        balances
     }
 
     pub fn len(&self) -> usize {
-        self.records.len() + self.added.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
-    fn position(&self, key: &PublicKey) -> std::result::Result<usize, usize> {
-        self.records
-            .binary_search_by(|record| record_key(record).cmp(&key.0[..]))
+    fn bucket(&self, key: &PublicKey) -> Option<&Bucket> {
+        let group = self.groups[key.0[0] as usize].as_ref()?;
+        group.buckets[key.0[1] as usize].as_deref()
     }
 
     /// The balance of `key`, or `None` when it has no account.
     pub fn get(&self, key: &PublicKey) -> Option<Amount> {
-        match self.position(key) {
-            Ok(i) => Some(record_balance(&self.records[i])),
-            Err(_) => self.added.get(key).copied(),
-        }
+        let bucket = self.bucket(key)?;
+        let i = bucket
+            .records
+            .binary_search_by(|record| record_key(record).cmp(&key.0[..]))
+            .ok()?;
+        Some(record_balance(&bucket.records[i]))
     }
 
-    /// Sets the balance of `key`, creating its account if needed.
+    /// Sets the balance of `key`, creating its account if needed; the
+    /// caller keeps `supply` right.
     fn set(&mut self, key: &PublicKey, balance: Amount) {
-        match self.position(key) {
-            Ok(i) => self.records[i][32..].copy_from_slice(&balance.to_be_bytes()),
-            Err(_) => {
-                self.added.insert(*key, balance);
+        self.hash = None;
+        let group = self.groups[key.0[0] as usize].get_or_insert_with(Default::default);
+        let group = Arc::make_mut(group);
+        group.hash = None;
+        let bucket = group.buckets[key.0[1] as usize].get_or_insert_with(Default::default);
+        let bucket = Arc::make_mut(bucket);
+        bucket.hash = None;
+        match bucket
+            .records
+            .binary_search_by(|record| record_key(record).cmp(&key.0[..]))
+        {
+            Ok(i) => bucket.records[i][32..].copy_from_slice(&balance.to_be_bytes()),
+            Err(i) => {
+                bucket.records.insert(i, make_record(key, balance));
+                self.len += 1;
             }
         }
     }
@@ -191,53 +357,55 @@ impl Balances {
         Ok(())
     }
 
-    /// Merges newly created accounts into the sorted records, in place and
-    /// from the back: the vector grows (a large reallocation is remapped, not
-    /// copied), and each run of old records moves once, to its final place.
-    /// Building a new 36 MB vector instead costs as much in page faults as
-    /// hashing it.
-    fn merge(&mut self) {
-        if self.added.is_empty() {
-            return;
+    /// The balance hash (see the module documentation): only the buckets
+    /// and groups changed since it was last computed are hashed again.
+    pub fn hash(&mut self) -> Hash {
+        if let Some(hash) = self.hash {
+            return hash;
         }
-        let added = std::mem::take(&mut self.added);
-        let old = self.records.len();
-        self.records.resize(old + added.len(), [0u8; RECORD_LEN]);
-        // records[..end] are old records not yet moved; records[write..] are final.
-        let mut end = old;
-        let mut write = self.records.len();
-        for (key, balance) in added.into_iter().rev() {
-            let split = split_before(&self.records[..end], &key.0);
-            let run = end - split;
-            self.records.copy_within(split..end, write - run);
-            write -= run + 1;
-            self.records[write] = make_record(&key, balance);
-            end = split;
+        let mut top = Sha256::new();
+        for (g, group) in self.groups.iter_mut().enumerate() {
+            if let Some(group) = group {
+                // As in `Group::hash`: a stale group is not shared.
+                let hash = match group.hash {
+                    Some(hash) => hash,
+                    None => Arc::make_mut(group).hash(),
+                };
+                top.update([g as u8]);
+                top.update(hash.0);
+            }
         }
-        debug_assert_eq!(write, end, "every old record is in place");
+        let hash = Hash(top.finalize().into());
+        self.hash = Some(hash);
+        hash
+    }
+
+    /// The records in key order.
+    fn records(&self) -> impl Iterator<Item = &Record> + '_ {
+        self.groups
+            .iter()
+            .flatten()
+            .flat_map(|group| group.buckets.iter().flatten())
+            .flat_map(|bucket| bucket.records.iter())
     }
 
     /// The packed database.
-    pub fn pack(&mut self) -> &[u8] {
-        self.merge();
-        self.records.as_flattened()
-    }
-
-    /// The SHA-256 of the packed database.
-    pub fn hash(&mut self) -> Hash {
-        Hash::of(self.pack())
-    }
-
-    /// The packed bytes when nothing is waiting to be merged, so that a shared
-    /// (read-only) database can be packed without copying.
-    pub fn packed(&self) -> Option<&[u8]> {
-        self.added.is_empty().then(|| self.records.as_flattened())
+    pub fn pack(&self) -> Vec<u8> {
+        let mut packed = Vec::with_capacity(self.len * RECORD_LEN);
+        for bucket in self
+            .groups
+            .iter()
+            .flatten()
+            .flat_map(|group| group.buckets.iter().flatten())
+        {
+            packed.extend_from_slice(bucket.records.as_flattened());
+        }
+        packed
     }
 
     /// Every account with its balance, in key order.
-    pub fn accounts(&mut self) -> impl Iterator<Item = (PublicKey, Amount)> + '_ {
-        self.merge();
-        self.records.iter().map(|r| {
+    pub fn accounts(&self) -> impl Iterator<Item = (PublicKey, Amount)> + '_ {
+        self.records().map(|r| {
             (
                 PublicKey(record_key(r).try_into().expect("32 bytes")),
                 record_balance(r),
@@ -247,31 +415,12 @@ impl Balances {
 
     /// The sum of all balances.
     pub fn supply(&self) -> u64 {
-        self.records
-            .iter()
-            .map(|r| record_balance(r) as u64)
-            .sum::<u64>()
-            + self.added.values().map(|b| *b as u64).sum::<u64>()
+        self.supply
     }
 }
 
-/// The number of records in `records` (sorted) whose key is below `key`,
-/// searched from the end: an exponential step back, then a binary search in
-/// the last step, so that nearby keys touch nearby memory.
-fn split_before(records: &[Record], key: &[u8]) -> usize {
-    let mut high = records.len();
-    let mut step = 1;
-    loop {
-        let low = high.saturating_sub(step);
-        if low == 0 || record_key(&records[low]) < key {
-            return low + records[low..high].partition_point(|r| record_key(r) < key);
-        }
-        high = low;
-        step *= 2;
-    }
-}
-
-fn check_supply(balances: impl Iterator<Item = Amount>) -> Result<()> {
+/// The total of `balances`, refused when it does not fit a `u32`.
+fn check_supply(balances: impl Iterator<Item = Amount>) -> Result<u64> {
     let total: u64 = balances.map(u64::from).sum();
     if total > u64::from(u32::MAX) {
         return Err(Error::Invalid(format!(
@@ -279,7 +428,7 @@ fn check_supply(balances: impl Iterator<Item = Amount>) -> Result<()> {
             u32::MAX
         )));
     }
-    Ok(())
+    Ok(total)
 }
 
 #[cfg(test)]
@@ -326,32 +475,108 @@ mod tests {
         }
         let mut expected = Balances::from_accounts(&all).unwrap();
         assert_eq!(db.pack(), expected.pack());
-        // Merging again with nothing added changes nothing.
         assert_eq!(db.hash(), expected.hash());
         let mut front = Balances::from_accounts(&[(key(200), 5)]).unwrap();
         front.pay(&key(200), &key(1), 1).unwrap();
         front.pay(&key(200), &key(255), 1).unwrap();
-        let mut sorted =
-            Balances::from_accounts(&[(key(1), 1), (key(200), 3), (key(255), 1)]).unwrap();
+        let sorted = Balances::from_accounts(&[(key(1), 1), (key(200), 3), (key(255), 1)]).unwrap();
         assert_eq!(front.pack(), sorted.pack());
     }
 
+    /// The balance hash written out as the module documentation defines
+    /// it, from the packed bytes alone.
+    fn tree_hash(packed: &[u8]) -> Hash {
+        let records: Vec<&[u8]> = packed.chunks(RECORD_LEN).collect();
+        let mut top = Vec::new();
+        for g in 0..=255u8 {
+            let mut group = Vec::new();
+            for b in 0..=255u8 {
+                let bucket: Vec<u8> = records
+                    .iter()
+                    .filter(|r| r[0] == g && r[1] == b)
+                    .flat_map(|r| r.iter().copied())
+                    .collect();
+                if !bucket.is_empty() {
+                    group.push(b);
+                    group.extend_from_slice(&Hash::of(&bucket).0);
+                }
+            }
+            if !group.is_empty() {
+                top.push(g);
+                top.extend_from_slice(&Hash::of(&group).0);
+            }
+        }
+        Hash::of(&top)
+    }
+
     #[test]
-    fn hash_is_sha256_of_the_packed_bytes() {
+    fn the_hash_is_the_documented_tree() {
         let mut db = Balances::from_accounts(&[(key(1), 7)]).unwrap();
-        let mut expected = vec![1u8; 32];
-        expected.extend_from_slice(&7u32.to_be_bytes());
-        assert_eq!(db.hash(), Hash::of(&expected));
+        let mut record = vec![1u8; 32];
+        record.extend_from_slice(&7u32.to_be_bytes());
+        let mut group = vec![1u8];
+        group.extend_from_slice(&Hash::of(&record).0);
+        let mut top = vec![1u8];
+        top.extend_from_slice(&Hash::of(&group).0);
+        assert_eq!(db.hash(), Hash::of(&top));
         assert_eq!(Balances::default().clone().hash(), Hash::of(b""));
+        // Keys sharing a first byte, a bucket, or neither.
+        let spread = |a: u8, b: u8, c: u8| {
+            let mut k = [c; 32];
+            k[0] = a;
+            k[1] = b;
+            PublicKey(k)
+        };
+        let accounts: Vec<(PublicKey, Amount)> =
+            [(0, 0, 1), (0, 0, 2), (0, 9, 1), (7, 9, 1), (255, 255, 255)]
+                .iter()
+                .map(|&(a, b, c)| (spread(a, b, c), u32::from(c)))
+                .collect();
+        let mut db = Balances::from_accounts(&accounts).unwrap();
+        assert_eq!(db.hash(), tree_hash(&db.pack()));
+    }
+
+    #[test]
+    fn a_changed_clone_rehashes_what_changed_and_leaves_its_base_alone() {
+        let spread = |i: u32| {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+            PublicKey(k)
+        };
+        let accounts: Vec<(PublicKey, Amount)> = (0..3_000).map(|i| (spread(i), 100)).collect();
+        let mut base = Balances::from_accounts(&accounts).unwrap();
+        let base_hash = base.hash();
+        let base_packed = base.pack();
+        let mut round = base.clone();
+        for i in 0..200 {
+            // Existing payees, and new accounts in new and old buckets.
+            round.pay(&spread(i), &spread(i * 7 + 1), 3).unwrap();
+            round.pay(&spread(i), &spread(10_000 + i), 1).unwrap();
+        }
+        assert_eq!(round.len(), 3_200);
+        assert_eq!(round.supply(), base.supply());
+        let hash = round.hash();
+        let mut scratch = Balances::from_packed(&round.pack()).unwrap();
+        assert_eq!(hash, scratch.hash(), "incremental equals from scratch");
+        assert_eq!(hash, tree_hash(&round.pack()));
+        assert_eq!(round, scratch);
+        // The base is what it was.
+        assert_eq!(base.pack(), base_packed);
+        assert_eq!(base.hash(), base_hash);
+        assert_eq!(base.get(&spread(10_000)), None);
+        // A change after a hash is seen by the next hash.
+        round.pay(&spread(5), &spread(6), 1).unwrap();
+        assert_ne!(round.hash(), hash);
+        assert_eq!(round.hash(), tree_hash(&round.pack()));
     }
 
     #[test]
     fn packed_bytes_round_trip() {
         let mut db = Balances::from_accounts(&[(key(5), 1), (key(9), 2), (key(7), 3)]).unwrap();
         db.pay(&key(5), &key(6), 1).unwrap();
-        let packed = db.pack().to_vec();
-        let mut back = Balances::from_packed(&packed).unwrap();
-        assert_eq!(back.pack(), &packed[..]);
+        let packed = db.pack();
+        let back = Balances::from_packed(&packed).unwrap();
+        assert_eq!(back.pack(), packed);
         assert_eq!(back.get(&key(6)), Some(1));
         assert_eq!(back.get(&key(5)), Some(0));
     }

@@ -529,7 +529,7 @@ fn is_split(lie: &RoundLie) -> bool {
 fn minted(server: &SimServer) -> Hash {
     let mut accounts: Vec<(PublicKey, Amount)> = match server.node() {
         Some(node) => {
-            let mut balances = Balances::clone(&node.edge.core().committed().snapshot);
+            let balances = Balances::clone(&node.edge.core().committed().snapshot);
             balances.accounts().collect()
         }
         None => Vec::new(),

@@ -340,11 +340,7 @@ impl Edge {
                 slot: committed.slot,
                 height: self.tip.height,
                 certified: self.certified_bytes(),
-                packed: committed
-                    .snapshot
-                    .packed()
-                    .expect("committed snapshots are packed")
-                    .to_vec(),
+                packed: committed.snapshot.pack(),
             },
             Request::Submit(_) | Request::Peer(_) => Reply::error("not a query"),
         })

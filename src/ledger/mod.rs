@@ -261,12 +261,7 @@ impl LedgerThread {
                     packed: Vec::new(),
                 };
                 let snapshot = &committed.snapshot;
-                let packed = || {
-                    snapshot
-                        .packed()
-                        .expect("committed snapshots are packed")
-                        .to_vec()
-                };
+                let packed = || snapshot.pack();
                 large.database(reply, committed.hash, packed, now)
             }
             Request::Block(n) => {

@@ -351,7 +351,7 @@ impl Store {
         }
         self.record(slot, committed.hash, previous, blocks, consensus)?;
         if changed {
-            self.disk.write_file(BALANCES, packed(committed))?;
+            self.disk.write_file(BALANCES, &packed(committed))?;
             self.prune_archive();
         }
         Ok(())
@@ -384,7 +384,7 @@ impl Store {
     /// Writes the database file atomically, then its archive copy, then
     /// prunes the archive.
     fn write_balances(&self, committed: &Committed) -> Result<()> {
-        self.disk.write_file(BALANCES, packed(committed))?;
+        self.disk.write_file(BALANCES, &packed(committed))?;
         self.write_archive_copy(committed)?;
         self.prune_archive();
         Ok(())
@@ -394,7 +394,7 @@ impl Store {
     /// Unix seconds of its slot.
     fn write_archive_copy(&self, committed: &Committed) -> Result<()> {
         let name = Store::archive_name(committed.hash, self.slot_seconds(committed.slot));
-        self.disk.write_file(&name, packed(committed))
+        self.disk.write_file(&name, &packed(committed))
     }
 
     /// Copies the current database file into the archive before it is
@@ -522,11 +522,8 @@ impl Store {
 }
 
 /// The packed bytes of a committed state.
-fn packed(committed: &Committed) -> &[u8] {
-    committed
-        .snapshot
-        .packed()
-        .expect("committed snapshots are packed")
+fn packed(committed: &Committed) -> Vec<u8> {
+    committed.snapshot.pack()
 }
 
 /// The writes that store `block` and index its payments.
