@@ -238,7 +238,8 @@ pub fn run(config: &Config) -> Result<Exit> {
         &config.data_dir,
         config.archive.keep,
         config.schedule().slot_ms,
-    )?;
+    )?
+    .writing_behind()?;
     let core = load_core(config, &keypair, me, &store)?;
 
     let ctx = zmq::Context::new();

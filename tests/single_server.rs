@@ -91,7 +91,8 @@ fn a_payment_through_the_client_is_committed_in_a_block_and_archived() {
         panic!("D")
     };
     assert_eq!(db_hash.to_string(), hash);
-    assert_eq!(rota_peer::Hash::of(&packed), db_hash);
+    let mut balances = rota_peer::balances::Balances::from_packed(&packed).expect("packed");
+    assert_eq!(balances.hash(), db_hash);
 }
 
 #[test]

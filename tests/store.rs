@@ -286,6 +286,113 @@ fn a_crash_between_the_block_store_and_the_database_file_replays_the_last_block(
 }
 
 #[test]
+fn a_database_file_several_rounds_behind_is_rebuilt_from_the_blocks_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances_db = dir.path().join("balances.db");
+    let mut commits = Vec::new();
+    let before;
+    {
+        let store = open(dir.path());
+        let mut state = load_intact(&store).snapshot.as_ref().clone();
+        let first = round(&state, FIRST, &[(1, 3, 100)]);
+        commit_round(&store, &first).unwrap();
+        before = fs::read(&balances_db).unwrap();
+        state = first.snapshot.as_ref().clone();
+        // Three more rounds, one without payments (no block) between them.
+        for (i, payments) in [&[(3, 4, 40)][..], &[], &[(2, 3, 5), (4, 1, 1)]]
+            .into_iter()
+            .enumerate()
+        {
+            let commit = round(&state, FIRST + 1 + i as u64, payments);
+            commit_round(&store, &commit);
+            state = commit.snapshot.as_ref().clone();
+            commits.push(commit);
+        }
+    }
+    // The files never caught up after the first round: the kill came while
+    // the writer was behind.
+    fs::write(&balances_db, &before).unwrap();
+    for commit in &commits {
+        let _ = fs::remove_file(archive_path(dir.path(), commit.hash, commit.slot));
+    }
+
+    let store = open(dir.path());
+    let loaded = load_intact(&store);
+    let last = commits.last().unwrap();
+    assert_eq!(loaded.hash, last.hash);
+    assert_eq!(loaded.slot, last.slot);
+    assert_eq!(*loaded.snapshot, *last.snapshot);
+    let mut rewritten = Balances::from_packed(&fs::read(&balances_db).unwrap()).unwrap();
+    assert_eq!(rewritten.hash(), last.hash);
+}
+
+#[test]
+fn a_block_that_does_not_rebuild_its_balance_hash_stops_the_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances_db = dir.path().join("balances.db");
+    let before;
+    let second;
+    {
+        let store = open(dir.path());
+        let state = load_intact(&store);
+        before = fs::read(&balances_db).unwrap();
+        let first = round(&state.snapshot, FIRST, &[(1, 3, 100)]);
+        commit_round(&store, &first).unwrap();
+        second = round(&first.snapshot, FIRST + 1, &[(3, 4, 40)]);
+        // Its block claims a balance hash its payments do not give.
+        let mut block = build_block(store.tip().unwrap(), &second, 0);
+        block.header.balance_hash = Hash::of(b"not what the payments give");
+        store
+            .commit(second.slot, &committed(&second), &[block], false, None, &[])
+            .unwrap();
+    }
+    fs::write(&balances_db, &before).unwrap();
+    fs::remove_dir_all(dir.path().join("archive")).unwrap();
+    fs::create_dir(dir.path().join("archive")).unwrap();
+
+    let store = open(dir.path());
+    match store.load(genesis()).unwrap() {
+        Loaded::Damaged { reason, .. } => {
+            assert!(reason.contains(&second.hash.short()), "reason: {reason}")
+        }
+        Loaded::Intact(c) => panic!("expected damaged, got intact at {}", c.hash),
+    }
+}
+
+#[test]
+fn a_store_writing_behind_has_its_files_current_once_flushed_and_when_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let balances_db = dir.path().join("balances.db");
+    let file_hash = || {
+        Balances::from_packed(&fs::read(&balances_db).unwrap())
+            .unwrap()
+            .hash()
+    };
+    let mut state;
+    {
+        let store = open(dir.path()).writing_behind().unwrap();
+        state = load_intact(&store).snapshot.as_ref().clone();
+        for i in 0..5 {
+            let commit = round(&state, FIRST + i, &[(1, 3, 10 + i as u32)]);
+            commit_round(&store, &commit).unwrap();
+            state = commit.snapshot.as_ref().clone();
+        }
+        store.flush();
+        assert_eq!(file_hash(), state.hash());
+        assert!(archive_path(dir.path(), state.hash(), FIRST + 4).is_file());
+        let last = round(&state, FIRST + 5, &[(2, 3, 1)]);
+        commit_round(&store, &last).unwrap();
+        state = last.snapshot.as_ref().clone();
+    }
+    assert_eq!(
+        file_hash(),
+        state.hash(),
+        "closing the store wrote the last"
+    );
+    assert_eq!(load_intact(&open(dir.path())).hash, state.hash());
+}
+
+#[test]
 fn a_corrupted_database_file_is_restored_from_the_archive() {
     let dir = tempfile::tempdir().unwrap();
     let balances_db = dir.path().join("balances.db");

@@ -10,10 +10,13 @@
 //! requires `blackout_ms > 2 x tolerance_ms`), so a payment can be valid in
 //! one slot only, and a chain of rounds can never carry it twice.
 //!
-//! Each kept state is a copy of the balances that shares nothing with its
-//! base: a round costs a copy of the database. Rounds above the committed
-//! one are few (the lock's chain and the rounds of the last slots), and are
-//! dropped when a commit passes them or when more than [`MAX_KEPT`] wait.
+//! Each kept state is a clone of its base's [`Balances`], which shares every
+//! bucket the round's payments did not touch (see `rota_peer::balances`):
+//! a round costs its payments and the buckets they change, not a copy of
+//! the database, and its balance hash rehashes only those buckets. Rounds
+//! above the committed one are few (the lock's chain and the rounds of the
+//! last slots), and are dropped when a commit passes them or when more than
+//! [`MAX_KEPT`] wait.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

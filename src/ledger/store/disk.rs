@@ -50,9 +50,10 @@ pub enum TableWrite {
 
 /// Where a server's durable state lives. See the module documentation.
 ///
-/// Methods take `&self`: a store has one writer, the ledger thread, and the
-/// real disk needs no exclusive borrow to write.
-pub trait Disk: Send {
+/// Methods take `&self`: the ledger thread writes the tables and, on a real
+/// node, a thread of the store's own writes the database file and the
+/// archive (`files`); the real disk needs no exclusive borrow to write.
+pub trait Disk: Send + Sync {
     /// The bytes of file `name` (a path relative to the data directory), or
     /// `None` when there is no such file.
     fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>>;

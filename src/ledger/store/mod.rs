@@ -11,17 +11,21 @@
 //!                                 the newest `keep` are kept
 //! ```
 //!
-//! A commit that changes the database writes its archive copy first
-//! (temporary file, fsync, rename, fsync of the directory), then the block
-//! store (one redb transaction, fsynced: the commit point), then the database
-//! file. The block store is therefore the record of what was committed, and
-//! whatever it names has a copy on disk. A kill before the database file is
-//! written leaves it one round behind; [`Store::load`] finds the committed
+//! A commit writes the block store first (one redb transaction, fsynced:
+//! the commit point), then the archive copy and the database file (each a
+//! temporary file, fsync, rename, fsync of the directory), on a thread of
+//! their own on a real node (the `files` module): a round's commit costs its
+//! blocks, not a pass over every account. The block store is therefore the
+//! record of what was committed. A kill before the files catch up leaves
+//! the database file some rounds behind; [`Store::load`] finds the committed
 //! state in the archive, takes the genesis when no round has changed it, or
-//! replays the last block onto the older file, so nothing committed is lost.
-//! A kill before the commit point can leave an archive copy of a state that
-//! was never recorded; it is named by its hash and used only if a record
-//! names that hash.
+//! replays the blocks after the file's state onto it, so nothing committed
+//! is lost. A state no block leads to (a database installed from another
+//! server, or one committed while this server builds no blocks) has its
+//! archive copy written before the record instead, so that whatever the
+//! record names can be rebuilt. A kill before the commit point can leave an
+//! archive copy of a state that was never recorded; it is named by its hash
+//! and used only if a record names that hash.
 //!
 //! The consensus journal (a table in `blocks.redb`, its bytes in the
 //! `journal` module) holds what the round protocol must not forget: this
@@ -60,10 +64,12 @@ use super::core::{Committed, Payments};
 use crate::error::{Error, Result};
 
 pub mod disk;
+mod files;
 pub mod journal;
 pub mod memory;
 
 pub use disk::{Disk, FsDisk, TableWrite, write_atomic};
+use files::{BALANCES, Files, Writer};
 pub use journal::{decode_record, encode_record};
 pub use memory::MemoryDisk;
 
@@ -71,10 +77,8 @@ const META_SLOT: &str = "slot";
 const META_HASH: &str = "balance_hash";
 const META_PREVIOUS: &str = "previous_balance_hash";
 
-/// The database file, relative to the data directory.
-const BALANCES: &str = "balances.db";
-/// The archive's folder, relative to the data directory.
-const ARCHIVE: &str = "archive";
+/// The most blocks [`Store::load`] replays onto an older database file.
+const MAX_REPLAY: u64 = 1_024;
 
 /// The committed state recorded in the block store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,10 +123,9 @@ fn store_error(e: impl std::fmt::Display) -> Error {
 
 /// The block store, database file and archive of one server, on a [`Disk`].
 pub struct Store {
-    disk: Box<dyn Disk>,
-    keep: usize,
-    /// The slot length, to name archives by the Unix seconds of their round.
-    slot_ms: u64,
+    disk: Arc<dyn Disk>,
+    files: Files,
+    writer: Writer,
 }
 
 impl Store {
@@ -132,20 +135,23 @@ impl Store {
     }
 
     /// A store on any disk: the real one, or a simulated one.
+    /// It writes the database file and the archive on the caller's thread,
+    /// right after each commit's record (see [`Store::writing_behind`]).
     pub fn on_disk(disk: Box<dyn Disk>, keep: usize, slot_ms: u64) -> Store {
+        let disk: Arc<dyn Disk> = Arc::from(disk);
         Store {
+            files: Files::new(disk.clone(), keep, slot_ms),
             disk,
-            keep: keep.max(1),
-            slot_ms,
+            writer: Writer::Inline,
         }
     }
 
-    fn slot_seconds(&self, slot: Slot) -> u64 {
-        slot.saturating_mul(self.slot_ms) / 1000
-    }
-
-    fn archive_name(hash: impl std::fmt::Display, seconds: u64) -> String {
-        format!("{ARCHIVE}/{hash}.{seconds}")
+    /// This store, writing the database file and the archive on a thread of
+    /// its own behind each commit point: a real node's store.
+    pub fn writing_behind(mut self) -> Result<Store> {
+        self.writer = Writer::behind(self.files.clone())
+            .map_err(|e| store_error(format!("cannot start the database file writer: {e}")))?;
+        Ok(self)
     }
 
     /// The committed state recorded in the block store, if any.
@@ -184,22 +190,23 @@ impl Store {
     /// Loads the committed state, starting from `genesis` on a new store.
     ///
     /// One piece: the recovery steps are tried in order (the file, the
-    /// archive, the genesis, the last block replayed) and the order is the
-    /// argument that nothing committed is lost, so it reads top to bottom.
+    /// archive, the genesis, the blocks replayed onto the file) and the
+    /// order is the argument that nothing committed is lost, so it reads
+    /// top to bottom.
     pub fn load(&self, genesis: Balances) -> Result<Loaded> {
+        let mut genesis = genesis;
+        let genesis_hash = genesis.hash();
         let Some(meta) = self.meta()? else {
-            let mut genesis = genesis;
-            let hash = genesis.hash();
             let committed = Committed {
                 slot: 0,
-                hash,
+                hash: genesis_hash,
                 snapshot: Arc::new(genesis),
             };
-            self.record(0, hash, hash, &[], Vec::new())?;
-            self.write_balances(&committed)?;
+            self.record(0, genesis_hash, genesis_hash, &[], Vec::new())?;
+            self.files.write(&committed)?;
             log::info!(
                 "new store: starting from the genesis, hash {}",
-                hash.short()
+                genesis_hash.short()
             );
             return Ok(Loaded::Intact(committed));
         };
@@ -208,44 +215,42 @@ impl Store {
             hash: meta.hash,
             snapshot: Arc::new(snapshot),
         };
-        let file = match self.read_balances(BALANCES) {
+        let file = match self.files.read(BALANCES) {
             Ok((balances, hash)) if hash == meta.hash => {
                 return Ok(Loaded::Intact(committed(balances)));
             }
             other => other,
         };
-        if let Some(balances) = self.archived(&meta.hash) {
+        if let Some(balances) = self.files.archived(&meta.hash) {
             log::warn!(
                 "balances.db does not hold the committed state; restored {} from the archive",
                 meta.hash.short()
             );
             let c = committed(balances);
-            self.write_balances(&c)?;
+            self.files.write(&c)?;
             return Ok(Loaded::Intact(c));
         }
         // A kill between recording the genesis and writing its file leaves
         // no file and no archive; no round has changed the genesis since.
-        let mut genesis = genesis;
-        if genesis.hash() == meta.hash {
+        if genesis_hash == meta.hash {
             log::warn!("balances.db does not hold the committed state; restored the genesis");
             let c = committed(genesis);
-            self.write_balances(&c)?;
+            self.files.write(&c)?;
             return Ok(Loaded::Intact(c));
         }
         if let Ok((balances, hash)) = &file
-            && *hash == meta.previous
-            && let Some(mut replayed) = self.replay_last_block(balances.clone(), &meta)?
+            && let Some((replayed, count)) =
+                self.replay_blocks(balances.clone(), *hash, genesis_hash, &meta)?
         {
-            log::warn!("balances.db was one round behind; replayed the last block");
-            replayed.hash();
+            log::warn!("balances.db was {count} block(s) behind; replayed them");
             let c = committed(replayed);
-            self.write_balances(&c)?;
+            self.files.write(&c)?;
             return Ok(Loaded::Intact(c));
         }
         let reason = match &file {
             Ok((_, hash)) => format!(
                 "balances.db holds {}, the block store says {} was committed, and neither the \
-                 archive nor the last block rebuilds it",
+                 archive nor the blocks after it rebuild it",
                 hash.short(),
                 meta.hash.short()
             ),
@@ -269,57 +274,69 @@ impl Store {
         })
     }
 
-    fn read_balances(&self, name: &str) -> Result<(Balances, Hash)> {
-        let bytes = self
-            .disk
-            .read_file(name)?
-            .ok_or_else(|| Error::Store(format!("{name}: no such file")))?;
-        let mut balances = Balances::from_packed(&bytes)?;
-        let hash = balances.hash();
-        Ok((balances, hash))
-    }
-
-    fn archived(&self, hash: &Hash) -> Option<Balances> {
-        let prefix = format!("{hash}.");
-        let names = self.disk.list_files(ARCHIVE).ok()?;
-        names
-            .iter()
-            .filter(|name| name.starts_with(&prefix))
-            .find_map(
-                |name| match self.read_balances(&format!("{ARCHIVE}/{name}")) {
-                    Ok((balances, got)) if got == *hash => Some(balances),
-                    _ => None,
-                },
-            )
-    }
-
-    fn replay_last_block(&self, mut balances: Balances, meta: &Meta) -> Result<Option<Balances>> {
+    /// Rebuilds the committed state from an older one, `balances` (hash
+    /// `hash`): the blocks after the newest block that left that state (the
+    /// genesis: all of them), at most [`MAX_REPLAY`], applied in order, each
+    /// checked against its block's balance hash. Returns the state and the
+    /// number of blocks replayed, or `None` when they do not rebuild the
+    /// recorded hash.
+    fn replay_blocks(
+        &self,
+        mut balances: Balances,
+        hash: Hash,
+        genesis_hash: Hash,
+        meta: &Meta,
+    ) -> Result<Option<(Balances, u64)>> {
         let tip = self.tip()?;
-        let Some(bytes) = self.block(tip.height)? else {
-            return Ok(None);
-        };
-        let block = Block::decode(&bytes)?;
-        if block.header.balance_hash != meta.hash {
-            return Ok(None);
-        }
-        for tx in &block.transactions {
-            if balances.pay(&tx.payer(), &tx.payee(), tx.amount()).is_err() {
-                return Ok(None);
+        let floor = tip.height.saturating_sub(MAX_REPLAY);
+        let mut from = (hash == genesis_hash && floor == 0).then_some(0);
+        for number in (floor + 1..=tip.height).rev() {
+            let Some(bytes) = self.block(number)? else {
+                break;
+            };
+            if header(&bytes)?.balance_hash == hash {
+                from = Some(number);
+                break;
             }
         }
-        Ok((balances.hash() == meta.hash).then_some(balances))
+        let Some(from) = from else {
+            return Ok(None);
+        };
+        let mut count = 0;
+        for (number, bytes) in self.disk.blocks_above(from)? {
+            if number != from + count + 1 {
+                return Ok(None);
+            }
+            let block = Block::decode(&bytes)?;
+            for tx in &block.transactions {
+                if balances.pay(&tx.payer(), &tx.payee(), tx.amount()).is_err() {
+                    return Ok(None);
+                }
+            }
+            if balances.hash() != block.header.balance_hash {
+                return Ok(None);
+            }
+            count += 1;
+        }
+        Ok((balances.hash() == meta.hash).then_some((balances, count)))
     }
 
-    /// Records a commit: its blocks (one per round with payments), then the database file and
-    /// its archive copy when the database changed. `installed` archives the
+    /// Records a commit: its blocks (one per round with payments), the
+    /// committed state's slot and hash, `certified` and `journal` in one
+    /// transaction (the commit point), then the database file and its
+    /// archive copy when the database changed. `installed` archives the
     /// database being replaced first.
     ///
-    /// The commit point (one transaction) also stores `certified`, the
-    /// commit certificate that vouches for `committed` (none: the state has
-    /// none), and replaces the consensus journal with `journal`, the
-    /// machine's records as they stand after this commit. A certificate
-    /// that is not a commit certificate of `committed`'s slot and balance
-    /// hash is refused before anything is written.
+    /// `certified` is the commit certificate that vouches for `committed`
+    /// (none: the state has none), and `journal` the machine's records as
+    /// they stand after this commit, which replace the journal on disk. A
+    /// certificate that is not a commit certificate of `committed`'s slot
+    /// and balance hash is refused before anything is written.
+    ///
+    /// When `blocks` lead to the new state, its files follow the commit
+    /// point (on the writer thread, if there is one); otherwise (installed,
+    /// or no block built) nothing could replay it, so its archive copy is
+    /// written before the commit point and the file right after it.
     pub fn commit(
         &self,
         slot: Slot,
@@ -335,24 +352,30 @@ impl Store {
         let consensus = journal::commit_writes(certified, journal);
         let before = self.meta()?;
         let changed = before.is_none_or(|m| m.hash != committed.hash);
-        if installed && changed {
-            self.archive_current(self.slot_seconds(before.map_or(0, |m| m.slot)));
-        }
         let previous = match before {
             Some(m) if changed => m.hash,
             Some(m) => m.previous,
             None => committed.hash,
         };
-        // The archive copy goes first: once the record names the new hash,
-        // a copy of that state is on disk whatever happens next, even for
-        // an installed database, which has no block to replay.
-        if changed {
-            self.write_archive_copy(committed)?;
+        let replayable =
+            !installed && blocks.last().map(|b| b.header.balance_hash) == Some(committed.hash);
+        if changed && !replayable {
+            // Nothing older may land on the files after this state.
+            self.writer.flush();
+            if installed {
+                self.files
+                    .archive_current(self.files.slot_seconds(before.map_or(0, |m| m.slot)));
+            }
+            self.files
+                .write_archive_copy(committed, &committed.snapshot.pack())?;
         }
         self.record(slot, committed.hash, previous, blocks, consensus)?;
         if changed {
-            self.disk.write_file(BALANCES, &packed(committed))?;
-            self.prune_archive();
+            if replayable {
+                self.writer.write(&self.files, committed)?;
+            } else {
+                self.files.write(committed)?;
+            }
         }
         Ok(())
     }
@@ -381,65 +404,15 @@ impl Store {
         self.disk.transact(&writes)
     }
 
-    /// Writes the database file atomically, then its archive copy, then
-    /// prunes the archive.
-    fn write_balances(&self, committed: &Committed) -> Result<()> {
-        self.disk.write_file(BALANCES, &packed(committed))?;
-        self.write_archive_copy(committed)?;
-        self.prune_archive();
-        Ok(())
-    }
-
-    /// Writes the archive copy of `committed`, named by its hash and the
-    /// Unix seconds of its slot.
-    fn write_archive_copy(&self, committed: &Committed) -> Result<()> {
-        let name = Store::archive_name(committed.hash, self.slot_seconds(committed.slot));
-        self.disk.write_file(&name, &packed(committed))
-    }
-
-    /// Copies the current database file into the archive before it is
-    /// replaced, named by the hash of what it actually holds.
-    fn archive_current(&self, slot_seconds: u64) {
-        match self.disk.read_file(BALANCES) {
-            Ok(Some(bytes)) => {
-                let name = Store::archive_name(Hash::of(&bytes), slot_seconds);
-                if let Err(e) = self.disk.write_file(&name, &bytes) {
-                    log::warn!("could not archive the replaced database: {e}");
-                }
-            }
-            Ok(None) => log::warn!("no {BALANCES} to archive before replacing it"),
-            Err(e) => log::warn!("could not read {BALANCES} to archive it: {e}"),
-        }
-    }
-
     /// The archive's entries as (hash, seconds), oldest first.
     pub fn archive(&self) -> Vec<(String, u64)> {
-        let mut entries: Vec<(String, u64)> = self
-            .disk
-            .list_files(ARCHIVE)
-            .map(|names| {
-                names
-                    .iter()
-                    .filter_map(|name| {
-                        let (hash, seconds) = name.split_once('.')?;
-                        Some((hash.to_string(), seconds.parse().ok()?))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        entries.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
-        entries
+        self.files.archive()
     }
 
-    fn prune_archive(&self) {
-        let entries = self.archive();
-        let excess = entries.len().saturating_sub(self.keep);
-        for (hash, seconds) in entries.into_iter().take(excess) {
-            let name = Store::archive_name(&hash, seconds);
-            if let Err(e) = self.disk.remove_file(&name) {
-                log::warn!("could not prune {name}: {e}");
-            }
-        }
+    /// Waits until the database file and the archive hold the last
+    /// committed state.
+    pub fn flush(&self) {
+        self.writer.flush();
     }
 
     /// The last block's number and hash.
@@ -519,11 +492,6 @@ impl Store {
         }
         self.disk.transact(&writes)
     }
-}
-
-/// The packed bytes of a committed state.
-fn packed(committed: &Committed) -> Vec<u8> {
-    committed.snapshot.pack()
 }
 
 /// The writes that store `block` and index its payments.
