@@ -10,8 +10,10 @@
 //! requires `blackout_ms > 2 x tolerance_ms`), so a payment can be valid in
 //! one slot only, and a chain of rounds can never carry it twice.
 //!
-//! Each kept state is a copy of the balances that shares nothing with its
-//! base: a round costs a copy of the database. Rounds above the committed
+//! Each kept state is a clone of its base's balances with the round's
+//! payments applied: it shares every bucket of the balance tree that they
+//! did not change (`rota_peer::balances`), so a round costs its payments,
+//! not a copy of the database. Rounds above the committed
 //! one are few (the lock's chain and the rounds of the last slots), and are
 //! dropped when a commit passes them or when more than [`MAX_KEPT`] wait.
 
