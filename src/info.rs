@@ -40,7 +40,8 @@ pub struct Info {
     pub height: BlockNumber,
     /// The hash of the last block; all zeros at height 0.
     pub block_hash: Hash,
-    /// The hash of the committed packed database.
+    /// The balance hash of the committed database (the tree over its
+    /// packed records, docs/PROTOCOL.md §8).
     pub balance_hash: Hash,
     /// The slot of the last round committed here.
     pub committed_slot: Slot,

@@ -336,7 +336,7 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     let want: PeerMessage = PeerMessage::Want {
         slot: SLOT,
         digest: Hash(
-            hex::decode("cf51a44056a919f09d35ecb2b4cbbb0361952259bfe9b5b823e3af5bd254109f")
+            hex::decode("d6d6f328699c21c091af58248ba099da4f47001ae61c846aadd30d061cb3a073")
                 .unwrap()
                 .try_into()
                 .unwrap(),
