@@ -480,7 +480,8 @@ fn a_dishonest_server_neither_forges_a_decision_nor_mints_nor_splits_its_slot() 
     }
     net.wait_committed_after(&[1, 2], slot, secs(15));
     let not_prevoted = format!(
-        "slot {slot}: not prevoting {}: its payments do not give its header's result (slot {slot})",
+        "slot {slot}: not prevoting {}: its payments do not all apply on its base, or do not give \
+         its header's result (slot {slot})",
         digest.short()
     );
     for i in [1, 2] {

@@ -541,17 +541,26 @@ fn fifty_clients_flooding_d_of_a_large_database_hold_bounded_memory() {
 /// Waits for the client monitor on `events` to report a refused
 /// handshake (`HANDSHAKE_FAILED_AUTH`) and returns its status code.
 fn refusal(events: &zmq::Socket, within: Duration) -> Option<u32> {
-    events
-        .set_rcvtimeo(within.as_millis() as i32)
-        .expect("timeout");
-    while let Ok(frames) = events.recv_multipart(0) {
+    // One deadline for the whole wait: a refused DEALER reconnects and
+    // refused again, so events may never stop coming.
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        events
+            .set_rcvtimeo(left.as_millis().max(1) as i32)
+            .expect("timeout");
+        let Ok(frames) = events.recv_multipart(0) else {
+            return None;
+        };
         let event = &frames[0];
         let id = u16::from_ne_bytes([event[0], event[1]]);
         if zmq::SocketEvent::from_raw(id) == zmq::SocketEvent::HANDSHAKE_FAILED_AUTH {
             return Some(u32::from_ne_bytes([event[2], event[3], event[4], event[5]]));
         }
     }
-    None
 }
 
 #[test]
@@ -564,12 +573,16 @@ fn a_client_over_the_connection_limit_is_refused_at_the_handshake() {
         ask_info(socket, &chain, secs(5)).expect("admitted under the limit");
     }
 
-    let over = dealer(&ctx, &endpoint(&net, 1));
+    // The monitor is watching before the connection starts, so that the
+    // first refusal is among its events.
+    let over = ctx.socket(zmq::DEALER).unwrap();
+    over.set_linger(0).unwrap();
     over.monitor("inproc://over", zmq::SocketEvent::ALL as i32)
         .unwrap();
     let events = ctx.socket(zmq::PAIR).unwrap();
     events.set_linger(0).unwrap();
     events.connect("inproc://over").unwrap();
+    over.connect(&endpoint(&net, 1)).unwrap();
     assert_eq!(
         refusal(&events, secs(5)),
         Some(400),

@@ -44,6 +44,7 @@ fn build_block(tip: Tip, commit: &Commit, timestamp: Millis) -> Block {
         slot: commit.slot,
         hash: commit.hash,
         transactions: commit.transactions.clone(),
+        proof: Vec::new(),
     };
     rota::ledger::build_block(tip, &round, timestamp)
 }

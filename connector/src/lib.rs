@@ -25,7 +25,7 @@ use machine::{Answer, Input, Machine, Output, Settings, State};
 use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
-use rota_peer::transaction::VerifiedTx;
+use rota_peer::transaction::{VerifiedTx, Verifier};
 use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, ServerList, Status};
 use rota_peer::{BlockNumber, Hash, ServerId, Slot};
 use rota_sockets::{Signal, SignalReceiver};
@@ -364,9 +364,12 @@ impl Connector {
                 certified,
                 packed,
             },
-            Reply::Block(bytes) => match Block::decode(&bytes) {
+            Reply::Block(bytes) => match self.check_block(&bytes) {
                 Ok(block) => Answer::Block(block),
-                Err(e) => Answer::Refused(Refusal::Block(e).to_string()),
+                Err(e) => {
+                    log::warn!("server {from}: {e}");
+                    Answer::Refused(Refusal::Block(e).to_string())
+                }
             },
             Reply::Error(message) => {
                 // A vote or certificate that reached a server after its slot
@@ -384,6 +387,27 @@ impl Connector {
                 Answer::Refused(String::new())
             }
         }
+    }
+
+    /// A fetched block, taken only if it proves itself: its proof checks
+    /// against the conf and names its slot, merkle root and balance hash,
+    /// and every payment's signature checks. Whether it extends this
+    /// server's chain is the store's to check.
+    fn check_block(&self, bytes: &[u8]) -> rota_peer::Result<Block> {
+        let block = Block::decode(bytes)?;
+        block.verify(&self.config.chain, &self.config.servers)?;
+        let mut verifier = Verifier::new(&self.config.chain);
+        if let Some(Err(e)) = verifier
+            .verify_batch(&block.transactions)
+            .into_iter()
+            .find(Result::is_err)
+        {
+            return Err(rota_peer::Error::Invalid(format!(
+                "block {}: a payment does not check: {e}",
+                block.header.number
+            )));
+        }
+        Ok(block)
     }
 
     fn check_status(&self, from: ServerId, envelope: &Envelope) -> Result<Status, Refusal> {

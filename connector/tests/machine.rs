@@ -51,6 +51,7 @@ fn block(number: u64, balance: u8) -> Block {
             nonce: 0,
         },
         transactions: Vec::new(),
+        proof: Vec::new(),
     }
 }
 

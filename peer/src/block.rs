@@ -13,15 +13,24 @@
 //! body
 //!    132   4  transaction count
 //!    136 140  each transaction, in the order they were applied
+//! proof       the rest: that the round is committed (`wire::consensus::Proof`)
 //! ```
 //!
-//! The block hash is the double SHA-256 of the header. Every field is a pure
-//! function of the committed round, so every server in consensus builds the
-//! same block.
+//! The block hash (its id) is the double SHA-256 of the header; a block
+//! chains by the previous block's id. Every header field is a pure function
+//! of the committed round, so every server in consensus builds the same
+//! header. The proof is the round's signed header, the headers built on it
+//! up to the round whose commit certificate committed it, and that
+//! certificate: [`Block::verify`] checks it against the conf alone, and that
+//! it names this block's slot, merkle root and balance hash. (Two servers
+//! may hold different proofs of one round, if different certificates
+//! reached them; the id does not cover the proof.)
 
 use crate::error::{Error, Result};
 use crate::transaction::{TX_LEN, Transaction};
 use crate::types::{BlockNumber, Hash, Millis, Slot, TxId};
+use crate::wire::ServerList;
+use crate::wire::consensus::Proof;
 
 /// Length of an encoded block header.
 pub const HEADER_LEN: usize = 132;
@@ -74,11 +83,13 @@ impl BlockHeader {
     }
 }
 
-/// A header with its transactions.
+/// A header with its transactions and the proof of its round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Block {
     pub header: BlockHeader,
     pub transactions: Vec<Transaction>,
+    /// The encoded [`Proof`]; empty in a block built without one (tests).
+    pub proof: Vec<u8>,
 }
 
 impl Block {
@@ -89,7 +100,33 @@ impl Block {
         for tx in &self.transactions {
             out.extend_from_slice(tx.bytes());
         }
+        out.extend_from_slice(&self.proof);
         out
+    }
+
+    /// Checks that the block is its committed round: the proof checks
+    /// against the conf, and its round has this block's slot, merkle root
+    /// and balance hash. The payments' signatures are checked apart.
+    pub fn verify(&self, chain: &str, servers: &ServerList) -> Result<()> {
+        let number = self.header.number;
+        let proof = Proof::decode(&self.proof, servers.len())
+            .map_err(|e| Error::Invalid(format!("block {number}: {e}")))?;
+        let round = proof
+            .verify(chain, servers)
+            .map_err(|e| Error::Invalid(format!("block {number}: {e}")))?;
+        let h = &round.header;
+        if h.slot != self.header.slot
+            || h.payments != self.header.merkle_root
+            || h.result != self.header.balance_hash
+        {
+            return Err(Error::Invalid(format!(
+                "block {number}: its proof is of round {} of slot {}, which names another \
+                 slot, merkle root or balance hash",
+                round.digest().short(),
+                h.slot
+            )));
+        }
+        Ok(())
     }
 
     /// Reads a block, refusing one whose length does not match its count or
@@ -104,14 +141,19 @@ impl Block {
         }
         let header = BlockHeader::decode(bytes[..HEADER_LEN].try_into().expect("header"));
         let count = u32::from_be_bytes(bytes[HEADER_LEN..HEADER_LEN + 4].try_into().expect("4"));
-        let body = &bytes[HEADER_LEN + 4..];
-        if u64::from(count).checked_mul(TX_LEN as u64) != Some(body.len() as u64) {
+        let rest = &bytes[HEADER_LEN + 4..];
+        let Some(length) = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(TX_LEN))
+            .filter(|length| *length <= rest.len())
+        else {
             return Err(Error::Invalid(format!(
-                "block {} says {count} transactions but carries {} bytes of them",
+                "block {} says {count} transactions but carries {} bytes after its count",
                 header.number,
-                body.len()
+                rest.len()
             )));
-        }
+        };
+        let (body, proof) = rest.split_at(length);
         let transactions = body
             .chunks_exact(TX_LEN)
             .map(Transaction::decode)
@@ -126,6 +168,7 @@ impl Block {
         Ok(Block {
             header,
             transactions,
+            proof: proof.to_vec(),
         })
     }
 }
@@ -177,6 +220,7 @@ mod tests {
                 nonce: 0,
             },
             transactions,
+            proof: Vec::new(),
         }
     }
 

@@ -19,7 +19,7 @@ use std::fmt;
 use rota::ledger::edge::Edge;
 use rota::ledger::store::Tip;
 use rota_peer::block::Block;
-use rota_peer::wire::TxStatus;
+use rota_peer::wire::{ServerList, TxStatus};
 use rota_peer::{BlockNumber, Hash, ServerId, Slot, TxId};
 
 use crate::clients::Clients;
@@ -52,12 +52,14 @@ pub enum Invariant {
     /// After the heal, an honest alpha in sync takes a good payment that a
     /// client with a true clock sends it in the middle of its window.
     Timely,
+    /// Every block an honest server holds proves itself against the conf.
+    Proven,
     /// The real code panicked.
     Panic,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 11] = [
+    pub const ALL: [Invariant; 12] = [
         Invariant::CommittedStays,
         Invariant::Prefix,
         Invariant::Supply,
@@ -68,6 +70,7 @@ impl Invariant {
         Invariant::Once,
         Invariant::Recovery,
         Invariant::Timely,
+        Invariant::Proven,
         Invariant::Panic,
     ];
 
@@ -83,6 +86,7 @@ impl Invariant {
             Invariant::Once => "once",
             Invariant::Recovery => "recovery",
             Invariant::Timely => "timely",
+            Invariant::Proven => "proven",
             Invariant::Panic => "panic",
         }
     }
@@ -115,6 +119,10 @@ impl Invariant {
             Invariant::Timely => {
                 "after the heal, an honest alpha in sync takes a good payment sent to it \
                  mid-window by a client with a true clock"
+            }
+            Invariant::Proven => {
+                "every block an honest server holds proves itself (its proof checks against the \
+                 conf and names its slot, merkle root and balance hash)"
             }
             Invariant::Panic => "the real code does not panic",
         }
@@ -191,11 +199,17 @@ pub struct Checker {
     /// deciding it, and by whom.
     lost: BTreeMap<TxId, (Slot, ServerId)>,
     seen: Vec<Seen>,
+    /// The chain and its servers, that blocks prove themselves against.
+    chain: String,
+    conf: ServerList,
 }
 
 impl Checker {
-    pub fn new(servers: usize, supply: u64) -> Checker {
+    pub fn new(chain: &str, conf: ServerList, supply: u64) -> Checker {
         Checker {
+            seen: vec![Seen::default(); conf.len()],
+            chain: chain.into(),
+            conf,
             supply,
             blocks: BTreeMap::new(),
             states: BTreeMap::new(),
@@ -204,7 +218,6 @@ impl Checker {
             signed: BTreeMap::new(),
             reported: BTreeMap::new(),
             lost: BTreeMap::new(),
-            seen: vec![Seen::default(); servers],
         }
     }
 
@@ -467,6 +480,12 @@ impl Checker {
                     canonical.first,
                     canonical.hash.short()
                 ),
+            );
+        }
+        if let Err(e) = block.verify(&self.chain, &self.conf) {
+            return broken(
+                Invariant::Proven,
+                format!("s{server}'s block {n} does not prove itself: {e}"),
             );
         }
         let ids: Vec<TxId> = block.transactions.iter().map(|tx| tx.id()).collect();

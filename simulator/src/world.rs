@@ -261,7 +261,7 @@ impl World {
                 )
             }),
             bounded,
-            checker: Checker::new(n, supply),
+            checker: Checker::new(CHAIN, setup.servers.clone(), supply),
             setup,
             servers,
             network,

@@ -690,5 +690,6 @@ pub fn build_block(tip: Tip, round: &CommittedRound, timestamp: Millis) -> Block
             nonce: 0,
         },
         transactions: round.transactions.iter().map(|tx| *tx.tx()).collect(),
+        proof: round.proof.clone(),
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use rota_listener::{Consensus, PeerInput, check_peer};
 use rota_peer::balances::{Balances, PaymentRefusal};
+use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
@@ -22,6 +23,7 @@ use super::core::{
     Action, Commit, Committed, CommittedRound, Core, Persist, Refusal, States, Target, Tracked,
 };
 use crate::events::{Event, TxState};
+use crate::ledger::store::Tip;
 
 const SLOT: u64 = 1_000;
 /// The start of slot 999, whose alpha is server 1 of 3 (999 mod 3 = 0).
@@ -486,6 +488,14 @@ fn three_servers_commit_the_same_round_and_block() {
         assert_eq!(sim.core(i).committed().snapshot.get(&key(9)), Some(50));
         let certified = sim.core(i).certified().expect("a commit certificate");
         assert_eq!(certified.header.header.result, hashes[0]);
+        // The block proves itself against the conf alone, through its bytes.
+        let block = crate::ledger::edge::build_block(Tip::default(), blocks[0], 0);
+        let block = Block::decode(&block.encode()).unwrap();
+        block.verify(CHAIN, &servers(3)).expect("its proof checks");
+        let mut lying = block.clone();
+        lying.header.balance_hash = Hash([0xee; 32]);
+        let err = lying.verify(CHAIN, &servers(3)).unwrap_err().to_string();
+        assert!(err.contains("names another"), "{err}");
     }
     assert!(sim.refused.is_empty(), "{:?}", sim.refused);
 }
@@ -609,23 +619,35 @@ fn prevotes(actions: &[Action]) -> usize {
 }
 
 #[test]
-fn a_round_skips_invalid_payments_the_same_way_everywhere() {
+fn a_round_carrying_a_payment_that_does_not_apply_gets_no_prevote_anywhere() {
     let good = payment(1, key(9), 10, T0 + 5);
     let broke = payment(2, key(9), 500, T0 + 6);
     let stale = payment(3, key(9), 1, T0 - 5_000);
-    let repeat = good;
-    let round = vec![good, broke, stale, repeat];
-    let mut expected = Balances::from_accounts(&genesis()).unwrap();
-    expected.pay(&good.payer(), &good.payee(), 10).unwrap();
-    let header = header(1, &genesis(), &round, expected.hash());
-    for me in [2, 3] {
-        let mut core = core(me, 3, &genesis());
-        let message = Consensus::Round {
-            header: header.clone(),
-            payments: round.clone(),
-        };
-        let actions = core.on_consensus(ServerId(1), message, T0 + 710).unwrap();
-        assert_eq!(prevotes(&actions), 1, "server {me} prevotes the round");
+    let mut after_good = Balances::from_accounts(&genesis()).unwrap();
+    after_good.pay(&good.payer(), &good.payee(), 10).unwrap();
+    // Each bad payment beside the good one, with the result of the good
+    // one alone (what skipping would give), then the good one alone.
+    for (round, prevoted) in [
+        (vec![good, broke], 0),
+        (vec![good, stale], 0),
+        (vec![good, good], 0),
+        (vec![good], 1),
+    ] {
+        let header = header(1, &genesis(), &round, after_good.hash());
+        for me in [2, 3] {
+            let mut core = core(me, 3, &genesis());
+            let message = Consensus::Round {
+                header: header.clone(),
+                payments: round.clone(),
+            };
+            let actions = core.on_consensus(ServerId(1), message, T0 + 710).unwrap();
+            assert_eq!(
+                prevotes(&actions),
+                prevoted,
+                "server {me}, a round of {} payments",
+                round.len()
+            );
+        }
     }
 }
 

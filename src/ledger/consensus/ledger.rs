@@ -5,10 +5,13 @@
 //! looks inside a payment. Whether a round's payments, applied on its base,
 //! give the balance hash its header claims is the ledger's answer, through
 //! [`Ledger::apply`]. That answer must depend only on the base's state and
-//! the slot (never on a clock), so every honest server gives the same one:
-//! the ledger skips, deterministically, a payment stamped outside the
-//! slot's window, one already in the round's header chain, and one the
-//! payer cannot afford.
+//! the slot (never on a clock), so every honest server gives the same one.
+//! A round is valid only if every one of its payments applies on its base:
+//! stamped within the slot's window, not already in the round's header
+//! chain, and affordable ([`Ledger::valid_part`] names those that do when
+//! some do not). The alpha proposes only those, so a block holds exactly
+//! the payments its certified header names, and a round carrying one that
+//! does not apply is refused like one whose result is wrong.
 //!
 //! The ledger keeps the state after each round the machine tells it to
 //! keep ([`Ledger::keep`]), named by the round's header digest, beside the
@@ -45,6 +48,10 @@ pub trait Ledger {
         slot: Slot,
         payments: &Self::Payments,
     ) -> Option<(Hash, Self::State)>;
+
+    /// The payments that applied when `state` was made, in order, when
+    /// some of the round's did not; `None` when every one applied.
+    fn valid_part(&self, state: &Self::State) -> Option<Self::Payments>;
 
     /// Keeps `state` as the state after the round whose header is `digest`.
     fn keep(&mut self, digest: Hash, state: Self::State);

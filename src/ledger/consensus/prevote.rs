@@ -34,7 +34,8 @@ pub(super) enum Applied {
     Done,
     /// A round's payments, or its base's state, are not here (asked for).
     Missing,
-    /// This round's payments do not give its header's result.
+    /// This round's payments do not all apply on its base, or do not give
+    /// its header's result.
     Mismatch { slot: Slot, digest: Hash },
 }
 
@@ -116,7 +117,10 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
                 slot: bad,
                 digest: d,
             } if d == digest => {
-                let reason = format!("its payments do not give its header's result (slot {bad})");
+                let reason = format!(
+                    "its payments do not all apply on its base, or do not give its header's \
+                     result (slot {bad})"
+                );
                 return self.refuse(digest, reason);
             }
             Applied::Mismatch { slot: bad, .. } => {
@@ -219,7 +223,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
                 }
                 return Applied::Missing;
             };
-            if result != header.result {
+            if result != header.result || ledger.valid_part(&state).is_some() {
                 return Applied::Mismatch {
                     slot: header.slot,
                     digest: *digest,

@@ -52,6 +52,9 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             self.halt(reason, &mut out);
             return Ok(out);
         };
+        // Only the payments that apply on the base go into the round: a
+        // round carrying one that does not is invalid.
+        let payments = ledger.valid_part(&state).unwrap_or(payments);
         let header = Header {
             slot,
             base,

@@ -43,6 +43,9 @@ pub struct CommittedRound {
     pub hash: Hash,
     /// The payments valid in the round, in order.
     pub transactions: Vec<VerifiedTx>,
+    /// The encoded proof that the round is committed (its block carries
+    /// it): its header, the headers above it, the commit certificate.
+    pub proof: Vec<u8>,
 }
 
 /// A commit to persist: the state it leaves, and the rounds that led there.

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use rota_listener::Consensus;
 use rota_peer::balances::Balances;
 use rota_peer::wire::PeerMessage;
-use rota_peer::wire::consensus::{Certified, Kind, SignedHeader, Verified};
+use rota_peer::wire::consensus::{Certified, Kind, Proof, SignedHeader, Verified};
 use rota_peer::{Hash, Millis, ServerId, Slot, TxId};
 
 use super::{
@@ -155,7 +155,15 @@ impl Core {
         let mut rounds = Vec::with_capacity(commit.rounds.len());
         let mut included: HashSet<TxId> = HashSet::new();
         let mut actions = Vec::new();
-        for round in &commit.rounds {
+        // Each round's proof: its header and those above it, below the
+        // certified one (the last round), then the certificate.
+        let headers: Vec<SignedHeader> = commit
+            .rounds
+            .iter()
+            .map(|round| round.header.clone().into_inner())
+            .collect();
+        let below = headers.len().saturating_sub(1);
+        for (i, round) in commit.rounds.iter().enumerate() {
             let kept = self.kept_or_apply(&round.header, &round.payments, &balances);
             if kept.hash != round.header.header.result {
                 let reason = format!(
@@ -178,10 +186,15 @@ impl Core {
             }));
             self.remember_recent(round.header.clone(), round.payments.clone());
             balances = kept.balances.clone();
+            let proof = Proof {
+                headers: headers[i.min(below)..below].to_vec(),
+                certified: certified.clone().into_inner(),
+            };
             rounds.push(CommittedRound {
                 slot: kept.slot,
                 hash: kept.hash,
                 transactions: kept.valid,
+                proof: proof.encode(),
             });
         }
         let hash = certified.header.header.result;
@@ -226,6 +239,7 @@ impl Core {
             slot,
             hash: balances.hash(),
             balances: Arc::new(balances),
+            skipped: payments.len() - valid.len(),
             valid,
         }
     }

@@ -3,12 +3,13 @@
 //!
 //! The machine decides which rounds to prevote and which commit; applying a
 //! round's payments is asked of [`States`]. A round applies on its base (the
-//! committed state, or a round kept earlier, named by its header digest) and
-//! keeps, deterministically, only the payments that are valid there:
-//! stamped within the window of the round's slot, not repeated within the
-//! round, and payable. Windows of different slots never overlap (the conf
-//! requires `blackout_ms > 2 x tolerance_ms`), so a payment can be valid in
-//! one slot only, and a chain of rounds can never carry it twice.
+//! committed state, or a round kept earlier, named by its header digest),
+//! and is valid only if every payment is valid there: stamped within the
+//! window of the round's slot, not repeated within the round, and payable
+//! (the alpha proposes only those; see `consensus::ledger`). Windows of
+//! different slots never overlap (the conf requires `blackout_ms > 2 x
+//! tolerance_ms`), so a payment can be valid in one slot only, and a chain
+//! of rounds can never carry it twice.
 //!
 //! Each kept state is a clone of its base's [`Balances`], which shares every
 //! bucket the round's payments did not touch (see `rota_peer::balances`):
@@ -42,6 +43,8 @@ pub struct Kept {
     pub balances: Arc<Balances>,
     /// The round's payments that were valid on its base, in order.
     pub valid: Vec<VerifiedTx>,
+    /// How many of the round's payments were not.
+    pub skipped: usize,
 }
 
 /// The committed state and the states of rounds above it.
@@ -132,9 +135,14 @@ impl Ledger for States {
             slot,
             hash,
             balances: Arc::new(balances),
+            skipped: payments.len() - valid.len(),
             valid,
         };
         Some((hash, kept))
+    }
+
+    fn valid_part(&self, state: &Kept) -> Option<Payments> {
+        (state.skipped > 0).then(|| Payments::from(state.valid.clone()))
     }
 
     fn keep(&mut self, digest: Hash, state: Kept) {

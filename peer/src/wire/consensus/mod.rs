@@ -41,10 +41,12 @@
 
 mod certificate;
 mod header;
+mod proof;
 mod vote;
 
 pub use certificate::{Certificate, Certified, Evidence};
 pub use header::{Base, HEADER_LEN, Header, SignedHeader};
+pub use proof::{MAX_PROOF_HEADERS, Proof};
 pub use vote::{Precommit, Prevote, VOTE_LEN, Vote};
 
 use crate::error::{Error, Result};

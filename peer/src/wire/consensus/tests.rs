@@ -388,3 +388,82 @@ fn truncated_extended_or_mangled_bytes_never_panic_and_mostly_refuse() {
         }
     }
 }
+
+/// Rounds of slots 4, 5 and 6, each on the one before (5 on 4 with a
+/// prevote certificate, 6 on 5 likewise), and a commit certificate on 6.
+fn chain_of_three(k: &[Keypair]) -> (Vec<SignedHeader>, Certified) {
+    let r4 = anchored(k, 4);
+    let r5 = built_on(k, 5, &r4, certificate(k, &[0, 1], Kind::Prevote, &r4));
+    let r6 = built_on(k, 6, &r5, certificate(k, &[1, 2], Kind::Prevote, &r5));
+    let commit = certificate(k, &[0, 2], Kind::Precommit, &r6);
+    let certified = Verified::<Certified>::join(r6, commit)
+        .unwrap()
+        .into_inner();
+    (vec![r4.into_inner(), r5.into_inner()], certified)
+}
+
+#[test]
+fn a_proof_proves_its_first_round_through_the_headers_above_it() {
+    let k = keys(3);
+    let (headers, certified) = chain_of_three(&k);
+    for from in 0..=2 {
+        let proof = Proof {
+            headers: headers[from..].to_vec(),
+            certified: certified.clone(),
+        };
+        let bytes = proof.encode();
+        let back = Proof::decode(&bytes, 3).unwrap();
+        assert_eq!(back, proof);
+        let proven = back.verify(CHAIN, &list(&k)).unwrap();
+        assert_eq!(proven.slot(), 4 + from as u64, "the first round is proven");
+    }
+}
+
+#[test]
+fn a_proof_that_does_not_chain_or_is_not_a_commit_is_refused() {
+    let k = keys(3);
+    let (headers, certified) = chain_of_three(&k);
+    let servers = list(&k);
+    // A gap: slot 4's header straight under slot 6's certificate.
+    let gap = Proof {
+        headers: vec![headers[0].clone()],
+        certified: certified.clone(),
+    };
+    let err = gap.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("does not chain"), "{err}");
+    // A prevote certificate commits nothing.
+    let r5 = Verified(headers[1].clone());
+    let prevoted = Proof {
+        headers: Vec::new(),
+        certified: Verified::<Certified>::join(
+            r5.clone(),
+            certificate(&k, &[0, 1], Kind::Prevote, &r5),
+        )
+        .unwrap()
+        .into_inner(),
+    };
+    let err = prevoted.verify(CHAIN, &servers).unwrap_err().to_string();
+    assert!(err.contains("not a commit certificate"), "{err}");
+    // A header whose alpha's signature was tampered with.
+    let mut forged = headers.clone();
+    forged[0].signature[0] ^= 1;
+    let forged = Proof {
+        headers: forged,
+        certified: certified.clone(),
+    };
+    assert!(forged.verify(CHAIN, &servers).is_err());
+    // Another conf's servers did not sign it.
+    assert!(
+        Proof { headers, certified }
+            .verify(CHAIN, &list(&keys(4)[1..]))
+            .is_err()
+    );
+}
+
+#[test]
+fn a_proof_claiming_more_headers_than_allowed_is_refused_before_reading_them() {
+    let mut bytes = (MAX_PROOF_HEADERS + 1).to_be_bytes().to_vec();
+    bytes.extend_from_slice(&[0; 64]);
+    let err = Proof::decode(&bytes, 3).unwrap_err().to_string();
+    assert!(err.contains("at most 1024 headers"), "{err}");
+}

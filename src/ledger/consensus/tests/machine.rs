@@ -53,6 +53,40 @@ fn a_single_server_commits_its_own_round_at_once() {
 }
 
 #[test]
+fn the_alpha_proposes_only_the_payments_that_apply_on_its_base() {
+    let k = Keys::new(3);
+    let mut node = Node::new(&k, k.alpha(S));
+    let m = moments(&k.timing(), S);
+    let sent = node.propose(S, &vec![1, 0, 2], m.close);
+    let Message::Round { header, payments } = &sent[0] else {
+        panic!("a round first: {sent:?}");
+    };
+    assert_eq!(payments, &vec![1, 2], "the payment 0 left out");
+    assert_eq!(header.header.payments, root(&vec![1, 2]));
+    assert_eq!(prevotes(&sent).len(), 1, "and it prevotes its own round");
+}
+
+#[test]
+fn a_round_carrying_a_payment_that_does_not_apply_gets_no_prevote() {
+    let k = Keys::new(3);
+    let mut node = Node::new(&k, follower(&k));
+    let m = moments(&k.timing(), S);
+    // Its result is what the payments that apply give: only the payment 0
+    // is wrong.
+    let pay = vec![7, 0];
+    let h = k.on_anchor(S, &pay);
+    let sent = node.round(&h, &pay, m.voting);
+    assert!(prevotes(&sent).is_empty(), "{sent:?}");
+    let good = vec![7];
+    let sent = node.round(
+        &k.on_anchor(S + 3, &good),
+        &good,
+        moments(&k.timing(), S + 3).voting,
+    );
+    assert_eq!(prevotes(&sent).len(), 1, "a round whose payments all apply");
+}
+
+#[test]
 fn the_fast_path_precommits_as_soon_as_all_n_prevotes_are_in() {
     for n in [3, 4, 5] {
         let k = Keys::new(n);

@@ -74,15 +74,21 @@ pub(super) fn root(payments: &Pay) -> Hash {
     Hash::of(&bytes)
 }
 
-/// The balance hash after `payments` as the round of `slot` on `base`.
+/// The payments of `payments` that apply: a payment 0 never does.
+pub(super) fn valid(payments: &Pay) -> Pay {
+    payments.iter().copied().filter(|p| *p != 0).collect()
+}
+
+/// The balance hash after `payments` as the round of `slot` on `base`
+/// (those that apply).
 pub(super) fn fold(base: &Hash, slot: Slot, payments: &Pay) -> Hash {
     let mut bytes = base.0.to_vec();
     bytes.extend_from_slice(&slot.to_be_bytes());
-    bytes.extend_from_slice(&root(payments).0);
+    bytes.extend_from_slice(&root(&valid(payments)).0);
     Hash::of(&bytes)
 }
 
-/// A ledger that keeps balance hashes only.
+/// A ledger that keeps balance hashes only; a payment 0 does not apply.
 #[derive(Debug, Default)]
 pub(super) struct FakeLedger {
     states: BTreeMap<Hash, Hash>,
@@ -100,7 +106,8 @@ impl FakeLedger {
 
 impl Ledger for FakeLedger {
     type Payments = Pay;
-    type State = Hash;
+    /// The balance hash, and the payments that applied if some did not.
+    type State = (Hash, Option<Pay>);
 
     fn root(&self, payments: &Pay) -> Hash {
         root(payments)
@@ -110,15 +117,21 @@ impl Ledger for FakeLedger {
         Vec::new()
     }
 
-    fn apply(&mut self, base: &Base, slot: Slot, payments: &Pay) -> Option<(Hash, Hash)> {
+    fn apply(&mut self, base: &Base, slot: Slot, payments: &Pay) -> Option<(Hash, Self::State)> {
         let before = self.states.get(&base.digest)?;
         self.applied += 1;
         let after = fold(before, slot, payments);
-        Some((after, after))
+        let valid = valid(payments);
+        let skipped = (valid.len() < payments.len()).then_some(valid);
+        Some((after, (after, skipped)))
     }
 
-    fn keep(&mut self, digest: Hash, state: Hash) {
-        self.states.insert(digest, state);
+    fn valid_part(&self, state: &Self::State) -> Option<Pay> {
+        state.1.clone()
+    }
+
+    fn keep(&mut self, digest: Hash, state: Self::State) {
+        self.states.insert(digest, state.0);
     }
 }
 
