@@ -1,5 +1,5 @@
-//! The worked examples of docs/PROTOCOL.md §10.2 and §11.8 are what rota
-//! sends.
+//! The worked examples of docs/PROTOCOL.md §9.4, §10.2 and §11.8 are what
+//! rota makes and sends.
 //!
 //! Three real ledger cores (the node's own code, without its sockets and
 //! disk) run one round on a fixed clock with fixed keys: the payment of
@@ -20,6 +20,7 @@ use rota::ledger::edge::build_block;
 use rota::ledger::store::Tip;
 use rota_listener::{PeerInput, check_peer};
 use rota_peer::balances::Balances;
+use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
@@ -331,6 +332,14 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     );
     let hash = block.header.hash().to_string();
     assert!(text.contains(&hash), "§9.4 shows block hash {hash}");
+    // Its bytes, proof included, are §9.4's, and they prove themselves
+    // against the conf alone (§9.5).
+    let documented_block = &documented()["block"];
+    assert_eq!(hex::encode(block.encode()), hex::encode(documented_block));
+    let read = Block::decode(documented_block).expect("the documented block reads");
+    assert_eq!(read, block);
+    read.verify(CHAIN, &servers())
+        .expect("the documented block proves itself");
 
     // The `want` of §10.2, signed by server 1.
     let want: PeerMessage = PeerMessage::Want {

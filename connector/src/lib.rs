@@ -13,7 +13,8 @@
 //!   which it signs and sends.
 //!
 //! Answers are checked here: a signed status must be signed by the server it
-//! was asked of, for the chain, and for a slot near this server's clock.
+//! was asked of, for the chain, and for a slot near this server's clock; a
+//! fetched block must prove itself and carry well-signed payments.
 
 mod error;
 pub mod machine;

@@ -73,7 +73,8 @@ fn make_record(key: &PublicKey, balance: Amount) -> Record {
 }
 
 /// Why a payment cannot be applied to a database. The alpha refuses such a
-/// transaction; a server applying a ROUND skips it.
+/// transaction, or leaves it out of its round; a round carrying one is
+/// invalid, and no honest server prevotes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PaymentRefusal {
     #[error("the amount must be greater than 0")]

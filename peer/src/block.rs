@@ -129,8 +129,9 @@ impl Block {
         Ok(())
     }
 
-    /// Reads a block, refusing one whose length does not match its count or
-    /// whose merkle root does not match its transactions.
+    /// Reads a block, refusing one too short for its count or whose merkle
+    /// root does not match its transactions; the rest is its proof, read by
+    /// [`Block::verify`].
     pub fn decode(bytes: &[u8]) -> Result<Block> {
         if bytes.len() < HEADER_LEN + 4 {
             return Err(Error::Invalid(format!(

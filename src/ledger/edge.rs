@@ -675,7 +675,9 @@ pub fn resume(store: &Store, genesis: Balances, config: consensus::Config) -> cr
 }
 
 /// The block for a committed round: a pure function of the round and the
-/// chain's tip, so every server in consensus builds the same one.
+/// chain's tip, so every server in consensus builds the same header; the
+/// proof at its end may differ between servers, if different commit
+/// certificates reached them.
 pub fn build_block(tip: Tip, round: &CommittedRound, timestamp: Millis) -> Block {
     let ids: Vec<_> = round.transactions.iter().map(|tx| tx.id()).collect();
     Block {

@@ -41,7 +41,7 @@ pub struct CommittedRound {
     pub slot: Slot,
     /// The balance hash after the round.
     pub hash: Hash,
-    /// The payments valid in the round, in order.
+    /// The round's payments, in order (every one applied on its base).
     pub transactions: Vec<VerifiedTx>,
     /// The encoded proof that the round is committed (its block carries
     /// it): its header, the headers above it, the commit certificate.

@@ -23,8 +23,9 @@
 //! `want` to every server.
 //!
 //! Applying payments is the ledger's part of the protocol ([`States`]): a
-//! round applies on its base and keeps the payments valid there, the same
-//! ones on every server.
+//! round applies on its base, and is valid only if every payment applies
+//! there, the same answer on every server; the alpha puts only those in
+//! its round.
 //!
 //! ## Where each step lives
 //!
@@ -335,7 +336,8 @@ impl Core {
             // Payments are checked against the state the round will most
             // likely build on: the lock's, when its state is here, else the
             // committed one. The round applies them again on its real base
-            // at its close, skipping any that no longer pay.
+            // at its close, and leaves out any that no longer pay: a round
+            // carrying one is invalid.
             let base = self
                 .machine
                 .lock()

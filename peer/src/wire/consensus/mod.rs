@@ -21,7 +21,10 @@
 //!
 //! What travels ([`Prevote`], [`Precommit`], [`Certified`], [`Evidence`])
 //! always carries the signed header it is about, so that every server learns
-//! the chain of headers from the votes alone.
+//! the chain of headers from the votes alone. Every block ends with a
+//! [`Proof`] that its round is committed: its signed header, the headers
+//! built on it up to the certified round, and that round's commit
+//! certificate.
 //!
 //! Decoding ([`SignedHeader::decode`] and friends) checks shape and bounds
 //! only: lengths, a certificate of at most N signatures with strictly
@@ -37,7 +40,7 @@
 //!
 //! The server commands `round`, `prevote`, `precommit`, `certified` and
 //! `evidence` carry them (`server.rs`); docs/PROTOCOL.md §11 gives their
-//! bytes.
+//! bytes, and §9.2 a block's proof.
 
 mod certificate;
 mod header;
