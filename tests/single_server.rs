@@ -25,7 +25,12 @@ fn a_payment_through_the_client_is_committed_in_a_block_and_archived() {
     started(&net);
     let payee = Keypair::from_seed(&[42; 32]).public();
     let paid = net.pay(None, &payee, 25);
-    assert_eq!(paid["disposition"], "accepted");
+    // Sent in the slot's blackout (a third of each 1 s slot), it is held
+    // for the next window: taken either way.
+    assert!(
+        paid["disposition"] == "accepted" || paid["disposition"] == "held",
+        "{paid}"
+    );
     assert_eq!(paid["status"], "committed");
     let number = paid["block"].as_u64().expect("a block number");
 

@@ -365,13 +365,15 @@ impl Connector {
                 certified,
                 packed,
             },
-            Reply::Block(bytes) => match self.check_block(&bytes) {
-                Ok(block) => Answer::Block(block),
-                Err(e) => {
-                    log::warn!("server {from}: {e}");
-                    Answer::Refused(Refusal::Block(e).to_string())
+            Reply::Block(bytes) => {
+                match check_block(&self.config.chain, &self.config.servers, &bytes) {
+                    Ok(block) => Answer::Block(block),
+                    Err(e) => {
+                        log::warn!("server {from}: {e}");
+                        Answer::Refused(Refusal::Block(e).to_string())
+                    }
                 }
-            },
+            }
             Reply::Error(message) => {
                 // A vote or certificate that reached a server after its slot
                 // was decided there is a late copy, not a fault: every
@@ -388,27 +390,6 @@ impl Connector {
                 Answer::Refused(String::new())
             }
         }
-    }
-
-    /// A fetched block, taken only if it proves itself: its proof checks
-    /// against the conf and names its slot, merkle root and balance hash,
-    /// and every payment's signature checks. Whether it extends this
-    /// server's chain is the store's to check.
-    fn check_block(&self, bytes: &[u8]) -> rota_peer::Result<Block> {
-        let block = Block::decode(bytes)?;
-        block.verify(&self.config.chain, &self.config.servers)?;
-        let mut verifier = Verifier::new(&self.config.chain);
-        if let Some(Err(e)) = verifier
-            .verify_batch(&block.transactions)
-            .into_iter()
-            .find(Result::is_err)
-        {
-            return Err(rota_peer::Error::Invalid(format!(
-                "block {}: a payment does not check: {e}",
-                block.header.number
-            )));
-        }
-        Ok(block)
     }
 
     fn check_status(&self, from: ServerId, envelope: &Envelope) -> Result<Status, Refusal> {
@@ -451,4 +432,25 @@ fn event_name(event: &ConnectorEvent) -> &'static str {
         ConnectorEvent::Blocks(_) => "fetched blocks",
         ConnectorEvent::LostMajority { .. } => "a lost majority",
     }
+}
+
+/// A fetched block, taken only if it proves itself: its proof checks
+/// against the conf (`chain`, `servers`) and names its slot, merkle root
+/// and balance hash, and every payment's signature checks. Whether it
+/// extends this server's chain is the store's to check.
+pub fn check_block(chain: &str, servers: &ServerList, bytes: &[u8]) -> rota_peer::Result<Block> {
+    let block = Block::decode(bytes)?;
+    block.verify(chain, servers)?;
+    let mut verifier = Verifier::new(chain);
+    if let Some(Err(e)) = verifier
+        .verify_batch(&block.transactions)
+        .into_iter()
+        .find(Result::is_err)
+    {
+        return Err(rota_peer::Error::Invalid(format!(
+            "block {}: a payment does not check: {e}",
+            block.header.number
+        )));
+    }
+    Ok(block)
 }

@@ -29,10 +29,9 @@ use rota::ledger::store::{Loaded, MemoryDisk, Store};
 use rota_connector::machine::{
     Answer, Input, Machine, Output, Request as MachineRequest, Settings,
 };
-use rota_connector::{ConnectorEvent, ConnectorInput, Target};
+use rota_connector::{ConnectorEvent, ConnectorInput, Target, check_block};
 use rota_listener::{Inbound, Stats};
 use rota_peer::balances::Balances;
-use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
@@ -263,7 +262,7 @@ impl SimServer {
                 actions = asked;
             }
             Step::Answer { from, response } => {
-                let answer = answer(response, local, setup.schedule.slot_ms);
+                let answer = answer(response, local, setup);
                 work.push_back(Work::ToMachine(Input::Answer { from, answer }));
             }
             Step::Wake => {}
@@ -433,9 +432,11 @@ fn machine_output(
 
 /// What the connector makes of an answer, read at its clock's `local`
 /// time: a status must be for a slot near this server's clock and be a
-/// status; a block must decode. (The sender is the network's word, so the
-/// signature check has nothing to add here.)
-pub fn answer(response: Response, local: Millis, slot_ms: u64) -> Answer {
+/// status (the sender is the network's word, so the envelope's signature
+/// check has nothing to add here); a block must prove itself, as the real
+/// connector checks it.
+pub fn answer(response: Response, local: Millis, setup: &Setup) -> Answer {
+    let slot_ms = setup.schedule.slot_ms;
     match response {
         Response::Sign { slot, message } => {
             let current = local / slot_ms;
@@ -464,10 +465,12 @@ pub fn answer(response: Response, local: Millis, slot_ms: u64) -> Answer {
             certified,
             packed,
         },
-        Response::Reply(Reply::Block(bytes)) => match Block::decode(&bytes) {
-            Ok(block) => Answer::Block(block),
-            Err(e) => Answer::Refused(e.to_string()),
-        },
+        Response::Reply(Reply::Block(bytes)) => {
+            match check_block(&setup.chain, &setup.servers, &bytes) {
+                Ok(block) => Answer::Block(block),
+                Err(e) => Answer::Refused(e.to_string()),
+            }
+        }
         Response::Reply(Reply::Error(message)) => Answer::Refused(message),
         Response::Reply(_) => Answer::Refused(String::new()),
     }

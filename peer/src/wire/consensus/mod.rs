@@ -49,7 +49,7 @@ mod vote;
 
 pub use certificate::{Certificate, Certified, Evidence};
 pub use header::{Base, HEADER_LEN, Header, SignedHeader};
-pub use proof::{MAX_PROOF_HEADERS, Proof};
+pub use proof::{MIN_SIGNED_HEADER_LEN, Proof};
 pub use vote::{Precommit, Prevote, VOTE_LEN, Vote};
 
 use crate::error::{Error, Result};

@@ -18,13 +18,14 @@
 //! before it. What it proves is the first header: its slot, the merkle root
 //! of its payments, and the balance hash they leave.
 
-use super::{Certified, Kind, Reader, SignedHeader, Verified};
+use super::{Certified, HEADER_LEN, Kind, Reader, SignedHeader, Verified};
 use crate::error::{Error, Result};
 use crate::wire::ServerList;
 
-/// The most headers a proof carries below its certified round; a longer
-/// chain is refused when read.
-pub const MAX_PROOF_HEADERS: u32 = 1_024;
+/// The fewest bytes a signed header takes (a header, its signature, and
+/// no base certificate): a proof claiming more headers than its bytes
+/// could hold is refused before any is read.
+pub const MIN_SIGNED_HEADER_LEN: usize = HEADER_LEN + 64 + 1;
 
 /// A round, the headers above it and the commit certificate of the last.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,15 +52,16 @@ impl Proof {
     pub fn decode(bytes: &[u8], servers: usize) -> Result<Proof> {
         let mut r = Reader::new(bytes, "a block's proof");
         let count = r.u32("the header count")?;
-        if count > MAX_PROOF_HEADERS {
+        if count as usize > bytes.len() / MIN_SIGNED_HEADER_LEN {
             return Err(Error::Invalid(format!(
-                "a block's proof carries at most {MAX_PROOF_HEADERS} headers below its \
-                 certified round, not {count}"
+                "a block's proof of {} bytes cannot hold the {count} headers it claims",
+                bytes.len()
             )));
         }
-        let headers = (0..count)
-            .map(|_| SignedHeader::read(&mut r, servers))
-            .collect::<Result<Vec<_>>>()?;
+        let mut headers = Vec::with_capacity(count as usize);
+        for _ in 0..count {
+            headers.push(SignedHeader::read(&mut r, servers)?);
+        }
         let header = SignedHeader::read(&mut r, servers)?;
         let certificate = super::Certificate::read(&mut r, servers)?;
         r.finish()?;
