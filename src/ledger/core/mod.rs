@@ -177,6 +177,8 @@ pub struct Core {
     /// publishes for them leave in the same order on every run and every
     /// server (a hash map would hand them out in a random order).
     tracked: BTreeMap<TxId, Tracked>,
+    /// The slot `tracked` was last pruned at.
+    tracked_pruned: Slot,
     role: Role,
     stopped: bool,
     /// The last committed rounds, to answer `want`s for them.
@@ -220,6 +222,7 @@ impl Core {
             held: Vec::new(),
             peers: BTreeMap::new(),
             tracked: BTreeMap::new(),
+            tracked_pruned: 0,
             role: Role::Follower,
             stopped: false,
             recent: VecDeque::new(),
@@ -309,10 +312,18 @@ impl Core {
                 slot: self.schedule.slot_at(now),
             }));
         }
+        // Once a slot: a tick comes after every batch of requests, and a
+        // pass over every payment tracked each time made taking N payments
+        // cost N squared.
         let current = self.schedule.slot_at(now);
-        self.tracked.retain(|_, t| match t {
-            Tracked::Pending { slot } | Tracked::Lost { slot, .. } => *slot + TRACK_SLOTS > current,
-        });
+        if current > self.tracked_pruned {
+            self.tracked_pruned = current;
+            self.tracked.retain(|_, t| match t {
+                Tracked::Pending { slot } | Tracked::Lost { slot, .. } => {
+                    *slot + TRACK_SLOTS > current
+                }
+            });
+        }
         actions
     }
 
