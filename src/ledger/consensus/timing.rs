@@ -28,8 +28,8 @@
 //! so all three hold when delay + clock <= slot/4. rota takes the clock
 //! bound to be `schedule.tolerance_ms`, the bound the payment windows
 //! already assume; what is left is the delay bound, [`Timing::delay_bound`]:
-//! 10 s with the defaults (60 s slots, 5 s tolerance), 300 ms on the 2 s
-//! test rig (200 ms tolerance).
+//! 10 s with the defaults (60 s slots, 5 s tolerance), 750 ms on the 5 s
+//! test rig of `conf/rig` (500 ms tolerance).
 //!
 //! Only safety against one dishonest server with an odd N rests on these
 //! bounds; the deadlines themselves are read from each server's own clock
