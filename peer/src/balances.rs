@@ -129,23 +129,30 @@ impl Group {
         if let Some(hash) = self.hash {
             return hash;
         }
-        let mut level = Sha256::new();
-        for (b, bucket) in self.buckets.iter_mut().enumerate() {
-            if let Some(bucket) = bucket {
-                // A stale bucket was changed through this group, so it is
-                // not shared any more and `make_mut` copies nothing.
-                let leaf = match bucket.hash {
-                    Some(hash) => hash,
-                    None => Arc::make_mut(bucket).hash(),
-                };
-                level.update([b as u8]);
-                level.update(leaf.0);
-            }
-        }
-        let hash = Hash(level.finalize().into());
+        let hash = level(&mut self.buckets, |b| b.hash, Bucket::hash);
         self.hash = Some(hash);
         hash
     }
+}
+
+/// One level of the tree: SHA-256 over `index | hash` of each non-empty
+/// child in index order, hashing a stale child on the way. A stale child
+/// was changed through its parent, so it is not shared any more and
+/// `make_mut` copies nothing.
+fn level<T: Clone>(
+    children: &mut [Option<Arc<T>>],
+    cached: impl Fn(&T) -> Option<Hash>,
+    compute: impl Fn(&mut T) -> Hash,
+) -> Hash {
+    let mut level = Sha256::new();
+    for (i, child) in children.iter_mut().enumerate() {
+        if let Some(child) = child {
+            let hash = cached(child).unwrap_or_else(|| compute(Arc::make_mut(child)));
+            level.update([i as u8]);
+            level.update(hash.0);
+        }
+    }
+    Hash(level.finalize().into())
 }
 
 /// The accounts and their balances.
@@ -364,19 +371,7 @@ impl Balances {
         if let Some(hash) = self.hash {
             return hash;
         }
-        let mut top = Sha256::new();
-        for (g, group) in self.groups.iter_mut().enumerate() {
-            if let Some(group) = group {
-                // As in `Group::hash`: a stale group is not shared.
-                let hash = match group.hash {
-                    Some(hash) => hash,
-                    None => Arc::make_mut(group).hash(),
-                };
-                top.update([g as u8]);
-                top.update(hash.0);
-            }
-        }
-        let hash = Hash(top.finalize().into());
+        let hash = level(&mut self.groups, |g| g.hash, Group::hash);
         self.hash = Some(hash);
         hash
     }
