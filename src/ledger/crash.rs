@@ -297,6 +297,7 @@ mod tests {
             snapshot: Arc::new(Balances::from_accounts(&[]).unwrap()),
             rounds: Vec::new(),
             blocks: true,
+            before: Hash::default(),
             installed: false,
             certified: None,
             journal: Vec::new(),

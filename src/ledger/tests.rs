@@ -994,6 +994,7 @@ fn commit_then_send() -> Vec<Action> {
         snapshot: Arc::new(after),
         rounds: Vec::new(),
         blocks: false,
+        before: Hash::default(),
         installed: false,
         certified: None,
         journal: Vec::new(),

@@ -59,6 +59,10 @@ pub struct Commit {
     pub rounds: Vec<CommittedRound>,
     /// Whether to append a block for each round with payments (in sync).
     pub blocks: bool,
+    /// The committed balance hash before this commit: a server not in sync
+    /// still builds the blocks of the rounds it commits when its last
+    /// block left exactly that state (`Edge::blocks_in_step`).
+    pub before: Hash,
     /// Whether this state was installed from another server.
     pub installed: bool,
     /// The commit certificate that vouches for the state.

@@ -150,6 +150,7 @@ impl Core {
     /// the payments this server took.
     fn commit(&mut self, commit: consensus::Commit<Payments>) -> Vec<Action> {
         let certified = commit.certified.clone();
+        let before = self.committed.hash;
         let slot = commit.slot();
         let mut balances = self.committed.snapshot.clone();
         let mut rounds = Vec::with_capacity(commit.rounds.len());
@@ -213,6 +214,7 @@ impl Core {
             snapshot: balances,
             rounds,
             blocks: self.synced,
+            before,
             installed: false,
             certified: Some(certified.into_inner()),
             journal: self.machine.journal(),
@@ -306,6 +308,7 @@ impl Core {
             return Err("its certificate is not a commit certificate".into());
         }
         let hash = balances.hash();
+        let before = self.committed.hash;
         let slot = certified.header.slot();
         if hash != certified.header.header.result {
             return Err(format!(
@@ -343,6 +346,7 @@ impl Core {
             snapshot,
             rounds: Vec::new(),
             blocks: false,
+            before,
             installed: true,
             certified: Some(certified.into_inner()),
             journal: self.machine.journal(),

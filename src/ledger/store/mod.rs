@@ -126,6 +126,8 @@ pub struct Store {
     disk: Arc<dyn Disk>,
     files: Files,
     writer: Writer,
+    /// The genesis's balance hash, once [`Store::load`] has seen it.
+    genesis_hash: std::sync::OnceLock<Hash>,
 }
 
 impl Store {
@@ -143,6 +145,7 @@ impl Store {
             files: Files::new(disk.clone(), keep, slot_ms),
             disk,
             writer: Writer::Inline,
+            genesis_hash: std::sync::OnceLock::new(),
         }
     }
 
@@ -196,6 +199,7 @@ impl Store {
     pub fn load(&self, genesis: Balances) -> Result<Loaded> {
         let mut genesis = genesis;
         let genesis_hash = genesis.hash();
+        let _ = self.genesis_hash.set(genesis_hash);
         let Some(meta) = self.meta()? else {
             let committed = Committed {
                 slot: 0,
@@ -402,6 +406,11 @@ impl Store {
         writes.push(TableWrite::PutRecord(META_PREVIOUS, previous.0.to_vec()));
         writes.extend(consensus);
         self.disk.transact(&writes)
+    }
+
+    /// The genesis's balance hash, once the store was loaded.
+    pub fn genesis_hash(&self) -> Option<Hash> {
+        self.genesis_hash.get().copied()
     }
 
     /// The archive's entries as (hash, seconds), oldest first.
