@@ -15,7 +15,9 @@ use common::Net;
 use rota::events::{Event, Outcome, Published};
 use rota_peer::ServerId;
 use rota_peer::keys::Keypair;
-use rota_peer::wire::{Envelope, PeerCommand, PeerMessage, Reply, Request};
+use rota_peer::wire::{
+    CertifiedStatus, Envelope, PeerCommand, PeerMessage, Reply, Request, ServerList, Status,
+};
 
 const SLOT_MS: u64 = 2_000;
 
@@ -94,16 +96,59 @@ fn server_commands_travel_on_the_peering_sockets_and_a_client_socket_refuses_the
         net.slot_now(),
         &PeerMessage::Register(Default::default()),
     );
-    match net
+    let vouched = match net
         .peer_request(2, &Request::Peer(register))
         .expect("register")
     {
         Reply::Signed(answer) => {
             assert_eq!(answer.signer, net.server_key(2).public());
             assert_eq!(answer.command, PeerCommand::Register);
+            // Its status carries the commit certificate of its committed
+            // slot, which checks against the conf.
+            let servers = ServerList::new((1..=3).map(|i| net.server_key(i).public()).collect());
+            let PeerMessage::Register(claim) = answer.message(3).expect("a status") else {
+                panic!("not a register");
+            };
+            assert!(claim.certified.is_some(), "{claim:?}");
+            let status = claim.verify("local", &servers).expect("vouched for");
+            assert!(status.slot > slot, "{status:?}");
+            claim
         }
         other => panic!("{other:?}"),
-    }
+    };
+    // A status its certificate does not vouch for is refused: none carried
+    // for a slot above 0, or one about another slot.
+    let claimed = |claim: CertifiedStatus| {
+        let heart = Envelope::sign(&key, "local", net.slot_now(), &PeerMessage::Heart(claim));
+        match net.peer_request(2, &Request::Peer(heart)) {
+            Err(refused) => refused.to_string(),
+            Ok(taken) => panic!("a lying heart was taken: {taken:?}"),
+        }
+    };
+    let bare = CertifiedStatus {
+        status: Status {
+            slot: 5,
+            ..Status::default()
+        },
+        certified: None,
+    };
+    let refused = claimed(bare);
+    assert!(
+        refused.ends_with(": heart: a status of slot 5 carries no commit certificate"),
+        "{refused}"
+    );
+    let later = CertifiedStatus {
+        status: Status {
+            slot: vouched.status.slot + 1,
+            ..vouched.status
+        },
+        ..vouched
+    };
+    let refused = claimed(later);
+    assert!(
+        refused.contains("its certificate vouches for slot"),
+        "{refused}"
+    );
 
     // A payment given to a server that is not the alpha reaches the alpha
     // as a `forward`, which only the peering socket takes.

@@ -33,7 +33,8 @@ pub enum Error {
 
 /// Why an answer from another server was not taken. Servers are not
 /// trusted: a status must be signed by the server asked, for this chain and
-/// a slot near this server's clock, and a block must decode.
+/// a slot near this server's clock, with a commit certificate that vouches
+/// for it, and a block must prove itself.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
     /// The signer is not in the list, or the signature does not verify.
@@ -51,6 +52,11 @@ pub enum Refusal {
     /// The signed payload is not a status of the right shape.
     #[error("{0}")]
     Payload(rota_peer::Error),
+
+    /// A status whose commit certificate does not check, or vouches for
+    /// another slot or balance hash.
+    #[error("{0}")]
+    Uncertified(rota_peer::Error),
 
     /// A signed answer that is not `register` or `heart`.
     #[error("answered with {}", .0.name())]

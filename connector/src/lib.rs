@@ -27,7 +27,8 @@ use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::transaction::{VerifiedTx, Verifier};
-use rota_peer::wire::{Envelope, PeerMessage, Reply, Request, ServerList, Status};
+use rota_peer::wire::consensus::Certified;
+use rota_peer::wire::{CertifiedStatus, Envelope, PeerMessage, Reply, Request, ServerList, Status};
 use rota_peer::{BlockNumber, Hash, ServerId, Slot};
 use rota_sockets::{Signal, SignalReceiver};
 
@@ -46,8 +47,10 @@ pub enum Target {
 /// What the ledger thread tells the connector.
 #[derive(Clone, Debug)]
 pub enum ConnectorInput {
-    /// The ledger's committed state changed.
-    Own(Status),
+    /// The ledger's committed state changed: its status, with the commit
+    /// certificate sent along with it in `register` and `heart` (boxed: the
+    /// certificate is many times the other inputs).
+    Own(Box<CertifiedStatus>),
     /// The ledger no longer holds the consensus state.
     OutOfSync,
     /// Fetched blocks did not link; blocks from `from` on are needed.
@@ -107,6 +110,8 @@ pub struct Connector {
     sockets: Vec<Option<zmq::Socket>>,
     signal: SignalReceiver,
     machine: Machine,
+    /// The commit certificate of the machine's own status, sent with it.
+    own_certified: Option<Certified>,
     from_ledger: Receiver<ConnectorInput>,
     to_ledger: Sender<ConnectorEvent>,
 }
@@ -117,7 +122,7 @@ impl Connector {
     pub fn new(
         ctx: &zmq::Context,
         config: ConnectorConfig,
-        own: Status,
+        own: CertifiedStatus,
         from_ledger: Receiver<ConnectorInput>,
         to_ledger: Sender<ConnectorEvent>,
     ) -> Result<Connector, Error> {
@@ -146,7 +151,8 @@ impl Connector {
             missed_heartbeats: config.missed_heartbeats,
         };
         Ok(Connector {
-            machine: Machine::new(settings, own),
+            machine: Machine::new(settings, own.status),
+            own_certified: own.certified,
             config,
             sockets,
             signal,
@@ -204,7 +210,10 @@ impl Connector {
     fn handle_ledger(&mut self, input: ConnectorInput) -> Vec<Output> {
         let now = unix_now_ms();
         match input {
-            ConnectorInput::Own(status) => self.machine.step(Input::Own(status), now),
+            ConnectorInput::Own(own) => {
+                self.own_certified = own.certified;
+                self.machine.step(Input::Own(own.status), now)
+            }
             ConnectorInput::OutOfSync => self.machine.step(Input::OutOfSync, now),
             ConnectorInput::Fork { from } => self.machine.step(Input::Fork { from }, now),
             ConnectorInput::Send { to, slot, message } => {
@@ -311,9 +320,17 @@ impl Connector {
             let envelope = Envelope::sign(&self.config.keypair, chain, slot, &message);
             Request::Peer(envelope).encode(chain)
         };
+        let certified = |status| CertifiedStatus {
+            status,
+            certified: self.own_certified.clone(),
+        };
         match request {
-            machine::Request::Register(status) => (sign(PeerMessage::Register(status)), "register"),
-            machine::Request::Heart(status) => (sign(PeerMessage::Heart(status)), "heart"),
+            machine::Request::Register(status) => {
+                (sign(PeerMessage::Register(certified(status))), "register")
+            }
+            machine::Request::Heart(status) => {
+                (sign(PeerMessage::Heart(certified(status))), "heart")
+            }
             machine::Request::Database => (Request::Database.encode(chain), "D"),
             machine::Request::Block(n) => (Request::Block(n).encode(chain), "B"),
         }
@@ -412,7 +429,9 @@ impl Connector {
             .message(self.config.servers.len())
             .map_err(Refusal::Payload)?
         {
-            PeerMessage::Register(status) | PeerMessage::Heart(status) => Ok(status),
+            PeerMessage::Register(status) | PeerMessage::Heart(status) => status
+                .verify(&self.config.chain, &self.config.servers)
+                .map_err(Refusal::Uncertified),
             other => Err(Refusal::NotAStatus(other.command())),
         }
     }

@@ -154,8 +154,14 @@ pub fn check_peer(
     };
     let command = message.command();
     let checked = match message {
-        PeerMessage::Register(status) => return Ok(PeerInput::Register(status)),
-        PeerMessage::Heart(status) => return Ok(PeerInput::Heart(status)),
+        PeerMessage::Register(status) => {
+            let status = status.verify(chain, servers).map_err(consensus(command))?;
+            return Ok(PeerInput::Register(status));
+        }
+        PeerMessage::Heart(status) => {
+            let status = status.verify(chain, servers).map_err(consensus(command))?;
+            return Ok(PeerInput::Heart(status));
+        }
         PeerMessage::Forward { transaction } => {
             let transaction = verifier.verify(transaction).map_err(Refusal::Forward)?;
             return Ok(PeerInput::Forward(transaction));

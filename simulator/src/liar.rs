@@ -44,7 +44,7 @@ use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::consensus::{
     Certificate, Certified, Header, Kind, SignedHeader, Verified, Vote,
 };
-use rota_peer::wire::{PeerMessage, Reply, ServerList, Status};
+use rota_peer::wire::{CertifiedStatus, PeerMessage, Reply, ServerList};
 use rota_peer::{Amount, Hash, PublicKey, ServerId, Slot};
 
 use crate::network::{Ask, Endpoint, Payload};
@@ -464,12 +464,15 @@ impl Liar {
         }
     }
 
-    /// A status claiming 1000 blocks more than it has.
-    fn inflate(&mut self, mut status: Status) -> Status {
+    /// A status claiming 1000 blocks more than it has: its certificate
+    /// vouches for its slot and balance hash, not for its blocks, so this
+    /// lie passes every check but the blocks' own (a lie about the slot or
+    /// hash is refused where the status is decoded, `CertifiedStatus`).
+    fn inflate(&mut self, mut claim: CertifiedStatus) -> CertifiedStatus {
         self.lie("status");
-        status.height += 1_000;
-        status.block_hash = Hash(self.rng.bytes32());
-        status
+        claim.status.height += 1_000;
+        claim.status.block_hash = Hash(self.rng.bytes32());
+        claim
     }
 
     /// A block of the liar's making in place of its block: the same number

@@ -34,7 +34,8 @@ use rota_listener::{Inbound, Stats};
 use rota_peer::balances::Balances;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
-use rota_peer::wire::{PeerMessage, Reply, Request, ServerList};
+use rota_peer::wire::consensus::Certified;
+use rota_peer::wire::{CertifiedStatus, PeerMessage, Reply, Request, ServerList};
 use rota_peer::{Millis, PublicKey, ServerId};
 
 use crate::clock::Clock;
@@ -60,6 +61,9 @@ pub struct Setup {
 pub struct Node {
     pub edge: Edge,
     pub machine: Machine,
+    /// The commit certificate of the machine's own status, sent with it
+    /// as the real connector sends it.
+    pub own_certified: Option<Certified>,
 }
 
 /// Whether a server is running.
@@ -172,8 +176,13 @@ impl SimServer {
             heartbeat_ms: setup.heartbeat_ms,
             missed_heartbeats: setup.missed_heartbeats,
         };
-        let machine = Machine::new(settings, edge.status());
-        self.life = Life::Up(Box::new(Node { edge, machine }));
+        let own = edge.status();
+        let machine = Machine::new(settings, own.status);
+        self.life = Life::Up(Box::new(Node {
+            edge,
+            machine,
+            own_certified: own.certified,
+        }));
         let mut work = VecDeque::new();
         if let Life::Up(node) = &mut self.life {
             node.edge.send_own();
@@ -300,8 +309,9 @@ impl SimServer {
                 Work::FromEdge(ConnectorInput::Send { to, slot, message }) => {
                     peer_sends(self.id, to, slot, *message, setup, &mut outs);
                 }
-                Work::FromEdge(ConnectorInput::Own(status)) => {
-                    work.push_back(Work::ToMachine(Input::Own(status)));
+                Work::FromEdge(ConnectorInput::Own(own)) => {
+                    node.own_certified = own.certified;
+                    work.push_back(Work::ToMachine(Input::Own(own.status)));
                 }
                 Work::FromEdge(ConnectorInput::OutOfSync) => {
                     work.push_back(Work::ToMachine(Input::OutOfSync));
@@ -311,7 +321,7 @@ impl SimServer {
                 }
                 Work::ToMachine(input) => {
                     for output in node.machine.step(input, local) {
-                        match machine_output(output, local, setup) {
+                        match machine_output(output, &node.own_certified, local, setup) {
                             Ok((to, payload)) => outs.push(Out::Send { to, payload }),
                             Err(event) => work.push_back(Work::FromMachine(event)),
                         }
@@ -384,24 +394,29 @@ fn peer_sends(
 /// A machine output: a request for the network, or an event for the edge.
 fn machine_output(
     output: Output,
+    own_certified: &Option<Certified>,
     local: Millis,
     setup: &Setup,
 ) -> Result<(Endpoint, Payload), ConnectorEvent> {
     let slot = local / setup.schedule.slot_ms;
+    let certified = |status| CertifiedStatus {
+        status,
+        certified: own_certified.clone(),
+    };
     let (to, ask) = match output {
         Output::Send { to, request } => match request {
             MachineRequest::Register(status) => (
                 to,
                 Ask::Peer {
                     slot,
-                    message: Box::new(PeerMessage::Register(status)),
+                    message: Box::new(PeerMessage::Register(certified(status))),
                 },
             ),
             MachineRequest::Heart(status) => (
                 to,
                 Ask::Peer {
                     slot,
-                    message: Box::new(PeerMessage::Heart(status)),
+                    message: Box::new(PeerMessage::Heart(certified(status))),
                 },
             ),
             MachineRequest::Database => (to, Ask::Query(Request::Database)),
@@ -431,10 +446,10 @@ fn machine_output(
 }
 
 /// What the connector makes of an answer, read at its clock's `local`
-/// time: a status must be for a slot near this server's clock and be a
-/// status (the sender is the network's word, so the envelope's signature
-/// check has nothing to add here); a block must prove itself, as the real
-/// connector checks it.
+/// time: a status must be for a slot near this server's clock, be a status
+/// and carry the commit certificate that vouches for it (the sender is the
+/// network's word, so the envelope's signature check has nothing to add
+/// here); a block must prove itself, as the real connector checks it.
 pub fn answer(response: Response, local: Millis, setup: &Setup) -> Answer {
     let slot_ms = setup.schedule.slot_ms;
     match response {
@@ -447,7 +462,10 @@ pub fn answer(response: Response, local: Millis, setup: &Setup) -> Answer {
             }
             match *message {
                 PeerMessage::Register(status) | PeerMessage::Heart(status) => {
-                    Answer::Status(status)
+                    match status.verify(&setup.chain, &setup.servers) {
+                        Ok(status) => Answer::Status(status),
+                        Err(e) => Answer::Refused(e.to_string()),
+                    }
                 }
                 other => Answer::Refused(format!("{} is not a status", other.command().name())),
             }

@@ -88,11 +88,16 @@ pub fn describe(payload: &Payload) -> String {
     match payload {
         Payload::Ask(Ask::Peer { slot, message }) => match message.as_ref() {
             PeerMessage::Register(s) | PeerMessage::Heart(s) => format!(
-                "{}({slot}) [slot {} {} h{}]",
+                "{}({slot}) [slot {} {} h{}{}]",
                 message.command().name(),
-                s.slot,
-                s.balance_hash.short(),
-                s.height
+                s.status.slot,
+                s.status.balance_hash.short(),
+                s.status.height,
+                if s.certified.is_some() {
+                    ""
+                } else {
+                    ", no certificate"
+                }
             ),
             PeerMessage::Round {
                 header,

@@ -31,7 +31,7 @@ use rota_listener::{Inbound, PeerInput, Stats};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, HEADER_LEN, merkle_root};
 use rota_peer::wire::consensus::Certified;
-use rota_peer::wire::{PeerMessage, Reply, Request, Status, TxStatus};
+use rota_peer::wire::{CertifiedStatus, PeerMessage, Reply, Request, Status, TxStatus};
 use rota_peer::{Hash, Millis, PublicKey, ServerId, Slot};
 
 use super::consensus;
@@ -141,13 +141,16 @@ impl Edge {
     }
 
     /// This server's committed state, as heartbeats report it.
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> CertifiedStatus {
         let committed = self.core.committed();
-        Status {
-            slot: committed.slot,
-            balance_hash: committed.hash,
-            height: self.tip.height,
-            block_hash: self.tip.hash,
+        CertifiedStatus {
+            status: Status {
+                slot: committed.slot,
+                balance_hash: committed.hash,
+                height: self.tip.height,
+                block_hash: self.tip.hash,
+            },
+            certified: self.core.certified().map(|c| c.clone().into_inner()),
         }
     }
 
@@ -169,7 +172,7 @@ impl Edge {
     /// Tells the connector this server's committed state.
     pub fn send_own(&mut self) {
         let status = self.status();
-        self.for_connector(ConnectorInput::Own(status));
+        self.for_connector(ConnectorInput::Own(Box::new(status)));
     }
 
     /// The ledger ends: says so, and warns of payments it drops.

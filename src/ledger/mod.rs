@@ -37,7 +37,7 @@ use rota_connector::{ConnectorEvent, ConnectorInput};
 use rota_listener::{Budgets, Family, Inbound, Incoming, Lane, Outgoing, Stats, Waker};
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
-use rota_peer::wire::{Envelope, Reply, Request, Status};
+use rota_peer::wire::{CertifiedStatus, Envelope, Reply, Request};
 use rota_peer::{Millis, ServerId};
 
 use self::core::{Action, Core};
@@ -143,7 +143,7 @@ impl LedgerThread {
     }
 
     /// This server's committed state, as heartbeats report it.
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> CertifiedStatus {
         self.edge.status()
     }
 

@@ -132,7 +132,7 @@ mod tests {
     use crate::transaction::Transaction;
     use crate::types::ServerId;
     use crate::wire::consensus::{Base, Header, SignedHeader, Verified};
-    use crate::wire::{Reply, Request, ServerList, Status};
+    use crate::wire::{CertifiedStatus, Reply, Request, ServerList, Status};
 
     const CHAIN: &str = "test";
 
@@ -168,8 +168,14 @@ mod tests {
         )
         .into_inner();
         let messages = vec![
-            PeerMessage::Register(status),
-            PeerMessage::Heart(status),
+            PeerMessage::Register(CertifiedStatus {
+                status,
+                certified: None,
+            }),
+            PeerMessage::Heart(CertifiedStatus {
+                status,
+                certified: None,
+            }),
             PeerMessage::Round {
                 header: header.clone(),
                 transactions: vec![tx, tx],

@@ -66,7 +66,7 @@ mod servers;
 
 pub use client::{ALPHA_DOWN, Disposition, ERROR, Reply, Request, TxStatus};
 pub use envelope::Envelope;
-pub use server::{PeerCommand, PeerMessage, STATUS_LEN, Status};
+pub use server::{CertifiedStatus, PeerCommand, PeerMessage, STATUS_LEN, Status};
 pub use servers::{ServerList, majority};
 
 use crate::error::{Error, Result};

@@ -1,6 +1,6 @@
 //! What servers say to each other: the nine [`PeerCommand`]s and the
-//! [`PeerMessage`] each one's payload decodes to, with the [`Status`] carried
-//! by `register` and `heart`. The round protocol's messages (`round`,
+//! [`PeerMessage`] each one's payload decodes to, with the [`CertifiedStatus`]
+//! carried by `register` and `heart`. The round protocol's messages (`round`,
 //! `prevote`, `precommit`, `certified`, `evidence`) carry the values of
 //! `wire::consensus`, decoded here and verified there.
 //!
@@ -13,7 +13,8 @@
 use crate::error::{Error, Result};
 use crate::transaction::{AsTransaction, TX_LEN, Transaction};
 use crate::types::{BlockNumber, Hash, Slot, be_u64, bytes32};
-use crate::wire::consensus::{Certified, Evidence, Precommit, Prevote, SignedHeader};
+use crate::wire::ServerList;
+use crate::wire::consensus::{Certified, Evidence, Kind, Precommit, Prevote, SignedHeader};
 
 /// The server-to-server commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -114,16 +115,95 @@ impl Status {
     }
 }
 
+/// A [`Status`] with the commit certificate that vouches for it: what
+/// `register` and `heart` carry, both ways. The certificate (a certified
+/// header of kind precommit) vouches for the status's slot and balance
+/// hash; the height and block hash are claims the blocks themselves prove
+/// when fetched. Only a status of slot 0 (the genesis, or a server whose
+/// database was found damaged and vouches for nothing) carries none.
+///
+/// ```text
+/// certified status = status (80) | certified (the rest; empty at slot 0)
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct CertifiedStatus {
+    pub status: Status,
+    pub certified: Option<Certified>,
+}
+
+impl CertifiedStatus {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.status.encode();
+        if let Some(certified) = &self.certified {
+            out.extend_from_slice(&certified.encode());
+        }
+        out
+    }
+
+    /// Decodes a status and the certificate after it, on a chain of
+    /// `servers` servers.
+    pub fn decode(bytes: &[u8], servers: usize) -> Result<CertifiedStatus> {
+        if bytes.len() < STATUS_LEN {
+            return Err(Error::Invalid(format!(
+                "a status is {STATUS_LEN} bytes and its certificate, got {}",
+                bytes.len()
+            )));
+        }
+        let (status, rest) = bytes.split_at(STATUS_LEN);
+        let certified = match rest {
+            [] => None,
+            rest => Some(Certified::decode(rest, servers)?),
+        };
+        Ok(CertifiedStatus {
+            status: Status::decode(status)?,
+            certified,
+        })
+    }
+
+    /// The status, once its certificate checks against the conf and
+    /// vouches for exactly its slot and balance hash; a status of slot 0
+    /// must carry none.
+    pub fn verify(&self, chain: &str, servers: &ServerList) -> Result<Status> {
+        let status = self.status;
+        let Some(certified) = &self.certified else {
+            if status.slot == 0 {
+                return Ok(status);
+            }
+            return Err(Error::Invalid(format!(
+                "a status of slot {} carries no commit certificate",
+                status.slot
+            )));
+        };
+        let certified = certified.verify(chain, servers)?;
+        if certified.certificate.kind != Kind::Precommit {
+            return Err(Error::Invalid(format!(
+                "a status is vouched for by a {} certificate, not a commit certificate",
+                certified.certificate.kind.name()
+            )));
+        }
+        let (slot, hash) = (certified.header.slot(), certified.header.header.result);
+        if (slot, hash) != (status.slot, status.balance_hash) {
+            return Err(Error::Invalid(format!(
+                "a status claims slot {} with hash {}, its certificate vouches for slot {slot} with hash {}",
+                status.slot,
+                status.balance_hash.short(),
+                hash.short()
+            )));
+        }
+        Ok(status)
+    }
+}
+
 /// The decoded payload of a peer message. `Tx` is [`Transaction`] as decoded
 /// and [`crate::transaction::VerifiedTx`] once signatures are checked. The
 /// consensus values inside are as decoded: their signatures are checked by
 /// their own `verify` (`wire::consensus`) before anything acts on them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerMessage<Tx = Transaction> {
-    /// `register`: payload = status (80 bytes).
-    Register(Status),
-    /// `heart`: payload = status (80 bytes).
-    Heart(Status),
+    /// `register`: payload = a certified status.
+    Register(CertifiedStatus),
+    /// `heart`: payload = a certified status.
+    Heart(CertifiedStatus),
     /// `round`: payload = header length u32 | signed header | count u32 |
     /// count transactions (140 bytes each).
     Round {
@@ -200,10 +280,10 @@ impl PeerMessage {
         let name = command.name();
         let wrong = |what: String| Error::Invalid(format!("{name} payload: {what}"));
         match command {
-            PeerCommand::Register => Status::decode(payload)
+            PeerCommand::Register => CertifiedStatus::decode(payload, servers)
                 .map(PeerMessage::Register)
                 .map_err(|e| wrong(e.to_string())),
-            PeerCommand::Heart => Status::decode(payload)
+            PeerCommand::Heart => CertifiedStatus::decode(payload, servers)
                 .map(PeerMessage::Heart)
                 .map_err(|e| wrong(e.to_string())),
             PeerCommand::Round => decode_round(payload, servers).map_err(|e| wrong(e.to_string())),

@@ -470,3 +470,78 @@ fn a_proof_claiming_more_headers_than_its_bytes_hold_is_refused_before_reading_t
         "{err}"
     );
 }
+
+#[test]
+fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
+    use crate::wire::{CertifiedStatus, Status};
+    let k = keys(3);
+    let servers = list(&k);
+    let header = anchored(&k, 4);
+    let join = |kind| {
+        let certificate = certificate(&k, &[0, 2], kind, &header);
+        Verified::<Certified>::join(header.clone(), certificate)
+            .expect("about the header")
+            .into_inner()
+    };
+    let commit = join(Kind::Precommit);
+    let status = Status {
+        slot: 4,
+        balance_hash: header.header.result,
+        height: 3,
+        block_hash: Hash([1; 32]),
+    };
+    let good = CertifiedStatus {
+        status,
+        certified: Some(commit.clone()),
+    };
+    let bytes = good.encode();
+    assert_eq!(CertifiedStatus::decode(&bytes, 3).unwrap(), good);
+    assert_eq!(good.verify(CHAIN, &servers).unwrap(), status);
+    // The height and block hash are claims the blocks prove, not the
+    // certificate: a status may claim any.
+    let taller = Status {
+        height: 1_000,
+        ..status
+    };
+    let claim = |status, certified| CertifiedStatus { status, certified };
+    assert!(
+        claim(taller, Some(commit.clone()))
+            .verify(CHAIN, &servers)
+            .is_ok()
+    );
+
+    let refused = |claim: CertifiedStatus| claim.verify(CHAIN, &servers).unwrap_err().to_string();
+    let later = Status { slot: 5, ..status };
+    let other = Status {
+        balance_hash: Hash([2; 32]),
+        ..status
+    };
+    for lie in [later, other] {
+        assert!(
+            refused(claim(lie, Some(commit.clone())))
+                .contains("its certificate vouches for slot 4 with hash"),
+            "{lie:?}"
+        );
+    }
+    assert!(refused(claim(status, None)).contains("carries no commit certificate"));
+    assert!(refused(claim(status, Some(join(Kind::Prevote)))).contains("not a commit certificate"));
+    // A certificate whose signature was tampered with, or from another conf.
+    let mut forged = commit.clone();
+    forged.certificate.signatures[0].1[0] ^= 1;
+    assert!(claim(status, Some(forged)).verify(CHAIN, &servers).is_err());
+    assert!(good.verify(CHAIN, &list(&keys(5))).is_err());
+    // Slot 0 vouches for nothing and carries nothing.
+    assert_eq!(
+        claim(Status::default(), None)
+            .verify(CHAIN, &servers)
+            .unwrap(),
+        Status::default()
+    );
+    // Truncated bytes refuse; a status alone decodes with no certificate.
+    assert!(CertifiedStatus::decode(&bytes[..79], 3).is_err());
+    assert!(CertifiedStatus::decode(&bytes[..100], 3).is_err());
+    assert_eq!(
+        CertifiedStatus::decode(&bytes[..80], 3).unwrap(),
+        claim(status, None)
+    );
+}
