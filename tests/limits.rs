@@ -191,10 +191,14 @@ enum Asked {
     Unanswered,
 }
 
-/// Sends `I` on `socket` and waits up to `timeout` for the reply.
+/// Sends `I` on `socket` and waits up to `timeout` for the reply. The send
+/// does not wait: a DEALER whose connection was refused has no peer, and a
+/// blocking send on it would wait forever.
 fn ask(socket: &zmq::Socket, chain: &str, timeout: Duration) -> Asked {
     let start = Instant::now();
-    if socket.send_multipart([chain.as_bytes(), b"I"], 0).is_err()
+    if socket
+        .send_multipart([chain.as_bytes(), b"I"], zmq::DONTWAIT)
+        .is_err()
         || socket.poll(zmq::POLLIN, timeout.as_millis() as i64) != Ok(1)
     {
         return Asked::Unanswered;
