@@ -1,7 +1,8 @@
 //! The verifier threads: every signature a node accepts is checked here.
 //!
 //! The listener hands each decoded batch, with its sequence number, to
-//! whichever verifier is free; the verifier checks payments in one batch
+//! whichever verifier is free; the verifier checks payments in one batch,
+//! together with those of the batches queued behind it when it is behind
 //! (falling back to one at a time to find a forgery), checks peer envelopes
 //! against the server list, and passes the batch on, still numbered, to the
 //! ledger, which applies batches in number order. Refusals travel in the
@@ -13,16 +14,31 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_channel::{Receiver, Sender};
 use rota_peer::Slot;
-use rota_peer::transaction::{Transaction, Verifier};
+use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::{PeerCommand, PeerMessage, Request, ServerList};
 
 use crate::{Consensus, Inbound, Incoming, PeerInput, Refusal, Route, Stats};
+
+/// The most payments a verifier checks in one signature batch when it
+/// takes several queued batches together: the listener's batch, so that a
+/// coalesced check takes no longer than one full batch.
+pub const COALESCE: usize = crate::BATCH;
 
 /// A decoded batch for the verifiers.
 #[derive(Debug)]
 pub struct Work {
     pub seq: u64,
     pub requests: Vec<(Route, Request)>,
+}
+
+impl Work {
+    /// How many of its requests are payments.
+    fn payments(&self) -> usize {
+        self.requests
+            .iter()
+            .filter(|(_, r)| matches!(r, Request::Submit(_)))
+            .count()
+    }
 }
 
 /// A checked batch for the ledger, in the listener's numbering.
@@ -55,6 +71,21 @@ impl InOrder {
     }
 }
 
+/// `first`, and the batches queued behind it while they hold fewer than
+/// [`COALESCE`] payments.
+fn take_queued(first: Work, work: &Receiver<Work>) -> Vec<Work> {
+    let mut payments = first.payments();
+    let mut taken = vec![first];
+    while payments < COALESCE {
+        let Ok(next) = work.try_recv() else {
+            break;
+        };
+        payments += next.payments();
+        taken.push(next);
+    }
+    taken
+}
+
 /// What the verifier threads share.
 #[derive(Clone, Debug)]
 pub struct Verifiers {
@@ -67,30 +98,53 @@ impl Verifiers {
     /// A verifier thread body. Takes [`Work`] from `work` and sends each
     /// checked [`Batch`] on `to_ledger`. Returns when the listener has gone
     /// (its sender dropped) or the ledger has.
+    ///
+    /// Under load the listener reads a socket faster than a verifier
+    /// checks, and the work queued behind the first batch is taken with it
+    /// (up to [`COALESCE`] payments): every payment of them is checked in one
+    /// signature batch, whose cost per signature falls with its size, while
+    /// each batch still goes to the ledger under its own number.
     pub fn run(self, work: Receiver<Work>, to_ledger: Sender<Batch>) {
         let mut verifier = Verifier::new(&self.chain);
-        for Work { seq, requests } in work {
-            let items = self.check_batch(&mut verifier, requests);
-            if to_ledger.send(Batch { seq, items }).is_err() {
-                return;
+        while let Ok(first) = work.recv() {
+            let taken = take_queued(first, &work);
+            for batch in self.check_batches(&mut verifier, taken) {
+                if to_ledger.send(batch).is_err() {
+                    return;
+                }
             }
         }
     }
 
-    /// Checks every request of a batch, payments together.
-    fn check_batch(
-        &self,
-        verifier: &mut Verifier,
-        requests: Vec<(Route, Request)>,
-    ) -> Vec<Incoming> {
-        let payments: Vec<Transaction> = requests
+    /// Checks every request of the batches taken, all their payments in one
+    /// signature batch.
+    fn check_batches(&self, verifier: &mut Verifier, taken: Vec<Work>) -> Vec<Batch> {
+        let payments: Vec<Transaction> = taken
             .iter()
+            .flat_map(|work| &work.requests)
             .filter_map(|(_, r)| match r {
                 Request::Submit(tx) => Some(*tx),
                 _ => None,
             })
             .collect();
         let mut verdicts = verifier.verify_batch(&payments).into_iter();
+        taken
+            .into_iter()
+            .map(|Work { seq, requests }| Batch {
+                seq,
+                items: self.check_requests(verifier, requests, &mut verdicts),
+            })
+            .collect()
+    }
+
+    /// Checks the requests of one batch, taking their payments' verdicts in
+    /// order from `verdicts`.
+    fn check_requests(
+        &self,
+        verifier: &mut Verifier,
+        requests: Vec<(Route, Request)>,
+        verdicts: &mut impl Iterator<Item = rota_peer::Result<VerifiedTx>>,
+    ) -> Vec<Incoming> {
         requests
             .into_iter()
             .map(|(route, request)| {
@@ -225,6 +279,86 @@ mod tests {
 
     fn tags(items: Vec<Incoming>) -> Vec<u8> {
         items.iter().map(|i| i.route.envelope[0][0]).collect()
+    }
+
+    fn route(tag: u8) -> Route {
+        Route {
+            family: Family::V4,
+            envelope: vec![vec![tag]],
+        }
+    }
+
+    /// A batch of `payments` payments, the one at `forged` (if any) with a
+    /// signature that does not check, and an `I` query at the end.
+    fn work(seq: u64, payments: usize, forged: Option<usize>) -> Work {
+        let payer = rota_peer::keys::Keypair::from_seed(&[7; 32]);
+        let mut requests: Vec<(Route, Request)> = (0..payments)
+            .map(|i| {
+                let mut payee = [1u8; 32];
+                payee[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                let payee = rota_peer::PublicKey(payee);
+                let mut tx = Transaction::sign("test", &payer, payee, 1, seq * 10_000 + i as u64);
+                if forged == Some(i) {
+                    let mut bytes = tx.bytes().to_vec();
+                    bytes[139] ^= 1;
+                    tx = Transaction::decode(&bytes).expect("140 bytes");
+                }
+                (route(i as u8), Request::Submit(tx))
+            })
+            .collect();
+        requests.push((route(255), Request::Info));
+        Work { seq, requests }
+    }
+
+    #[test]
+    fn a_verifier_behind_takes_the_queued_batches_up_to_a_full_batch_of_payments() {
+        let (send, queue) = crossbeam_channel::unbounded();
+        for seq in 1..=3 {
+            send.send(work(seq, 400, None)).unwrap();
+        }
+        let taken = take_queued(work(0, 400, None), &queue);
+        // 400 + 400 + 400 reaches COALESCE (1024): the fourth waits.
+        assert_eq!(taken.iter().map(|w| w.seq).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(queue.len(), 1);
+        // Nothing queued: the first alone.
+        let (_send, empty) = crossbeam_channel::unbounded();
+        assert_eq!(take_queued(work(9, 3, None), &empty).len(), 1);
+    }
+
+    #[test]
+    fn batches_checked_together_keep_their_numbers_and_each_payment_its_verdict() {
+        let verifiers = Verifiers {
+            chain: "test".into(),
+            servers: ServerList::new(Vec::new()),
+            stats: Arc::new(Stats::default()),
+        };
+        let mut verifier = Verifier::new("test");
+        let taken = vec![work(4, 3, None), work(5, 2, Some(1)), work(6, 2, None)];
+        let batches = verifiers.check_batches(&mut verifier, taken);
+        assert_eq!(batches.iter().map(|b| b.seq).collect::<Vec<_>>(), [4, 5, 6]);
+        let verdicts: Vec<Vec<&str>> = batches
+            .iter()
+            .map(|b| {
+                b.items
+                    .iter()
+                    .map(|item| match &item.inbound {
+                        Inbound::Submit(_) => "paid",
+                        Inbound::Refused(_) => "refused",
+                        Inbound::Query(_) => "query",
+                        Inbound::Peer { .. } => "peer",
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [
+                vec!["paid", "paid", "paid", "query"],
+                vec!["paid", "refused", "query"],
+                vec!["paid", "paid", "query"],
+            ]
+        );
+        assert_eq!(verifiers.stats.refused.load(Ordering::Relaxed), 1);
     }
 
     #[test]
