@@ -8,13 +8,15 @@
 //! and the bytes, so [`Listener`] keeps each verdict by the SHA-256 of
 //! those and hands the same one to every receiver. It is memoization, not a
 //! shortcut: every message still goes through its bytes and the real
-//! checks once, and a message whose bytes differ is checked anew.
+//! checks once, and a message whose bytes differ is checked anew. The
+//! statuses answered to the connectors (each with its commit certificate)
+//! are memoized the same way.
 
 use std::collections::BTreeMap;
 
 use rota_listener::PeerInput;
 use rota_peer::transaction::{VerifiedTx, Verifier};
-use rota_peer::wire::PeerMessage;
+use rota_peer::wire::{CertifiedStatus, PeerMessage, Status};
 use rota_peer::{Hash, Slot};
 
 use crate::server::Setup;
@@ -26,6 +28,9 @@ const KEPT: usize = 4_096;
 #[derive(Default)]
 pub struct Listener {
     verdicts: BTreeMap<Hash, Result<PeerInput, String>>,
+    /// The connectors' checks of the statuses answered to them, memoized
+    /// the same way: every heartbeat answer carries a commit certificate.
+    statuses: BTreeMap<Hash, Result<Status, String>>,
 }
 
 impl Listener {
@@ -38,6 +43,24 @@ impl Listener {
         message: &PeerMessage<VerifiedTx>,
     ) -> Result<PeerInput, String> {
         let command = message.command();
+        // A status's verdict does not depend on the slot it was sent for, and
+        // most heartbeats repeat the last status: it is kept by its bytes
+        // alone, as the connector's is.
+        match message {
+            PeerMessage::Register(claim) => {
+                return self
+                    .status(setup, claim)
+                    .map(PeerInput::Register)
+                    .map_err(|e| format!("{}: {e}", command.name()));
+            }
+            PeerMessage::Heart(claim) => {
+                return self
+                    .status(setup, claim)
+                    .map(PeerInput::Heart)
+                    .map_err(|e| format!("{}: {e}", command.name()));
+            }
+            _ => {}
+        }
         let payload = message.payload();
         let mut bytes = Vec::with_capacity(payload.len() + 16);
         bytes.extend_from_slice(command.name().as_bytes());
@@ -53,6 +76,28 @@ impl Listener {
             self.verdicts.clear();
         }
         self.verdicts.insert(key, verdict.clone());
+        verdict
+    }
+}
+
+impl Listener {
+    /// The verdict on a status, sent in a `register` or `heart` or answered
+    /// to one: the status, once its commit certificate vouches for it
+    /// ([`CertifiedStatus::verify`], which the listener's `check_peer` and
+    /// the connector call).
+    pub fn status(&mut self, setup: &Setup, claim: &CertifiedStatus) -> Result<Status, String> {
+        let bytes = claim.encode();
+        let key = Hash::of(&bytes);
+        if let Some(verdict) = self.statuses.get(&key) {
+            return verdict.clone();
+        }
+        let verdict = CertifiedStatus::decode(&bytes, setup.servers.len())
+            .and_then(|claim| claim.verify(&setup.chain, &setup.servers))
+            .map_err(|e| e.to_string());
+        if self.statuses.len() >= KEPT {
+            self.statuses.clear();
+        }
+        self.statuses.insert(key, verdict.clone());
         verdict
     }
 }

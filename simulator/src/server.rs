@@ -271,7 +271,7 @@ impl SimServer {
                 actions = asked;
             }
             Step::Answer { from, response } => {
-                let answer = answer(response, local, setup);
+                let answer = answer(response, local, setup, listener);
                 work.push_back(Work::ToMachine(Input::Answer { from, answer }));
             }
             Step::Wake => {}
@@ -447,10 +447,11 @@ fn machine_output(
 
 /// What the connector makes of an answer, read at its clock's `local`
 /// time: a status must be for a slot near this server's clock, be a status
-/// and carry the commit certificate that vouches for it (the sender is the
+/// and carry the commit certificate that vouches for it (checked through
+/// the listener's memo, as the real connector checks it; the sender is the
 /// network's word, so the envelope's signature check has nothing to add
 /// here); a block must prove itself, as the real connector checks it.
-pub fn answer(response: Response, local: Millis, setup: &Setup) -> Answer {
+pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut Listener) -> Answer {
     let slot_ms = setup.schedule.slot_ms;
     match response {
         Response::Sign { slot, message } => {
@@ -462,9 +463,9 @@ pub fn answer(response: Response, local: Millis, setup: &Setup) -> Answer {
             }
             match *message {
                 PeerMessage::Register(status) | PeerMessage::Heart(status) => {
-                    match status.verify(&setup.chain, &setup.servers) {
+                    match listener.status(setup, &status) {
                         Ok(status) => Answer::Status(status),
-                        Err(e) => Answer::Refused(e.to_string()),
+                        Err(e) => Answer::Refused(e),
                     }
                 }
                 other => Answer::Refused(format!("{} is not a status", other.command().name())),
