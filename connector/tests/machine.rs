@@ -684,6 +684,70 @@ fn fetch_without_block_answers_times_out_to_hash_compare() {
     assert_eq!(states(&out), [State::HashCompare]);
 }
 
+#[test]
+fn a_server_that_claims_blocks_and_never_sends_them_is_passed_over_after_a_timeout() {
+    // Server 2 claims 1,000 blocks; server 3 holds the same certified state
+    // with the 5 blocks it really has.
+    let own = status(3, 1, 2);
+    let liar = status(4, 2, 1_000);
+    let honest = status(4, 2, 5);
+    let mut rig = hash_compare(3, own, 500);
+    rig.status_from(3, honest, 510);
+    let out = rig.status_from(2, liar, FETCH_AT);
+    assert_eq!(database_requests(&out), [2], "the most blocks claimed");
+
+    // It never answers: after the timeout the next fetch goes to server 3.
+    let due = rig.machine.next_deadline();
+    let out = rig.tick(due);
+    assert_eq!(states(&out), [State::HashCompare]);
+    rig.status_from(2, liar, due + 5);
+    let out = rig.status_from(3, honest, due + 6);
+    assert_eq!(states(&out), [State::FetchSnapshot]);
+    assert_eq!(database_requests(&out), [3], "server 2 is passed over");
+
+    // Server 3 delivers; once the ledger holds its state, the machine
+    // samples: server 2's claimed height no longer holds it back.
+    let at = due + 10;
+    rig.answer(3, database(hash(2), honest), at);
+    rig.own(status(4, 2, 2), at + 1);
+    let out = rig.own(honest, at + 2);
+    assert_eq!(states(&out), [State::HashCompare]);
+    rig.status_from(2, liar, at + 3);
+    let out = rig.status_from(3, honest, at + 4);
+    assert_eq!(states(&out), [State::Sampling]);
+}
+
+#[test]
+fn distrust_ends_and_doubles_when_the_same_server_times_out_again() {
+    let own = status(3, 1, 2);
+    let liar = status(4, 2, 1_000);
+    let honest = status(4, 2, 5);
+    let mut rig = hash_compare(3, own, 500);
+    rig.status_from(3, honest, 510);
+    rig.status_from(2, liar, FETCH_AT);
+    let first = rig.machine.next_deadline();
+    let timeout = first - FETCH_AT;
+    rig.tick(first);
+    // Once the distrust has run out, server 2 is believed again...
+    let later = first + timeout;
+    rig.step(Input::OutOfSync, later);
+    rig.status_from(3, honest, later + 1);
+    let out = rig.status_from(2, liar, later + 2);
+    assert_eq!(
+        database_requests(&out),
+        [2],
+        "trusted again after {timeout} ms"
+    );
+    // ...and when it times out again it is passed over for twice as long.
+    let second = rig.machine.next_deadline();
+    rig.tick(second);
+    let within = second + 2 * timeout - 10;
+    rig.step(Input::OutOfSync, within);
+    rig.status_from(3, honest, within + 1);
+    let out = rig.status_from(2, liar, within + 2);
+    assert_eq!(database_requests(&out), [3], "still passed over");
+}
+
 // --- sampling --------------------------------------------------------------
 
 #[test]

@@ -156,10 +156,18 @@ impl Profile {
     }
 
     /// The full fault profile on small clusters, for `cargo test`: one to
-    /// five servers, every fault of [`Profile::full`] at its rates.
+    /// five servers, every fault of [`Profile::full`] at its rates but the
+    /// catch-up lies.
     pub fn ci() -> Profile {
         let mut p = Profile::full();
         p.servers_max = 5;
+        // The catch-up lies, on in the full profile since catch-up stopped
+        // trusting one server, stay off here so that the seeds the tests
+        // keep replay as they did; the known-fault seeds `lying-status` and
+        // `forged-blocks` tell them in CI.
+        p.lie_status = 0.0;
+        p.lie_withhold = 0.0;
+        p.lie_blocks = 0.0;
         p
     }
 
@@ -167,8 +175,8 @@ impl Profile {
     /// messages late, reordered, lost and duplicated; partitions; crashes
     /// between any two durable writes, tearing files; clocks off, drifting
     /// and jumping; one dishonest server telling every lie of the round
-    /// protocol. Its catch-up lies (status, withhold, blocks) stay off:
-    /// catch-up does not check certificates yet (docs/SIMULATOR.md).
+    /// protocol and of catch-up (a status claiming blocks it lacks, `D` and
+    /// `B` withheld, made-up blocks).
     pub fn full() -> Profile {
         let mut p = Profile::quiet();
         p.servers_min = 1;
@@ -192,6 +200,9 @@ impl Profile {
         p.lie_ignore_lock = 0.1;
         p.lie_vote = 0.1;
         p.lie_replay = 0.2;
+        p.lie_status = 0.1;
+        p.lie_withhold = 0.1;
+        p.lie_blocks = 0.1;
         p
     }
 

@@ -128,14 +128,7 @@ fn the_dishonest_server_tells_every_lie_and_breaks_nothing() {
 /// within it.
 #[test]
 fn beyond_the_timing_bound_the_checks_catch_what_breaks() {
-    let mut p = Profile::ci();
-    p.servers_min = 3;
-    p.servers_max = 3;
-    p.bound_share = 0.0;
-    p.lie_beyond_bound = true;
-    p.lie_equivocate = 0.5;
-    p.lie_ignore_lock = 0.5;
-    let report = run(1023, &p, false);
+    let report = run(1023, &beyond_the_bound(), false);
     let failure = report
         .failure
         .expect("seed 1023 breaks an invariant beyond the bound");
@@ -214,12 +207,24 @@ fn a_seed_replays_exactly() {
     assert_ne!((a.steps, a.faults), (b.steps, b.faults), "seeds differ");
 }
 
+/// The profile of [`beyond_the_timing_bound_the_checks_catch_what_breaks`]:
+/// every fault of `ci`, and two lies told outside the timing bound.
+fn beyond_the_bound() -> Profile {
+    let mut p = Profile::ci();
+    p.servers_min = 3;
+    p.servers_max = 3;
+    p.bound_share = 0.0;
+    p.lie_beyond_bound = true;
+    p.lie_equivocate = 0.5;
+    p.lie_ignore_lock = 0.5;
+    p
+}
+
 #[test]
 fn a_failure_names_its_seed_step_invariant_and_trace() {
-    let known = KNOWN.iter().find(|k| k.name == "lying-status").unwrap();
-    let report = run(known.seed, &known.profile(), false);
-    let failure = report.failure.expect("the lying status breaks liveness");
-    assert_eq!(report.seed, known.seed);
+    let report = run(1023, &beyond_the_bound(), false);
+    let failure = report.failure.expect("seed 1023 breaks liveness");
+    assert_eq!(report.seed, 1023);
     assert_eq!(failure.violation.invariant, Invariant::Liveness);
     assert!(failure.step > 0);
     assert!(!failure.trace.is_empty() && failure.trace.len() <= 41);
@@ -227,23 +232,15 @@ fn a_failure_names_its_seed_step_invariant_and_trace() {
 
 #[test]
 fn shrinking_keeps_the_invariant_and_drops_the_faults_that_do_not_matter() {
-    let known = KNOWN.iter().find(|k| k.name == "lying-status").unwrap();
-    // The lying status, buried in every other fault.
-    let mut p = Profile::full();
-    p.servers_min = 3;
-    p.servers_max = 3;
-    p.lie_status = 1.0;
-    p.lie_withhold = 1.0;
-    let seed = (0..50)
-        .find(|seed| {
-            run(*seed, &p, false)
-                .failure
-                .is_some_and(|f| f.violation.invariant == known.breaks)
-        })
-        .expect("some seed shows the lying status");
-    let (smallest, report) = shrink(seed, &p).expect("the seed fails");
-    assert_eq!(report.failure.unwrap().violation.invariant, known.breaks);
-    assert_eq!(smallest.lie_status, 1.0);
+    // A voter that ignores its lock beyond the bound, buried in every other
+    // fault of the ci profile.
+    let p = beyond_the_bound();
+    let (smallest, report) = shrink(1023, &p).expect("the seed fails");
+    assert_eq!(
+        report.failure.unwrap().violation.invariant,
+        Invariant::Liveness
+    );
+    assert!(smallest.lie_ignore_lock > 0.0, "the lie that matters stays");
     assert_eq!(smallest.drop_rate, 0.0, "loss does not matter here");
     assert_eq!(
         smallest.partition_rate, 0.0,

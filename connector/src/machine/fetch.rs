@@ -7,7 +7,9 @@
 //! it, then the missing blocks,
 //! [`BLOCK_WINDOW`] at a time. Every request has a deadline; a fetch that
 //! times out, or a source that has moved on, sends the machine back to
-//! hash-compare, and so does reaching the target.
+//! hash-compare, and so does reaching the target. A source that timed out
+//! is distrusted for a while (`Machine::distrust`): hash-compare then picks
+//! another holder of the majority's state.
 
 use super::{Machine, Output, Phase, Request, State};
 use rota_peer::block::Block;

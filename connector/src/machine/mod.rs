@@ -187,6 +187,13 @@ struct Peer {
     unanswered: u32,
     /// The last status received, with when.
     status: Option<(Status, Millis)>,
+    /// Until when this server is neither fetched from nor believed about its
+    /// blocks: a fetch from it timed out. Its commit certificate vouches for
+    /// its slot and balance hash, so those still count.
+    distrusted_until: Millis,
+    /// How long the next distrust lasts: doubling with each fetch from it
+    /// that times out, back to nothing when it delivers.
+    distrust_ms: u64,
 }
 
 /// The state the machine is in, with the data that only that state has.
@@ -351,8 +358,8 @@ impl Machine {
                 self.connect(backoff, now, out);
             }
             Phase::HashCompare { asked_at } => self.compare(asked_at, now, out),
-            Phase::FetchSnapshot { .. } => {
-                log::warn!("connector: fetch timed out");
+            Phase::FetchSnapshot { target, .. } => {
+                self.distrust(target.source, now);
                 self.enter_hash_compare(now, out);
             }
             Phase::Sampling { behind } => self.heartbeat(behind, now, out),
@@ -418,9 +425,11 @@ impl Machine {
     }
 
     /// The state a majority holds, if any: the balance hash held by a
-    /// majority (this server counted), with the highest height among them and
-    /// a server to fetch from.
-    fn majority_state(&self, statuses: &[(ServerId, Status)]) -> Option<Target> {
+    /// majority (this server counted), with the highest height among the
+    /// holders trusted at `now` and a server to fetch from. A distrusted
+    /// holder counts towards the majority (its certificate vouches for its
+    /// hash) but its height is not believed.
+    fn majority_state(&self, statuses: &[(ServerId, Status)], now: Millis) -> Option<Target> {
         let mut hashes: Vec<Hash> = statuses.iter().map(|(_, s)| s.balance_hash).collect();
         hashes.push(self.own.balance_hash);
         hashes.sort();
@@ -438,15 +447,18 @@ impl Machine {
             }
             let best = holders
                 .iter()
+                .filter(|(id, _)| self.trusted(*id, now))
                 .max_by_key(|(id, s)| (s.height, s.slot, std::cmp::Reverse(*id)))
                 .copied();
             return match best {
                 Some((source, status)) => Some(Target { status, source }),
-                // Only this server holds it, and it is a majority (N = 1).
-                None => Some(Target {
+                // Only this server holds it, and it is a majority (N = 1),
+                // or every other holder is distrusted: nothing to fetch.
+                None if self.own.balance_hash == hash => Some(Target {
                     status: self.own,
                     source: self.settings.me,
                 }),
+                None => None,
             };
         }
         None
@@ -455,7 +467,7 @@ impl Machine {
     /// Decides the hash-compare round asked at `asked_at`.
     fn compare(&mut self, asked_at: Millis, now: Millis, out: &mut Vec<Output>) {
         let statuses = self.statuses_since(asked_at);
-        match self.majority_state(&statuses) {
+        match self.majority_state(&statuses, now) {
             Some(target) if self.matches(&target) => self.enter_sampling(now, out),
             Some(target) => {
                 log::info!(
@@ -492,6 +504,31 @@ impl Machine {
             && self.own.slot >= target.status.slot
     }
 
+    /// A fetch from `source` timed out: whatever its status claims about
+    /// its blocks, it did not deliver them. Another holder is chosen until
+    /// the distrust ends, so a server that claims blocks it never sends
+    /// costs the others a timeout, and then a longer one each time.
+    fn distrust(&mut self, source: ServerId, now: Millis) {
+        let timeout = self.settings.request_timeout();
+        let cap = self.settings.heartbeat_ms * 8;
+        let Some(peer) = self.peers.get_mut(source.index()) else {
+            return;
+        };
+        peer.distrust_ms = (peer.distrust_ms * 2).clamp(timeout, cap.max(timeout));
+        peer.distrusted_until = now + peer.distrust_ms;
+        log::warn!(
+            "connector: a fetch from server {source} timed out; fetching from another for {} ms",
+            peer.distrust_ms
+        );
+    }
+
+    /// Whether server `id`'s claims about its blocks are believed at `now`.
+    fn trusted(&self, id: ServerId, now: Millis) -> bool {
+        self.peers
+            .get(id.index())
+            .is_none_or(|p| now >= p.distrusted_until)
+    }
+
     fn on_answer(&mut self, from: ServerId, answer: Answer, now: Millis, out: &mut Vec<Output>) {
         let peer = &mut self.peers[from.index()];
         let was_alive = peer.liveness == Liveness::Alive;
@@ -512,8 +549,14 @@ impl Machine {
                 certified,
                 packed,
                 ..
-            } => self.on_database(from, hash, slot, (certified, packed), now, out),
-            Answer::Block(block) => self.on_block(block, now, out),
+            } => {
+                self.peers[from.index()].distrust_ms = 0;
+                self.on_database(from, hash, slot, (certified, packed), now, out)
+            }
+            Answer::Block(block) => {
+                self.peers[from.index()].distrust_ms = 0;
+                self.on_block(block, now, out)
+            }
             // Only a sign of life: an `E` reply does not say which request it
             // answers, and a fetch that gets no block times out.
             Answer::Refused(_) => {}
@@ -597,7 +640,7 @@ impl Machine {
     fn majority_ahead(&self, now: Millis) -> bool {
         let recent = now.saturating_sub(2 * self.settings.heartbeat_ms);
         let statuses = self.statuses_since(recent);
-        self.majority_state(&statuses)
+        self.majority_state(&statuses, now)
             .is_some_and(|t| !self.matches(&t) && t.status.slot >= self.own.slot)
     }
 }
