@@ -738,7 +738,8 @@ fn distrust_ends_and_doubles_when_the_same_server_times_out_again() {
         [2],
         "trusted again after {timeout} ms"
     );
-    // ...and when it times out again it is passed over for twice as long.
+    // ...and when it times out again it is passed over for twice as long,
+    // and no longer.
     let second = rig.machine.next_deadline();
     rig.tick(second);
     let within = second + 2 * timeout - 10;
@@ -746,6 +747,77 @@ fn distrust_ends_and_doubles_when_the_same_server_times_out_again() {
     rig.status_from(3, honest, within + 1);
     let out = rig.status_from(2, liar, within + 2);
     assert_eq!(database_requests(&out), [3], "still passed over");
+    let after = second + 2 * timeout;
+    rig.step(Input::OutOfSync, after);
+    rig.status_from(3, honest, after + 1);
+    let out = rig.status_from(2, liar, after + 2);
+    assert_eq!(
+        database_requests(&out),
+        [2],
+        "trusted again after twice as long"
+    );
+}
+
+/// Whether the step handed the ledger a database to install.
+fn installs(out: &[Output]) -> bool {
+    out.iter().any(|o| matches!(o, Output::Install { .. }))
+}
+
+/// Asks every other server again and has both answer `target`: returns
+/// what the second answer made the machine do.
+fn compare_again(rig: &mut Rig, target: Status, at: u64) -> Vec<Output> {
+    rig.step(Input::OutOfSync, at);
+    rig.status_from(2, target, at + 1);
+    rig.status_from(3, target, at + 2)
+}
+
+#[test]
+fn a_database_the_ledger_refuses_gets_its_source_passed_over() {
+    let own = status(3, 1, 2);
+    let target = status(4, 2, 2);
+    let (mut rig, out) = fetching(own, target);
+    assert_eq!(database_requests(&out), [2]);
+    assert!(installs(&rig.answer(2, database(hash(2), target), 600)));
+    // The ledger refused it: it did not check under its certificate.
+    let out = rig.step(Input::OutOfSync, 610);
+    assert_eq!(states(&out), [State::HashCompare]);
+    let out = compare_again(&mut rig, target, 620);
+    assert_eq!(database_requests(&out), [3]);
+}
+
+#[test]
+fn a_slow_install_is_not_its_sources_fault() {
+    let own = status(3, 1, 2);
+    let target = status(4, 2, 2);
+    let (mut rig, _) = fetching(own, target);
+    assert!(installs(&rig.answer(2, database(hash(2), target), 600)));
+    let due = rig.machine.next_deadline();
+    let out = rig.tick(due);
+    assert_eq!(states(&out), [State::HashCompare]);
+    let out = compare_again(&mut rig, target, due + 10);
+    assert_eq!(database_requests(&out), [2], "the source delivered");
+}
+
+#[test]
+fn a_source_that_moves_on_twice_in_a_row_is_passed_over() {
+    let own = status(3, 1, 2);
+    let target = status(4, 2, 2);
+    let (mut rig, _) = fetching(own, target);
+    // Once: an honest server may have committed a round in between.
+    let out = rig.answer(2, database(hash(9), target), 600);
+    assert_eq!(states(&out), [State::HashCompare]);
+    assert!(!installs(&out));
+    let out = compare_again(&mut rig, target, 610);
+    assert_eq!(database_requests(&out), [2]);
+    // Twice: it is passed over.
+    rig.answer(2, database(hash(9), target), 700);
+    let out = compare_again(&mut rig, target, 710);
+    assert_eq!(database_requests(&out), [3]);
+    // A late answer from it changes nothing now that server 3 is asked.
+    let out = rig.answer(2, database(hash(2), target), 720);
+    assert!(!installs(&out) && states(&out).is_empty(), "{out:?}");
+    assert_eq!(rig.state(), State::FetchSnapshot);
+    assert!(installs(&rig.answer(3, database(hash(2), target), 730)));
 }
 
 // --- sampling --------------------------------------------------------------

@@ -19,9 +19,11 @@ use rota_peer::wire::{PeerCommand, PeerMessage, Request, ServerList};
 
 use crate::{Consensus, Inbound, Incoming, PeerInput, Refusal, Route, Stats};
 
-/// The most payments a verifier checks in one signature batch when it
-/// takes several queued batches together: the listener's batch, so that a
-/// coalesced check takes no longer than one full batch.
+/// How many requests a verifier gathers when it takes several queued
+/// batches together: it stops taking once it holds this many, so a
+/// coalesced check holds less than two of the listener's full batches, and
+/// the lanes without payments (the round protocol's) are not drained
+/// before the ledger sees any of them.
 pub const COALESCE: usize = crate::BATCH;
 
 /// A decoded batch for the verifiers.
@@ -29,16 +31,6 @@ pub const COALESCE: usize = crate::BATCH;
 pub struct Work {
     pub seq: u64,
     pub requests: Vec<(Route, Request)>,
-}
-
-impl Work {
-    /// How many of its requests are payments.
-    fn payments(&self) -> usize {
-        self.requests
-            .iter()
-            .filter(|(_, r)| matches!(r, Request::Submit(_)))
-            .count()
-    }
 }
 
 /// A checked batch for the ledger, in the listener's numbering.
@@ -72,15 +64,15 @@ impl InOrder {
 }
 
 /// `first`, and the batches queued behind it while they hold fewer than
-/// [`COALESCE`] payments.
+/// [`COALESCE`] requests.
 fn take_queued(first: Work, work: &Receiver<Work>) -> Vec<Work> {
-    let mut payments = first.payments();
+    let mut requests = first.requests.len();
     let mut taken = vec![first];
-    while payments < COALESCE {
+    while requests < COALESCE {
         let Ok(next) = work.try_recv() else {
             break;
         };
-        payments += next.payments();
+        requests += next.requests.len();
         taken.push(next);
     }
     taken
@@ -101,7 +93,7 @@ impl Verifiers {
     ///
     /// Under load the listener reads a socket faster than a verifier
     /// checks, and the work queued behind the first batch is taken with it
-    /// (up to [`COALESCE`] payments): every payment of them is checked in one
+    /// (up to [`COALESCE`] requests): every payment of them is checked in one
     /// signature batch, whose cost per signature falls with its size, while
     /// each batch still goes to the ledger under its own number.
     pub fn run(self, work: Receiver<Work>, to_ledger: Sender<Batch>) {
@@ -311,18 +303,30 @@ mod tests {
     }
 
     #[test]
-    fn a_verifier_behind_takes_the_queued_batches_up_to_a_full_batch_of_payments() {
+    fn a_verifier_behind_takes_the_queued_batches_up_to_a_full_batch_of_requests() {
         let (send, queue) = crossbeam_channel::unbounded();
         for seq in 1..=3 {
             send.send(work(seq, 400, None)).unwrap();
         }
         let taken = take_queued(work(0, 400, None), &queue);
-        // 400 + 400 + 400 reaches COALESCE (1024): the fourth waits.
+        // 401 + 401 + 401 requests reach COALESCE (1024): the fourth waits.
         assert_eq!(taken.iter().map(|w| w.seq).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(queue.len(), 1);
         // Nothing queued: the first alone.
         let (_send, empty) = crossbeam_channel::unbounded();
         assert_eq!(take_queued(work(9, 3, None), &empty).len(), 1);
+        // Batches without payments are bounded alike: a queue of them is not
+        // drained before the ledger sees the first.
+        let queries = |seq| Work {
+            seq,
+            requests: vec![(route(1), Request::Info); 600],
+        };
+        let (send, queue) = crossbeam_channel::unbounded();
+        for seq in 1..=3 {
+            send.send(queries(seq)).unwrap();
+        }
+        assert_eq!(take_queued(queries(0), &queue).len(), 2);
+        assert_eq!(queue.len(), 2);
     }
 
     #[test]

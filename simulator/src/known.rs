@@ -13,10 +13,10 @@
 //! (the commands it drops renamed to the protocol's: a RESULT is now a
 //! `certified` commit certificate, a vote a `prevote` or `precommit`).
 //! Issue 9's own search found more (*found in issue 9*), each fixed and
-//! kept here too. Still open: fault 4's status half, catch-up that
-//! trusts one server's status (issue 10); its blocks half is fixed (a
-//! fetched block must prove itself). The long search of stop 17 found one
-//! more, `blockless-commit`, fixed since and kept in [`FIXED`].
+//! kept here too. Fault 4, catch-up that trusted one server, is fixed: a
+//! fetched block must prove itself, and a server whose fetch fails is
+//! distrusted for a while. The long search of stop 17 found one more,
+//! `blockless-commit`, fixed since and kept in [`FIXED`].
 //!
 //! A finding of issue 8's search replays on that issue's `ci` profile,
 //! [`ISSUE_8_CI`] (today's `ci` is the full fault profile); a fault of the

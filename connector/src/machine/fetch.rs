@@ -118,6 +118,11 @@ impl Machine {
 
     /// A database from `from`: handed to the ledger if it is the one asked
     /// for, else the source moved on and the majority must be found again.
+    /// A source that moves on twice in a row is distrusted: an honest one
+    /// does so only when a round commits between its status and its answer,
+    /// and a liar must not send this server back to hash-compare, and to
+    /// itself, as fast as it answers. A database from another server (a
+    /// late answer to an earlier fetch) changes nothing.
     pub(super) fn on_database(
         &mut self,
         from: ServerId,
@@ -131,8 +136,11 @@ impl Machine {
             Phase::FetchSnapshot {
                 target,
                 fetching: Fetching::Database,
-            } => {
-                if (target.source, target.status.balance_hash) == (from, hash) {
+            } if target.source == from => {
+                let peer = &mut self.peers[from.index()];
+                if target.status.balance_hash == hash {
+                    peer.distrust_ms = 0;
+                    peer.moved_on = false;
                     log::info!(
                         "connector: fetched the database {} from server {from}",
                         hash.short()
@@ -149,16 +157,21 @@ impl Machine {
                         packed,
                     });
                 } else {
+                    let again = std::mem::replace(&mut peer.moved_on, true);
                     log::info!(
                         "connector: server {from} moved on to {}; comparing again",
                         hash.short()
                     );
+                    if again {
+                        self.distrust(from, now);
+                    }
                     self.enter_hash_compare(now, out);
                 }
             }
-            // Not waiting for a database: a late or unasked answer.
+            // Not waiting for a database from this server: a late or
+            // unasked answer.
             Phase::FetchSnapshot {
-                fetching: Fetching::Installing | Fetching::Blocks { .. },
+                fetching: Fetching::Database | Fetching::Installing | Fetching::Blocks { .. },
                 ..
             }
             | Phase::Connecting { .. }
@@ -167,18 +180,29 @@ impl Machine {
         }
     }
 
-    /// A block: handed to the ledger while blocks are being fetched.
-    pub(super) fn on_block(&mut self, block: Block, now: Millis, out: &mut Vec<Output>) {
+    /// A block from `from`: handed to the ledger while blocks are being
+    /// fetched, if it is one of the window asked for; one from the source
+    /// ends its distrust's doubling.
+    pub(super) fn on_block(
+        &mut self,
+        from: ServerId,
+        block: Block,
+        now: Millis,
+        out: &mut Vec<Output>,
+    ) {
         match self.phase {
             Phase::FetchSnapshot {
+                target,
                 fetching: Fetching::Blocks { through },
-                ..
             } => {
                 // Only the window asked for: a server that sends blocks
                 // nobody asked for must not fill the ledger's queue.
                 let number = block.header.number;
                 if number > through || number.saturating_add(BLOCK_WINDOW) <= through {
                     return;
+                }
+                if from == target.source {
+                    self.peers[from.index()].distrust_ms = 0;
                 }
                 self.deadline = now + self.settings.request_timeout();
                 out.push(Output::Blocks(vec![block]));

@@ -188,12 +188,15 @@ struct Peer {
     /// The last status received, with when.
     status: Option<(Status, Millis)>,
     /// Until when this server is neither fetched from nor believed about its
-    /// blocks: a fetch from it timed out. Its commit certificate vouches for
-    /// its slot and balance hash, so those still count.
+    /// blocks or its slot: a fetch from it failed. Its commit certificate
+    /// vouches for its balance hash, so that still counts towards a
+    /// majority.
     distrusted_until: Millis,
     /// How long the next distrust lasts: doubling with each fetch from it
     /// that times out, back to nothing when it delivers.
     distrust_ms: u64,
+    /// Whether its last database answer was of another hash than asked.
+    moved_on: bool,
 }
 
 /// The state the machine is in, with the data that only that state has.
@@ -323,6 +326,15 @@ impl Machine {
             Input::OutOfSync => match self.phase {
                 // Hash-compare follows connecting anyway.
                 Phase::Connecting { .. } => {}
+                // The ledger refused the database the source sent: it did not
+                // prove itself under its commit certificate.
+                Phase::FetchSnapshot {
+                    target,
+                    fetching: Fetching::Installing,
+                } => {
+                    self.distrust(target.source, now);
+                    self.enter_hash_compare(now, &mut out);
+                }
                 Phase::HashCompare { .. }
                 | Phase::FetchSnapshot { .. }
                 | Phase::Sampling { .. } => {
@@ -358,8 +370,11 @@ impl Machine {
                 self.connect(backoff, now, out);
             }
             Phase::HashCompare { asked_at } => self.compare(asked_at, now, out),
-            Phase::FetchSnapshot { target, .. } => {
-                self.distrust(target.source, now);
+            Phase::FetchSnapshot { target, fetching } => {
+                // The source answered when the ledger is the one installing.
+                if fetching != Fetching::Installing {
+                    self.distrust(target.source, now);
+                }
                 self.enter_hash_compare(now, out);
             }
             Phase::Sampling { behind } => self.heartbeat(behind, now, out),
@@ -504,10 +519,11 @@ impl Machine {
             && self.own.slot >= target.status.slot
     }
 
-    /// A fetch from `source` timed out: whatever its status claims about
-    /// its blocks, it did not deliver them. Another holder is chosen until
-    /// the distrust ends, so a server that claims blocks it never sends
-    /// costs the others a timeout, and then a longer one each time.
+    /// A fetch from `source` failed: it timed out, the database it sent was
+    /// refused, or it moved on twice in a row. Whatever its status claims
+    /// about its blocks, it did not deliver them. Another holder is chosen
+    /// until the distrust ends, so a server that claims blocks it never
+    /// sends costs the others a timeout, and then a longer one each time.
     fn distrust(&mut self, source: ServerId, now: Millis) {
         let timeout = self.settings.request_timeout();
         let cap = self.settings.heartbeat_ms * 8;
@@ -517,7 +533,7 @@ impl Machine {
         peer.distrust_ms = (peer.distrust_ms * 2).clamp(timeout, cap.max(timeout));
         peer.distrusted_until = now + peer.distrust_ms;
         log::warn!(
-            "connector: a fetch from server {source} timed out; fetching from another for {} ms",
+            "connector: a fetch from server {source} failed; fetching from another for {} ms",
             peer.distrust_ms
         );
     }
@@ -549,14 +565,8 @@ impl Machine {
                 certified,
                 packed,
                 ..
-            } => {
-                self.peers[from.index()].distrust_ms = 0;
-                self.on_database(from, hash, slot, (certified, packed), now, out)
-            }
-            Answer::Block(block) => {
-                self.peers[from.index()].distrust_ms = 0;
-                self.on_block(block, now, out)
-            }
+            } => self.on_database(from, hash, slot, (certified, packed), now, out),
+            Answer::Block(block) => self.on_block(from, block, now, out),
             // Only a sign of life: an `E` reply does not say which request it
             // answers, and a fetch that gets no block times out.
             Answer::Refused(_) => {}
