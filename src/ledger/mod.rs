@@ -25,6 +25,7 @@ pub mod edge;
 pub mod inbox;
 pub mod large;
 mod outbox;
+mod resume;
 pub mod store;
 #[cfg(test)]
 mod tests;
