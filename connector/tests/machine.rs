@@ -684,16 +684,21 @@ fn fetch_without_block_answers_times_out_to_hash_compare() {
     assert_eq!(states(&out), [State::HashCompare]);
 }
 
-#[test]
-fn a_server_that_claims_blocks_and_never_sends_them_is_passed_over_after_a_timeout() {
-    // Server 2 claims 1,000 blocks; server 3 holds the same certified state
-    // with the 5 blocks it really has.
-    let own = status(3, 1, 2);
-    let liar = status(4, 2, 1_000);
-    let honest = status(4, 2, 5);
-    let mut rig = hash_compare(3, own, 500);
+/// Server 2 claims 1,000 blocks; server 3 holds the same certified state
+/// with the 5 blocks it really has. A machine of three in hash-compare
+/// hears both, server 2 last at [`FETCH_AT`]: returns it, the two statuses
+/// and what it did then.
+fn liar_and_honest() -> (Rig, Status, Status, Vec<Output>) {
+    let (liar, honest) = (status(4, 2, 1_000), status(4, 2, 5));
+    let mut rig = hash_compare(3, status(3, 1, 2), 500);
     rig.status_from(3, honest, 510);
     let out = rig.status_from(2, liar, FETCH_AT);
+    (rig, liar, honest, out)
+}
+
+#[test]
+fn a_server_that_claims_blocks_and_never_sends_them_is_passed_over_after_a_timeout() {
+    let (mut rig, liar, honest, out) = liar_and_honest();
     assert_eq!(database_requests(&out), [2], "the most blocks claimed");
 
     // It never answers: after the timeout the next fetch goes to server 3.
@@ -719,12 +724,7 @@ fn a_server_that_claims_blocks_and_never_sends_them_is_passed_over_after_a_timeo
 
 #[test]
 fn distrust_ends_and_doubles_when_the_same_server_times_out_again() {
-    let own = status(3, 1, 2);
-    let liar = status(4, 2, 1_000);
-    let honest = status(4, 2, 5);
-    let mut rig = hash_compare(3, own, 500);
-    rig.status_from(3, honest, 510);
-    rig.status_from(2, liar, FETCH_AT);
+    let (mut rig, liar, honest, _) = liar_and_honest();
     let first = rig.machine.next_deadline();
     let timeout = first - FETCH_AT;
     rig.tick(first);
