@@ -144,7 +144,9 @@ fn profile_name(args: &[String]) -> String {
 
 /// Runs one seed, and shrinks it when asked.
 fn replay(command: &Command, seed: u64) -> ExitCode {
-    if !command.trace {
+    if command.trace {
+        trace_logs();
+    } else {
         std::panic::set_hook(Box::new(|_| {}));
     }
     let report = rota_simulator::run(seed, &command.profile, command.trace);
@@ -163,6 +165,20 @@ fn replay(command: &Command, seed: u64) -> ExitCode {
         }
     }
     ExitCode::FAILURE
+}
+
+/// With `--trace`, the nodes' own log lines (warnings and errors, or
+/// what `RUST_LOG` asks for) are printed among the trace's, in order: the
+/// run is one thread, so each one follows the step that wrote it.
+fn trace_logs() {
+    use std::io::Write;
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stdout)
+        .format(|out, record| {
+            let level = record.level().as_str().to_lowercase();
+            writeln!(out, "                  log {level}: {}", record.args())
+        })
+        .init();
 }
 
 fn print_report(report: &Report) {

@@ -296,7 +296,6 @@ mod tests {
             hash: Hash::default(),
             snapshot: Arc::new(Balances::from_accounts(&[]).unwrap()),
             rounds: Vec::new(),
-            blocks: true,
             before: Hash::default(),
             installed: false,
             certified: None,

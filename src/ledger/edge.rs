@@ -460,13 +460,18 @@ impl Edge {
 
     /// Whether this server's blocks reach the committed state `before`:
     /// its last block left that balance hash (with no block, `before` is
-    /// the genesis's). A server that commits rounds while it is catching up
-    /// (after a restart) then still builds their blocks, as every other
-    /// server does; one whose blocks stop short of its state (it installed
-    /// a database) builds none until it has fetched them, and its connector
-    /// fetches the rest from the others. Skipping them when in step left
-    /// a hole its next block filled with the wrong round (the simulator's
-    /// `blockless-commit` seed).
+    /// the genesis's). Only then are the blocks of a commit built, whatever
+    /// the connector's state:
+    /// - a server that commits rounds while it is catching up (after a
+    ///   restart) still builds their blocks, as every other server does;
+    ///   skipping them left a hole its next block filled with the wrong
+    ///   round (the simulator's `blockless-commit` seed);
+    /// - a server whose blocks stop short of its state builds none until
+    ///   it has fetched them, even in sync: a server that installed a
+    ///   database and whose only source of the blocks was distrusted went
+    ///   to sampling one block short, and numbered its next block as the
+    ///   missing one (`torn-fork`). Its connector fetches the rest once a
+    ///   trusted server shows more blocks.
     fn blocks_in_step(&self, before: Hash) -> crate::Result<bool> {
         if self.tip.height == 0 {
             return Ok(self.store.genesis_hash() == Some(before));
@@ -581,12 +586,12 @@ impl Edge {
         exit
     }
 
-    /// Persists a commit: a block for each round with payments (when in
-    /// sync), the database, the certificate and the journal, in one commit
+    /// Persists a commit: a block for each round with payments (when the
+    /// chain is in step), the database, the certificate and the journal, in one commit
     /// point.
     fn commit(&mut self, commit: Commit, now: Millis) -> crate::Result<()> {
         let mut blocks = Vec::new();
-        if commit.blocks || self.blocks_in_step(commit.before)? {
+        if self.blocks_in_step(commit.before)? {
             let mut tip = self.tip;
             // A round whose block came already, fetched from another server
             // while this one caught up, gets no second block.

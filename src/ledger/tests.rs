@@ -221,11 +221,11 @@ impl Sim {
         self.cores.iter().map(|c| c.committed().hash).collect()
     }
 
-    /// The rounds server `i` wrote blocks for.
+    /// The rounds with payments server `i` committed: those its edge
+    /// builds blocks for, its chain being in step.
     fn blocks(&self, i: usize) -> Vec<&CommittedRound> {
         self.commits[i - 1]
             .iter()
-            .filter(|c| c.blocks)
             .flat_map(|c| c.rounds.iter())
             .filter(|r| !r.transactions.is_empty())
             .collect()
@@ -993,7 +993,6 @@ fn commit_then_send() -> Vec<Action> {
         hash: after.hash(),
         snapshot: Arc::new(after),
         rounds: Vec::new(),
-        blocks: false,
         before: Hash::default(),
         installed: false,
         certified: None,

@@ -57,11 +57,9 @@ pub struct Commit {
     pub snapshot: Arc<Balances>,
     /// The rounds committed, oldest first; empty for an installed database.
     pub rounds: Vec<CommittedRound>,
-    /// Whether to append a block for each round with payments (in sync).
-    pub blocks: bool,
-    /// The committed balance hash before this commit: a server not in sync
-    /// still builds the blocks of the rounds it commits when its last
-    /// block left exactly that state (`Edge::blocks_in_step`).
+    /// The committed balance hash before this commit: a block is built for
+    /// each round with payments only when the server's last block left
+    /// exactly that state (`Edge::blocks_in_step`), in sync or not.
     pub before: Hash,
     /// Whether this state was installed from another server.
     pub installed: bool,
