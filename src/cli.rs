@@ -86,6 +86,21 @@ pub enum Command {
         #[arg(long = "topic")]
         topics: Vec<String>,
     },
+    /// Audit a server's data directory: replay its blocks from the genesis, check
+    /// every certificate, signature and balance hash, and compare the result with its
+    /// database. Exit code 0 when everything checks, 1 otherwise.
+    Verify {
+        /// The server's conf (chain, server list, genesis, data directory).
+        #[arg(long)]
+        conf: PathBuf,
+        /// Audit this data directory instead of the conf's (a copy, or a stopped
+        /// server's); one in use by a running server is refused.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set up and run a local network.
     #[command(subcommand)]
     Testnet(TestnetCommand),
@@ -211,6 +226,11 @@ pub fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Testnet(TestnetCommand::Up { dir }) => testnet_up(&dir),
+        Command::Verify {
+            conf,
+            data_dir,
+            json,
+        } => verify(&conf, data_dir.as_deref(), json),
         Command::Bench(args) => {
             crate::bench::run(&crate::bench::BenchOptions {
                 dir: args.dir,
@@ -262,6 +282,18 @@ fn run_server(conf: &std::path::Path) -> Result<i32> {
             1
         }
     })
+}
+
+/// `rota verify`: the audit, and whether everything checked.
+fn verify(conf: &std::path::Path, data_dir: Option<&std::path::Path>, json: bool) -> Result<i32> {
+    let config = Config::load(conf, Role::Server)?;
+    let audit = crate::verify::audit(&config, data_dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&audit)?);
+    } else {
+        crate::verify::print(&audit);
+    }
+    Ok(if audit.ok() { 0 } else { 1 })
 }
 
 /// `rota config-test`: the conf, resolved, as JSON.

@@ -20,5 +20,6 @@ pub mod ledger;
 pub mod node;
 pub mod supervisor;
 pub mod testnet;
+pub mod verify;
 
 pub use error::{Error, Result};

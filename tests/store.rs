@@ -445,6 +445,20 @@ fn a_corrupted_database_file_without_an_archive_or_a_block_to_replay_is_damaged(
         }
         Loaded::Intact(c) => panic!("expected damaged, got intact at {}", c.hash),
     }
+    // The others' database, installed, is the state the record names: the
+    // files are written all the same, and the next start finds them whole.
+    let installed = Commit {
+        slot: FIRST + 3,
+        block: false,
+        installed: true,
+        ..commit.clone()
+    };
+    assert_eq!(commit_round(&store, &installed), None);
+    store.flush();
+    drop(store);
+    let reopened = load_intact(&open(dir.path()));
+    assert_eq!(reopened.hash, commit.hash);
+    assert_eq!(reopened.slot, FIRST + 3);
 }
 
 #[test]

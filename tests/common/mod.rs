@@ -5,8 +5,9 @@
 //! `rota run` for a server through the library's
 //! [`Supervisor`](rota::supervisor::Supervisor). Every wait is a condition
 //! polled against a deadline ([`Net::wait_for`]); a timeout fails the test
-//! with the tail of each server's log. Dropping the `Net` kills every
-//! process it started.
+//! with the tail of each server's log. Dropping the `Net` stops every
+//! process it started and, after a test that passed, audits every data
+//! directory with `rota verify` ([`Net::audit`]).
 //! Networks inside one test binary run one at a time, so that tests with
 //! second-long slots do not starve each other of the machine's two cores.
 
@@ -55,6 +56,8 @@ pub struct Net {
     servers: Supervisor,
     pub dir: tempfile::TempDir,
     pub client: Config,
+    /// Whether dropping the `Net` audits every data directory.
+    audit: bool,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -87,7 +90,41 @@ impl Net {
             servers: Supervisor::new(rota_bin(), confs),
             dir,
             client,
+            audit: true,
             _serial: serial,
+        }
+    }
+
+    /// Leaves the data directories unaudited at the end of a test that
+    /// damages them on purpose.
+    pub fn skip_audit(&mut self) {
+        self.audit = false;
+    }
+
+    /// Stops every server and audits each data directory with `rota
+    /// verify`, as an operator would: every block, certificate, signature
+    /// and balance hash must check, and the database must be what the
+    /// blocks rebuild. Dropping the `Net` does it after every test that
+    /// passed.
+    pub fn audit(&mut self) {
+        self.audit = false;
+        for (i, stopped) in self.servers.stop_all(STOP_WITHIN) {
+            if let Err(e) = stopped {
+                panic!("server {i} did not stop for the audit: {e}");
+            }
+        }
+        for i in 1..=self.servers.len() {
+            if !self.data_dir(i).join("blocks.redb").is_file() {
+                continue;
+            }
+            let conf = self.conf(i);
+            let out = rota(&["verify", "--conf", conf.to_str().unwrap()]);
+            assert!(
+                out.status.success(),
+                "rota verify of server {i} after the test failed:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 
@@ -474,6 +511,14 @@ impl Drop for Paying {
         if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        if self.audit && !std::thread::panicking() {
+            self.audit();
         }
     }
 }

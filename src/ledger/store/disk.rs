@@ -103,8 +103,14 @@ impl FsDisk {
     pub fn open(dir: &Path) -> Result<FsDisk> {
         fs::create_dir_all(dir.join("archive")).map_err(|e| Error::io(dir, e))?;
         let path = dir.join("blocks.redb");
-        let db = Database::create(&path)
-            .map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::Store(format!(
+                "{} is in use by another process (a server running on this data \
+                 directory?): stop it first, or work on a copy",
+                path.display()
+            )),
+            e => Error::Store(format!("{}: {e}", path.display())),
+        })?;
         let txn = db.begin_write().map_err(store_error)?;
         txn.open_table(BLOCKS).map_err(store_error)?;
         txn.open_table(TX_INDEX).map_err(store_error)?;

@@ -128,6 +128,11 @@ pub struct Store {
     writer: Writer,
     /// The genesis's balance hash, once [`Store::load`] has seen it.
     genesis_hash: std::sync::OnceLock<Hash>,
+    /// Whether [`Store::load`] found the database file damaged beyond
+    /// rebuilding: the next commit writes the files even when its state
+    /// has the hash the record already names (a damaged server that
+    /// installs the state it had recorded, fetched from the others).
+    damaged: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -146,6 +151,7 @@ impl Store {
             disk,
             writer: Writer::Inline,
             genesis_hash: std::sync::OnceLock::new(),
+            damaged: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -263,6 +269,8 @@ impl Store {
                 meta.hash.short()
             ),
         };
+        self.damaged
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut best = match file {
             Ok((balances, _)) => balances,
             Err(_) => genesis,
@@ -355,9 +363,11 @@ impl Store {
         }
         let consensus = journal::commit_writes(certified, journal);
         let before = self.meta()?;
-        let changed = before.is_none_or(|m| m.hash != committed.hash);
+        let damaged = self.damaged.load(std::sync::atomic::Ordering::Relaxed);
+        let moved = before.is_none_or(|m| m.hash != committed.hash);
+        let changed = moved || damaged;
         let previous = match before {
-            Some(m) if changed => m.hash,
+            Some(m) if moved => m.hash,
             Some(m) => m.previous,
             None => committed.hash,
         };
@@ -380,6 +390,8 @@ impl Store {
             } else {
                 self.files.write(committed)?;
             }
+            self.damaged
+                .store(false, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }
@@ -406,6 +418,17 @@ impl Store {
         writes.push(TableWrite::PutRecord(META_PREVIOUS, previous.0.to_vec()));
         writes.extend(consensus);
         self.disk.transact(&writes)
+    }
+
+    /// The database file as it is on disk, and its balance hash.
+    pub fn database_file(&self) -> Result<(Balances, Hash)> {
+        self.files.read(BALANCES)
+    }
+
+    /// The archived database with balance hash `hash`, if the archive
+    /// holds it.
+    pub fn archived(&self, hash: &Hash) -> Option<Balances> {
+        self.files.archived(hash)
     }
 
     /// The genesis's balance hash, once the store was loaded.
