@@ -529,6 +529,19 @@ impl Config {
     }
 
     /// The slot schedule.
+    /// The chain's parameters, as a server of this conf runs with them:
+    /// they need its genesis file.
+    pub fn chain_params(&self) -> Result<rota_peer::wire::Params> {
+        let genesis = crate::genesis::Genesis::load(&self.genesis_file, &self.chain)?
+            .balances()?
+            .hash();
+        Ok(crate::ledger::edge::chain_params(
+            &self.server_list(),
+            &self.schedule(),
+            &genesis,
+        ))
+    }
+
     pub fn schedule(&self) -> Schedule {
         Schedule {
             slot_ms: self.schedule.slot_ms,

@@ -72,6 +72,29 @@ pub struct Info {
     pub peering: PeeringCounts,
     /// Milliseconds since the ledger thread started.
     pub uptime_ms: Millis,
+    /// The hash of the chain's parameters this server runs with (server
+    /// list, schedule timings, difficulty, genesis, protocol version;
+    /// docs/PROTOCOL.md §10.5): equal on every server of a chain.
+    #[serde(default)]
+    pub params_hash: Hash,
+    /// The clocks as this server sees them.
+    #[serde(default)]
+    pub clock: ClockView,
+}
+
+/// Each other server's clock offset, and this server's skew.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClockView {
+    /// Each other server's clock minus this one's, in ms, estimated from
+    /// its last answer to a heartbeat; servers not heard from are absent.
+    /// JSON keys are the identifiers as strings.
+    #[serde(deserialize_with = "offsets")]
+    pub offsets: BTreeMap<ServerId, i64>,
+    /// This server's clock minus the median of the live servers', in ms.
+    pub skew_ms: i64,
+    /// Whether the skew is past the payment tolerance: this server then
+    /// sits out its alpha slots.
+    pub sitting_out: bool,
 }
 
 /// The connections on the client sockets.
@@ -111,6 +134,14 @@ impl Info {
     pub fn from_json(text: &str) -> Option<Info> {
         serde_json::from_str(text).ok()
     }
+}
+
+fn offsets<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ServerId, i64>, D::Error> {
+    let by_number = BTreeMap::<u32, i64>::deserialize(d)?;
+    Ok(by_number
+        .into_iter()
+        .map(|(id, offset)| (ServerId(id), offset))
+        .collect())
 }
 
 fn peers<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<ServerId, PeerState>, D::Error> {
@@ -167,6 +198,12 @@ mod tests {
                 refused: 0,
             },
             uptime_ms: 4980,
+            params_hash: Hash([0x5a; 32]),
+            clock: ClockView {
+                offsets: [(ServerId(2), 3), (ServerId(3), -12)].into(),
+                skew_ms: 0,
+                sitting_out: false,
+            },
         }
     }
 
@@ -174,11 +211,14 @@ mod tests {
     #[test]
     fn info_serializes_as_the_protocol_shows() {
         let (key, zeros, balance) = (PublicKey([0x98; 32]), Hash::default(), Hash([0xdf; 32]));
+        let params = Hash([0x5a; 32]);
         let expected = format!(
             "{{\"accounts\":3,\"alpha\":1,\"balance_hash\":\"{balance}\",\
              \"blackout_ms\":500,\"block_hash\":\"{zeros}\",\
-             \"chain\":\"local\",\"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
+             \"chain\":\"local\",\"clock\":{{\"offsets\":{{\"2\":3,\"3\":-12}},\"sitting_out\":false,\"skew_ms\":0}},\
+             \"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
              \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\
+             \"params_hash\":\"{params}\",\
              \"peering\":{{\"accepted\":2,\"open\":2,\"refused\":0,\"requests\":14}},\
              \"peers\":{{\"2\":\"alive\",\"3\":\"failed\"}},\"pending\":0,\
              \"public_key\":\"{key}\",\"refused\":0,\

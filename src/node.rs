@@ -36,6 +36,7 @@ use rota_listener::{
 };
 use rota_peer::ServerId;
 use rota_peer::keys::{Keypair, load_seed_file};
+use rota_peer::wire::Params;
 use rota_sockets::ClientLimits;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::{Handle as SignalHandle, Signals};
@@ -137,7 +138,12 @@ fn client_limits(config: &Config) -> ClientLimits {
 }
 
 /// The connector's peers and timings, from the conf's server list.
-fn connector_config(config: &Config, keypair: &Keypair, me: ServerId) -> ConnectorConfig {
+fn connector_config(
+    config: &Config,
+    keypair: &Keypair,
+    me: ServerId,
+    params: Params,
+) -> ConnectorConfig {
     let servers = config.server_list();
     ConnectorConfig {
         chain: config.chain.clone(),
@@ -149,6 +155,8 @@ fn connector_config(config: &Config, keypair: &Keypair, me: ServerId) -> Connect
         slot_ms: config.schedule().slot_ms,
         heartbeat_ms: config.peering.heartbeat_ms,
         missed_heartbeats: config.peering.missed_heartbeats,
+        tolerance_ms: config.schedule.tolerance_ms,
+        params,
     }
 }
 
@@ -234,6 +242,13 @@ pub fn run(config: &Config) -> Result<Exit> {
         config.chain,
         keypair.public()
     );
+    if let Ok(offset) = std::env::var(rota_peer::schedule::CLOCK_OFFSET_VARIABLE) {
+        log::warn!(
+            "{}={offset}: this server's clock is set off by that many milliseconds (a testing \
+             aid)",
+            rota_peer::schedule::CLOCK_OFFSET_VARIABLE
+        );
+    }
     let store = Store::open(
         &config.data_dir,
         config.archive.keep,
@@ -305,7 +320,7 @@ pub fn run(config: &Config) -> Result<Exit> {
     .with_limits(&config.limits);
     let connector = Connector::new(
         &ctx,
-        connector_config(config, &keypair, me),
+        connector_config(config, &keypair, me, ledger.params()),
         ledger.status(),
         to_connector_rx,
         connector_events_tx,

@@ -598,6 +598,15 @@ fn a_client_over_the_connection_limit_is_refused_at_the_handshake() {
     assert!(took < secs(1), "prompt: {took:?}");
 
     drop(held);
+    // Once the server has seen the four go (its own count, read over a
+    // connection of the helper's, which counts itself), a fifth is
+    // admitted. Connecting before that races the disconnects, and a
+    // connection refused at the handshake is not retried.
+    net.wait_for("the four connections closed", secs(10), || {
+        net.field(1, "connections")
+            .and_then(|c| c["open"].as_u64())
+            .is_some_and(|open| open <= 1)
+    });
     let again = dealer(&ctx, &endpoint(&net, 1));
     assert!(
         common_wait(secs(10), || ask_info(

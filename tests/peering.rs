@@ -16,7 +16,7 @@ use rota::events::{Event, Outcome, Published};
 use rota_peer::ServerId;
 use rota_peer::keys::Keypair;
 use rota_peer::wire::{
-    CertifiedStatus, Envelope, PeerCommand, PeerMessage, Reply, Request, ServerList, Status,
+    CertifiedStatus, Envelope, Hello, PeerCommand, PeerMessage, Reply, Request, ServerList, Status,
 };
 
 const SLOT_MS: u64 = 2_000;
@@ -94,7 +94,10 @@ fn server_commands_travel_on_the_peering_sockets_and_a_client_socket_refuses_the
         &key,
         "local",
         net.slot_now(),
-        &PeerMessage::Register(Default::default()),
+        &PeerMessage::Register(Hello {
+            params: net.params(),
+            ..Hello::default()
+        }),
     );
     let vouched = match net
         .peer_request(2, &Request::Peer(register))
@@ -109,17 +112,23 @@ fn server_commands_travel_on_the_peering_sockets_and_a_client_socket_refuses_the
             let PeerMessage::Register(claim) = answer.message(3).expect("a status") else {
                 panic!("not a register");
             };
-            assert!(claim.certified.is_some(), "{claim:?}");
-            let status = claim.verify("local", &servers).expect("vouched for");
-            assert!(status.slot > slot, "{status:?}");
-            claim
+            assert_eq!(claim.params, net.params());
+            assert!(claim.status.certified.is_some(), "{claim:?}");
+            let greeting = claim.verify("local", &servers).expect("vouched for");
+            assert!(greeting.status.slot > slot, "{greeting:?}");
+            claim.status
         }
         other => panic!("{other:?}"),
     };
     // A status its certificate does not vouch for is refused: none carried
     // for a slot above 0, or one about another slot.
     let claimed = |claim: CertifiedStatus| {
-        let heart = Envelope::sign(&key, "local", net.slot_now(), &PeerMessage::Heart(claim));
+        let hello = Hello {
+            params: net.params(),
+            clock: 0,
+            status: claim,
+        };
+        let heart = Envelope::sign(&key, "local", net.slot_now(), &PeerMessage::Heart(hello));
         match net.peer_request(2, &Request::Peer(heart)) {
             Err(refused) => refused.to_string(),
             Ok(taken) => panic!("a lying heart was taken: {taken:?}"),

@@ -58,6 +58,13 @@ pub enum Refusal {
     #[error("{0}")]
     Uncertified(rota_peer::Error),
 
+    /// A server that runs with other chain parameters.
+    #[error(
+        "server {from} runs with other chain parameters ({differences}): every server of a \
+         chain needs the same server list, schedule, difficulty and genesis"
+    )]
+    Params { from: ServerId, differences: String },
+
     /// A signed answer that is not `register` or `heart`.
     #[error("answered with {}", .0.name())]
     NotAStatus(PeerCommand),

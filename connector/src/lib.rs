@@ -22,14 +22,17 @@ pub mod machine;
 use std::net::SocketAddr;
 
 use crossbeam_channel::{Receiver, Sender};
+pub use machine::Clocks;
 use machine::{Answer, Input, Machine, Output, Settings, State};
 use rota_peer::block::Block;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::transaction::{VerifiedTx, Verifier};
 use rota_peer::wire::consensus::Certified;
-use rota_peer::wire::{CertifiedStatus, Envelope, PeerMessage, Reply, Request, ServerList, Status};
-use rota_peer::{BlockNumber, Hash, ServerId, Slot};
+use rota_peer::wire::{
+    CertifiedStatus, Envelope, Hello, Params, PeerMessage, Reply, Request, ServerList, Status,
+};
+use rota_peer::{BlockNumber, Hash, Millis, ServerId, Slot};
 use rota_sockets::{Signal, SignalReceiver};
 
 pub use error::{Error, Refusal};
@@ -80,6 +83,9 @@ pub enum ConnectorEvent {
         packed: Vec<u8>,
     },
     Blocks(Vec<Block>),
+    /// The clocks after a heartbeat round: offsets to every server, and
+    /// whether this one sits out its alpha slots.
+    Clocks(Clocks),
     LostMajority {
         alive: usize,
         needed: usize,
@@ -101,6 +107,10 @@ pub struct ConnectorConfig {
     pub slot_ms: u64,
     pub heartbeat_ms: u64,
     pub missed_heartbeats: u32,
+    pub tolerance_ms: u64,
+    /// The chain's parameters: sent with every `register` and `heart`, and
+    /// an answer with others is refused.
+    pub params: Params,
 }
 
 /// The connector thread's state. Build with [`Connector::new`], then call
@@ -149,6 +159,7 @@ impl Connector {
             servers: config.servers.len(),
             heartbeat_ms: config.heartbeat_ms,
             missed_heartbeats: config.missed_heartbeats,
+            tolerance_ms: config.tolerance_ms,
         };
         Ok(Connector {
             machine: Machine::new(settings, own.status),
@@ -295,6 +306,7 @@ impl Connector {
                     packed,
                 },
                 Output::Blocks(blocks) => ConnectorEvent::Blocks(blocks),
+                Output::Clocks(clocks) => ConnectorEvent::Clocks(clocks),
                 Output::LostMajority { alive, needed } => {
                     ConnectorEvent::LostMajority { alive, needed }
                 }
@@ -320,9 +332,13 @@ impl Connector {
             let envelope = Envelope::sign(&self.config.keypair, chain, slot, &message);
             Request::Peer(envelope).encode(chain)
         };
-        let certified = |status| CertifiedStatus {
-            status,
-            certified: self.own_certified.clone(),
+        let certified = |status| Hello {
+            params: self.config.params,
+            clock: unix_now_ms(),
+            status: CertifiedStatus {
+                status,
+                certified: self.own_certified.clone(),
+            },
         };
         match request {
             machine::Request::Register(status) => {
@@ -363,7 +379,7 @@ impl Connector {
     fn answer(&self, from: ServerId, reply: Reply) -> Answer {
         match reply {
             Reply::Signed(envelope) => match self.check_status(from, &envelope) {
-                Ok(status) => Answer::Status(status),
+                Ok((status, clock)) => Answer::Status { status, clock },
                 Err(refusal) => {
                     log::warn!("server {from}: {refusal}");
                     Answer::Refused(refusal.to_string())
@@ -409,7 +425,11 @@ impl Connector {
         }
     }
 
-    fn check_status(&self, from: ServerId, envelope: &Envelope) -> Result<Status, Refusal> {
+    fn check_status(
+        &self,
+        from: ServerId,
+        envelope: &Envelope,
+    ) -> Result<(Status, Millis), Refusal> {
         let signer = self
             .config
             .servers
@@ -429,9 +449,19 @@ impl Connector {
             .message(self.config.servers.len())
             .map_err(Refusal::Payload)?
         {
-            PeerMessage::Register(status) | PeerMessage::Heart(status) => status
-                .verify(&self.config.chain, &self.config.servers)
-                .map_err(Refusal::Uncertified),
+            PeerMessage::Register(hello) | PeerMessage::Heart(hello) => {
+                let differences = self.config.params.differences(&hello.params);
+                if !differences.is_empty() {
+                    return Err(Refusal::Params {
+                        from,
+                        differences: differences.join(", "),
+                    });
+                }
+                let greeting = hello
+                    .verify(&self.config.chain, &self.config.servers)
+                    .map_err(Refusal::Uncertified)?;
+                Ok((greeting.status, greeting.clock))
+            }
             other => Err(Refusal::NotAStatus(other.command())),
         }
     }
@@ -449,6 +479,7 @@ fn event_name(event: &ConnectorEvent) -> &'static str {
         ConnectorEvent::Peer { .. } => "a peer's liveness",
         ConnectorEvent::Install { .. } => "a database to install",
         ConnectorEvent::Blocks(_) => "fetched blocks",
+        ConnectorEvent::Clocks(_) => "the clocks",
         ConnectorEvent::LostMajority { .. } => "a lost majority",
     }
 }

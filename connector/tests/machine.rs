@@ -9,13 +9,15 @@
 //! that each state change is reported as one `Output::State` in the step
 //! that makes it, and that nothing else is reported as one.
 
-use rota_connector::machine::{Answer, Input, Machine, Output, Request, Settings, State};
+use rota_connector::machine::{Answer, Clocks, Input, Machine, Output, Request, Settings, State};
 use rota_peer::block::{Block, BlockHeader};
 use rota_peer::wire::Status;
 use rota_peer::{Hash, ServerId};
 
 const HEARTBEAT: u64 = 1_000;
 const MISSED: u32 = 3;
+/// The payment tolerance: a clock further than this from the median sits out.
+const TOLERANCE: u64 = 500;
 
 /// When [`sampling`] has every other server answer, and so when its machine
 /// starts sampling; its first heartbeat round is one heartbeat later.
@@ -81,6 +83,7 @@ impl Rig {
             servers,
             heartbeat_ms: HEARTBEAT,
             missed_heartbeats: MISSED,
+            tolerance_ms: TOLERANCE,
         };
         Rig {
             machine: Machine::new(settings, own),
@@ -126,8 +129,9 @@ impl Rig {
         )
     }
 
+    /// A status from a server whose clock agrees with this one's.
     fn status_from(&mut self, from: u32, status: Status, now: u64) -> Vec<Output> {
-        self.answer(from, Answer::Status(status), now)
+        self.answer(from, Answer::Status { status, clock: now }, now)
     }
 
     fn own(&mut self, status: Status, now: u64) -> Vec<Output> {
@@ -295,6 +299,7 @@ fn connecting_sends_register_to_every_other_server() {
         servers: 5,
         heartbeat_ms: HEARTBEAT,
         missed_heartbeats: MISSED,
+        tolerance_ms: TOLERANCE,
     };
     let mut machine = Machine::new(settings, own);
     assert_eq!(machine.state(), State::Connecting);
@@ -1037,4 +1042,97 @@ fn every_state_change_is_reported_when_it_happens() {
             (5_800, State::Sampling),
         ]
     );
+}
+
+// --- clocks ----------------------------------------------------------------
+
+/// A sampling machine of `servers` whose peers answer the heartbeats of
+/// the first round 10 ms later, each with its clock off this one's by the
+/// offset given; returns the clocks the next round reports.
+fn clocks_after(servers: usize, offsets: &[(u32, i64)]) -> Clocks {
+    let own = status(3, 1, 2);
+    let mut rig = Rig::new(servers, own);
+    rig.tick(0);
+    // Registered, then compared: twice, so that a pair samples too.
+    for _ in 0..2 {
+        for from in 2..=servers as u32 {
+            rig.status_from(from, own, SAMPLING_AT);
+        }
+    }
+    assert_eq!(rig.state(), State::Sampling);
+    rig.tick(FIRST_ROUND);
+    for &(from, offset) in offsets {
+        // Asked at FIRST_ROUND, answered at FIRST_ROUND + 10: the middle.
+        let clock = (FIRST_ROUND as i64 + 5 + offset) as u64;
+        rig.answer(
+            from,
+            Answer::Status { status: own, clock },
+            FIRST_ROUND + 10,
+        );
+    }
+    let out = rig.tick(FIRST_ROUND + HEARTBEAT);
+    out.into_iter()
+        .find_map(|o| match o {
+            Output::Clocks(clocks) => Some(clocks),
+            _ => None,
+        })
+        .expect("a heartbeat round reports the clocks")
+}
+
+#[test]
+fn each_server_s_offset_is_estimated_from_the_middle_of_its_round_trip() {
+    let clocks = clocks_after(3, &[(2, 3_000), (3, -12)]);
+    assert_eq!(clocks.offsets, [None, Some(3_000), Some(-12)]);
+    // One server off is that server's problem: the median is this one's.
+    assert_eq!(clocks.skew, 0);
+    assert!(!clocks.sitting_out);
+}
+
+#[test]
+fn a_server_off_the_median_by_more_than_the_tolerance_sits_out() {
+    let clocks = clocks_after(3, &[(2, 2_000), (3, 2_100)]);
+    assert_eq!(clocks.skew, -2_000, "this server is 2 s behind the median");
+    assert!(clocks.sitting_out);
+    // Within the tolerance it takes part.
+    let clocks = clocks_after(3, &[(2, 400), (3, 450)]);
+    assert_eq!(clocks.skew, -400);
+    assert!(!clocks.sitting_out);
+}
+
+#[test]
+fn two_servers_that_disagree_cannot_tell_who_is_off_and_neither_sits_out() {
+    for offset in [2_000, -1_000] {
+        let clocks = clocks_after(2, &[(2, offset)]);
+        assert_eq!(clocks.offsets, [None, Some(offset)]);
+        assert_eq!(clocks.skew, 0);
+        assert!(!clocks.sitting_out);
+    }
+}
+
+#[test]
+fn an_answer_later_than_a_heartbeat_after_its_question_is_not_used() {
+    let own = status(3, 1, 2);
+    let mut rig = sampling(3, own);
+    rig.tick(FIRST_ROUND);
+    let late = FIRST_ROUND + HEARTBEAT - 1;
+    // The next round's heartbeats go out first: the answers are late for
+    // them too, by one ms.
+    rig.tick(FIRST_ROUND + HEARTBEAT);
+    let clock = late + 60_000;
+    rig.answer(
+        2,
+        Answer::Status { status: own, clock },
+        late + HEARTBEAT + 2,
+    );
+    let out = rig.tick(FIRST_ROUND + 2 * HEARTBEAT);
+    let clocks = out
+        .into_iter()
+        .find_map(|o| match o {
+            Output::Clocks(clocks) => Some(clocks),
+            _ => None,
+        })
+        .expect("clocks");
+    // The estimate from the answers that made it sample (asked at 0,
+    // answered at SAMPLING_AT with the same clock) stands.
+    assert_eq!(clocks.offsets[1], Some(5), "{clocks:?}");
 }

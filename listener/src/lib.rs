@@ -50,7 +50,7 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::consensus::{Certified, Evidence, Precommit, Prevote, SignedHeader, Verified};
-use rota_peer::wire::{PeerCommand, Reply, Request, ServerList, Status};
+use rota_peer::wire::{Greeting, PeerCommand, Reply, Request, ServerList};
 use rota_peer::{Hash, ServerId, Slot};
 use rota_sockets::large::Body;
 use rota_sockets::{ClientLimits, Signal, SignalReceiver};
@@ -118,10 +118,10 @@ pub enum Inbound {
 /// those of every header, vote, certificate and payment it carries.
 #[derive(Clone, Debug)]
 pub enum PeerInput {
-    /// `register`, with the sender's status.
-    Register(Status),
-    /// `heart`, with the sender's status.
-    Heart(Status),
+    /// `register`, with the sender's parameters, clock and status.
+    Register(Greeting),
+    /// `heart`, with the sender's parameters, clock and status.
+    Heart(Greeting),
     /// `forward`: a payment for this server's round.
     Forward(VerifiedTx),
     /// A message of the round protocol (boxed: it carries signed headers

@@ -200,13 +200,13 @@ pub fn check_peer(
     };
     let command = message.command();
     let checked = match message {
-        PeerMessage::Register(status) => {
-            let status = status.verify(chain, servers).map_err(consensus(command))?;
-            return Ok(PeerInput::Register(status));
+        PeerMessage::Register(hello) => {
+            let greeting = hello.verify(chain, servers).map_err(consensus(command))?;
+            return Ok(PeerInput::Register(greeting));
         }
-        PeerMessage::Heart(status) => {
-            let status = status.verify(chain, servers).map_err(consensus(command))?;
-            return Ok(PeerInput::Heart(status));
+        PeerMessage::Heart(hello) => {
+            let greeting = hello.verify(chain, servers).map_err(consensus(command))?;
+            return Ok(PeerInput::Heart(greeting));
         }
         PeerMessage::Forward { transaction } => {
             let transaction = verifier.verify(transaction).map_err(Refusal::Forward)?;

@@ -18,13 +18,27 @@
 
 use crate::types::{Millis, ServerId, Slot};
 
-/// The system clock in Unix milliseconds. Only the threads at the edge read
-/// it; everything else takes the time as an argument.
+/// The environment variable that sets a process's clock off by a signed
+/// number of milliseconds: a testing aid (docs/OPERATIONS.md), read once.
+pub const CLOCK_OFFSET_VARIABLE: &str = "ROTA_CLOCK_OFFSET_MS";
+
+/// The system clock in Unix milliseconds, plus `ROTA_CLOCK_OFFSET_MS` when
+/// it is set (tests start a server with a skewed clock that way). Only the
+/// threads at the edge read it; everything else takes the time as an
+/// argument.
 pub fn unix_now_ms() -> Millis {
-    std::time::SystemTime::now()
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| {
+        std::env::var(CLOCK_OFFSET_VARIABLE)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    });
+    let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    now.saturating_add_signed(offset)
 }
 
 /// Slot timings and the number of servers they rotate over.

@@ -45,6 +45,10 @@ const FAIR_REFUSALS: [&str; 4] = [
     "catching up",
 ];
 
+/// How far a server's estimate of its skew may be off the true one: half a
+/// round trip, drift over a few heartbeats.
+const SKEW_SLACK_MS: u64 = 100;
+
 impl World {
     /// What an honest server signs, for the one-vote check: its header as
     /// the alpha of a slot, its prevotes and precommits. (A round it sends
@@ -281,7 +285,12 @@ impl World {
     /// inside its window (and still inside it now), from a client whose
     /// clock and the alpha's are off by less than the tolerance together
     /// (an alpha whose own clock is further off is outside the bound the
-    /// windows assume, and refuses with the offset it sees).
+    /// windows assume, and refuses with the offset it sees). The heal undoes
+    /// clock jumps, and a server learns that its clock is back in line only
+    /// from the answers to its heartbeats, whose timer runs on its clock: a
+    /// clock set back by the heal fires it up to the jump later, and the
+    /// server may sit its window out until then and a heartbeat's answers
+    /// after (connector/src/machine/clock.rs).
     fn timely(&self, index: usize, server: ServerId, at: Millis) -> bool {
         let schedule = &self.setup.schedule;
         let margin = self.p.tolerance_ms;
@@ -294,9 +303,22 @@ impl World {
         };
         let off = |t: Millis| alpha.clock.local(t).abs_diff(t);
         let alpha_off = off(at).max(off(self.now));
+        // The alpha's skew as the node works it out, from the true clocks
+        // of the servers up: past the tolerance (less the estimate's error)
+        // it sits its window out, saying so.
+        let own = alpha.clock.local(self.now) as i64;
+        let offsets = self
+            .servers
+            .iter()
+            .filter(|s| s.is_up())
+            .map(|s| s.clock.local(self.now) as i64 - own)
+            .collect();
+        let skew = rota_connector::machine::clock::skew(offsets);
+        let in_line = skew.unsigned_abs() + SKEW_SLACK_MS < self.p.tolerance_ms;
         self.healed
-            && at >= self.heal_at
+            && at >= self.heal_at + 2 * self.p.heartbeat_ms + self.p.jump_max_ms
             && self.p.client_skew_ms + alpha_off < self.p.tolerance_ms
+            && in_line
             && self.clients.payments[index].bad.is_none()
             && schedule.alpha(slot) == server
             && window.contains(&at)

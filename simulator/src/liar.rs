@@ -44,7 +44,7 @@ use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::consensus::{
     Certificate, Certified, Header, Kind, SignedHeader, Verified, Vote,
 };
-use rota_peer::wire::{CertifiedStatus, PeerMessage, Reply, ServerList};
+use rota_peer::wire::{Hello, PeerMessage, Reply, ServerList};
 use rota_peer::{Amount, Hash, PublicKey, ServerId, Slot};
 
 use crate::network::{Ask, Endpoint, Payload};
@@ -468,10 +468,10 @@ impl Liar {
     /// vouches for its slot and balance hash, not for its blocks, so this
     /// lie passes every check but the blocks' own (a lie about the slot or
     /// hash is refused where the status is decoded, `CertifiedStatus`).
-    fn inflate(&mut self, mut claim: CertifiedStatus) -> CertifiedStatus {
+    fn inflate(&mut self, mut claim: Hello) -> Hello {
         self.lie("status");
-        claim.status.height += 1_000;
-        claim.status.block_hash = Hash(self.rng.bytes32());
+        claim.status.status.height += 1_000;
+        claim.status.status.block_hash = Hash(self.rng.bytes32());
         claim
     }
 

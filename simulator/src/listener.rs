@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use rota_listener::PeerInput;
 use rota_peer::transaction::{VerifiedTx, Verifier};
-use rota_peer::wire::{CertifiedStatus, PeerMessage, Status};
+use rota_peer::wire::{CertifiedStatus, Greeting, Hello, PeerMessage, Status};
 use rota_peer::{Hash, Slot};
 
 use crate::server::Setup;
@@ -85,7 +85,18 @@ impl Listener {
     /// to one: the status, once its commit certificate vouches for it
     /// ([`CertifiedStatus::verify`], which the listener's `check_peer` and
     /// the connector call).
-    pub fn status(&mut self, setup: &Setup, claim: &CertifiedStatus) -> Result<Status, String> {
+    pub fn status(&mut self, setup: &Setup, hello: &Hello) -> Result<Greeting, String> {
+        let status = self.certified(setup, &hello.status)?;
+        Ok(Greeting {
+            params: hello.params,
+            clock: hello.clock,
+            status,
+        })
+    }
+
+    /// The verdict on a certified status, kept by its bytes: the hello
+    /// around it changes with every message (its clock), the status seldom.
+    fn certified(&mut self, setup: &Setup, claim: &CertifiedStatus) -> Result<Status, String> {
         let bytes = claim.encode();
         let key = Hash::of(&bytes);
         if let Some(verdict) = self.statuses.get(&key) {

@@ -35,7 +35,7 @@ use rota_peer::balances::Balances;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::wire::consensus::Certified;
-use rota_peer::wire::{CertifiedStatus, PeerMessage, Reply, Request, ServerList};
+use rota_peer::wire::{CertifiedStatus, Hello, Params, PeerMessage, Reply, Request, ServerList};
 use rota_peer::{Millis, PublicKey, ServerId};
 
 use crate::clock::Clock;
@@ -50,6 +50,8 @@ pub struct Setup {
     /// Each server's key, by index: the consensus signs with real keys.
     pub keys: Vec<Keypair>,
     pub schedule: Schedule,
+    /// The chain's parameters, which every `register` and `heart` carries.
+    pub params: Params,
     pub genesis: Balances,
     pub heartbeat_ms: u64,
     pub missed_heartbeats: u32,
@@ -175,6 +177,7 @@ impl SimServer {
             servers: setup.servers.len(),
             heartbeat_ms: setup.heartbeat_ms,
             missed_heartbeats: setup.missed_heartbeats,
+            tolerance_ms: setup.schedule.tolerance_ms,
         };
         let own = edge.status();
         let machine = Machine::new(settings, own.status);
@@ -399,9 +402,13 @@ fn machine_output(
     setup: &Setup,
 ) -> Result<(Endpoint, Payload), ConnectorEvent> {
     let slot = local / setup.schedule.slot_ms;
-    let certified = |status| CertifiedStatus {
-        status,
-        certified: own_certified.clone(),
+    let certified = |status| Hello {
+        params: setup.params,
+        clock: local,
+        status: CertifiedStatus {
+            status,
+            certified: own_certified.clone(),
+        },
     };
     let (to, ask) = match output {
         Output::Send { to, request } => match request {
@@ -423,6 +430,7 @@ fn machine_output(
             MachineRequest::Block(n) => (to, Ask::Query(Request::Block(n))),
         },
         Output::State(state) => return Err(ConnectorEvent::State(state)),
+        Output::Clocks(clocks) => return Err(ConnectorEvent::Clocks(clocks)),
         Output::Peer { id, alive } => return Err(ConnectorEvent::Peer { id, alive }),
         Output::Install {
             slot,
@@ -462,9 +470,16 @@ pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut L
                 ));
             }
             match *message {
-                PeerMessage::Register(status) | PeerMessage::Heart(status) => {
-                    match listener.status(setup, &status) {
-                        Ok(status) => Answer::Status(status),
+                PeerMessage::Register(hello) | PeerMessage::Heart(hello) => {
+                    let differences = setup.params.differences(&hello.params);
+                    if !differences.is_empty() {
+                        return Answer::Refused(differences.join(", "));
+                    }
+                    match listener.status(setup, &hello) {
+                        Ok(greeting) => Answer::Status {
+                            status: greeting.status,
+                            clock: greeting.clock,
+                        },
                         Err(e) => Answer::Refused(e),
                     }
                 }

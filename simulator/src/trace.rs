@@ -87,13 +87,13 @@ pub fn routine(packet: &Packet) -> bool {
 pub fn describe(payload: &Payload) -> String {
     match payload {
         Payload::Ask(Ask::Peer { slot, message }) => match message.as_ref() {
-            PeerMessage::Register(s) | PeerMessage::Heart(s) => format!(
+            PeerMessage::Register(hello) | PeerMessage::Heart(hello) => format!(
                 "{}({slot}) [slot {} {} h{}{}]",
                 message.command().name(),
-                s.status.slot,
-                s.status.balance_hash.short(),
-                s.status.height,
-                if s.certified.is_some() {
+                hello.status.status.slot,
+                hello.status.status.balance_hash.short(),
+                hello.status.status.height,
+                if hello.status.certified.is_some() {
                     ""
                 } else {
                     ", no certificate"

@@ -17,6 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use rota::ledger::edge::chain_params;
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
 use rota_peer::wire::ServerList;
@@ -203,16 +204,20 @@ impl World {
         let keys: Vec<Keypair> = (1..=n)
             .map(|i| Keypair::from_seed(&[100 + i as u8; 32]))
             .collect();
+        let servers = ServerList::new(keys.iter().map(Keypair::public).collect());
+        let schedule = Schedule {
+            slot_ms: p.slot_ms,
+            blackout_ms: p.blackout_ms,
+            tolerance_ms: p.tolerance_ms,
+            servers: n,
+        };
+        let params = chain_params(&servers, &schedule, &genesis.clone().hash());
         let setup = Setup {
             chain: CHAIN.into(),
-            servers: ServerList::new(keys.iter().map(Keypair::public).collect()),
+            servers,
             keys,
-            schedule: Schedule {
-                slot_ms: p.slot_ms,
-                blackout_ms: p.blackout_ms,
-                tolerance_ms: p.tolerance_ms,
-                servers: n,
-            },
+            schedule,
+            params,
             genesis,
             heartbeat_ms: p.heartbeat_ms,
             missed_heartbeats: p.missed_heartbeats,

@@ -26,12 +26,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use rota_connector::machine::State;
-use rota_connector::{ConnectorEvent, ConnectorInput};
+use rota_connector::{Clocks, ConnectorEvent, ConnectorInput};
 use rota_listener::{Inbound, PeerInput, Stats};
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, HEADER_LEN, merkle_root};
+use rota_peer::schedule::Schedule;
 use rota_peer::wire::consensus::Certified;
-use rota_peer::wire::{CertifiedStatus, PeerMessage, Reply, Request, Status, TxStatus};
+use rota_peer::wire::{
+    CertifiedStatus, Hello, Params, PeerMessage, Reply, Request, ServerList, Status, TxStatus,
+};
 use rota_peer::{Hash, Millis, PublicKey, ServerId, Slot};
 
 use super::consensus;
@@ -41,7 +44,7 @@ use super::core::{
 pub use super::resume::resume;
 use super::store::{Appended, Store, Tip};
 use crate::events::{Event, PeerState, Published};
-use crate::info::{Connections, Info, PeeringCounts};
+use crate::info::{ClockView, Connections, Info, PeeringCounts};
 
 /// Why the ledger ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,8 +91,28 @@ pub struct Edge {
     stats: Arc<Stats>,
     peering_stats: Arc<Stats>,
     connector: State,
+    /// The chain's parameters, which every `register` and `heart` carries.
+    params: Params,
+    /// The clocks as the connector last reported them.
+    clocks: Clocks,
     started: Millis,
     effects: Vec<Effect>,
+}
+
+/// The parameters a chain's servers must share: its server list, its
+/// schedule's timings, its difficulty (0: blocks are not sealed) and its
+/// genesis.
+pub fn chain_params(servers: &ServerList, schedule: &Schedule, genesis: &Hash) -> Params {
+    Params::new(
+        servers.keys(),
+        (
+            schedule.slot_ms,
+            schedule.blackout_ms,
+            schedule.tolerance_ms,
+        ),
+        0,
+        genesis,
+    )
 }
 
 impl Edge {
@@ -105,6 +128,10 @@ impl Edge {
         now: Millis,
     ) -> crate::Result<Edge> {
         let tip = store.tip()?;
+        let genesis = store.genesis_hash().ok_or_else(|| {
+            crate::Error::Store("the store was not loaded: no genesis hash".into())
+        })?;
+        let params = chain_params(&core.servers, &core.schedule, &genesis);
         Ok(Edge {
             core,
             store,
@@ -114,6 +141,8 @@ impl Edge {
             stats,
             peering_stats,
             connector: State::Connecting,
+            params,
+            clocks: Clocks::default(),
             started: now,
             effects: Vec::new(),
         })
@@ -139,6 +168,26 @@ impl Edge {
     /// What the edge has handed on since it was last asked, in order.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         std::mem::take(&mut self.effects)
+    }
+
+    /// The chain's parameters this server runs with.
+    pub fn params(&self) -> Params {
+        self.params
+    }
+
+    /// The clocks as the connector last reported them.
+    pub fn clocks(&self) -> &Clocks {
+        &self.clocks
+    }
+
+    /// This server's hello at `now`: its parameters, its clock and its
+    /// certified status, as `register` and `heart` and their answers carry.
+    pub fn hello(&self, now: Millis) -> Hello {
+        Hello {
+            params: self.params,
+            clock: now,
+            status: self.status(),
+        }
     }
 
     /// This server's committed state, as heartbeats report it.
@@ -275,7 +324,7 @@ impl Edge {
             // Answered with this server's status, by the ledger since it
             // holds the status; registrations and heartbeats are not rounds,
             // so only a slot far from this server's clock is refused.
-            PeerInput::Register(_) | PeerInput::Heart(_) => {
+            PeerInput::Register(greeting) | PeerInput::Heart(greeting) => {
                 let current = self.core.schedule.slot_at(now);
                 if slot.abs_diff(current) > 2 {
                     return Err(PeerRefusal::StaleStatus {
@@ -284,9 +333,16 @@ impl Edge {
                         current,
                     });
                 }
+                let differences = self.params.differences(&greeting.params);
+                if !differences.is_empty() {
+                    return Err(PeerRefusal::Params {
+                        from,
+                        differences: differences.join(", "),
+                    });
+                }
                 let message = match message {
-                    PeerInput::Register(_) => PeerMessage::Register(self.status()),
-                    _ => PeerMessage::Heart(self.status()),
+                    PeerInput::Register(_) => PeerMessage::Register(self.hello(now)),
+                    _ => PeerMessage::Heart(self.hello(now)),
                 };
                 let response = Response::Sign {
                     slot: current,
@@ -398,6 +454,18 @@ impl Edge {
                 refused: self.peering_stats.refused.load(Ordering::Relaxed),
             },
             uptime_ms: now.saturating_sub(self.started),
+            params_hash: self.params.hash(),
+            clock: ClockView {
+                offsets: self
+                    .clocks
+                    .offsets
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(index, offset)| Some((ServerId::from_index(index), (*offset)?)))
+                    .collect(),
+                skew_ms: self.clocks.skew,
+                sitting_out: self.clocks.sitting_out,
+            },
         }
     }
 
@@ -449,6 +517,12 @@ impl Edge {
                         self.refresh_tip();
                     }
                 }
+                Vec::new()
+            }
+            ConnectorEvent::Clocks(clocks) => {
+                self.core
+                    .set_sitting_out(clocks.sitting_out.then_some(clocks.skew));
+                self.clocks = clocks;
                 Vec::new()
             }
             ConnectorEvent::LostMajority { alive, needed } => vec![Action::Stop(format!(

@@ -144,6 +144,11 @@ impl LedgerThread {
     }
 
     /// This server's committed state, as heartbeats report it.
+    /// The chain's parameters this server runs with.
+    pub fn params(&self) -> rota_peer::wire::Params {
+        self.edge.params()
+    }
+
     pub fn status(&self) -> CertifiedStatus {
         self.edge.status()
     }

@@ -95,6 +95,15 @@ impl Net {
         }
     }
 
+    /// The chain's parameters, as every server of this network runs with
+    /// them.
+    pub fn params(&self) -> rota_peer::wire::Params {
+        Config::load(&self.conf(1), Role::Server)
+            .expect("server conf")
+            .chain_params()
+            .expect("chain parameters")
+    }
+
     /// Leaves the data directories unaudited at the end of a test that
     /// damages them on purpose.
     pub fn skip_audit(&mut self) {

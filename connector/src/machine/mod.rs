@@ -44,8 +44,10 @@
 //!
 //! [`Machine::step`] takes an [`Input`] and the time and returns [`Output`]s.
 
+pub mod clock;
 mod fetch;
 
+pub use clock::Clocks;
 use fetch::{Fetching, Target};
 use rota_peer::block::Block;
 use rota_peer::wire::{Status, majority};
@@ -79,6 +81,9 @@ pub struct Settings {
     pub servers: usize,
     pub heartbeat_ms: u64,
     pub missed_heartbeats: u32,
+    /// The payment timestamp tolerance: a clock further than this from the
+    /// live servers' median sits out its alpha slots (`clock.rs`).
+    pub tolerance_ms: u64,
 }
 
 impl Settings {
@@ -110,7 +115,11 @@ pub enum Request {
 /// An answer from a server, decoded and (for statuses) signature-checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    Status(Status),
+    /// A status, with the answering server's clock when it answered.
+    Status {
+        status: Status,
+        clock: Millis,
+    },
     Database {
         hash: Hash,
         slot: Slot,
@@ -162,6 +171,8 @@ pub enum Output {
     },
     /// Blocks to append, in order.
     Blocks(Vec<Block>),
+    /// The clocks as they stand, after each heartbeat round.
+    Clocks(Clocks),
     /// Fewer servers alive than a majority: consensus is impossible.
     LostMajority {
         alive: usize,
@@ -235,6 +246,7 @@ pub struct Machine {
     phase: Phase,
     peers: Vec<Peer>,
     own: Status,
+    clocks: clock::Watch,
     /// When the current wait ends: a retry, a heartbeat, a timeout.
     deadline: Millis,
     started: bool,
@@ -247,6 +259,11 @@ impl Machine {
             phase: Phase::Connecting {
                 backoff: settings.first_retry(),
             },
+            clocks: clock::Watch::new(
+                settings.servers,
+                settings.tolerance_ms,
+                settings.heartbeat_ms,
+            ),
             settings,
             own,
             deadline: 0,
@@ -391,6 +408,7 @@ impl Machine {
         }
         for id in self.others() {
             if !self.peers[id.index()].registered {
+                self.clocks.asked(id, now);
                 out.push(Output::Send {
                     to: id,
                     request: Request::Register(self.own),
@@ -412,6 +430,7 @@ impl Machine {
         self.report(State::HashCompare, out);
         self.phase = Phase::HashCompare { asked_at: now };
         for id in self.others() {
+            self.clocks.asked(id, now);
             out.push(Output::Send {
                 to: id,
                 request: Request::Heart(self.own),
@@ -558,7 +577,11 @@ impl Machine {
             });
         }
         match answer {
-            Answer::Status(status) => self.on_status(from, status, now, out),
+            Answer::Status { status, clock } => {
+                self.clocks.answered(from, clock, now);
+                self.review_clocks(now, out);
+                self.on_status(from, status, now, out);
+            }
             Answer::Database {
                 hash,
                 slot,
@@ -600,7 +623,7 @@ impl Machine {
     /// One heartbeat round in sampling: count the unanswered, send anew, and
     /// check that a majority is alive and not ahead.
     fn heartbeat(&mut self, behind: u32, now: Millis, out: &mut Vec<Output>) {
-        self.send_heartbeats(out);
+        self.send_heartbeats(now, out);
         self.deadline = now + self.settings.heartbeat_ms;
         let alive = self.alive();
         let needed = majority(self.settings.servers);
@@ -622,7 +645,7 @@ impl Machine {
 
     /// Fails the servers that missed too many heartbeats, then sends every
     /// other server this round's heartbeat.
-    fn send_heartbeats(&mut self, out: &mut Vec<Output>) {
+    fn send_heartbeats(&mut self, now: Millis, out: &mut Vec<Output>) {
         for id in self.others() {
             let peer = &mut self.peers[id.index()];
             // Counted before this round's heartbeat, which has not been missed
@@ -638,10 +661,34 @@ impl Machine {
                 out.push(Output::Peer { id, alive: false });
             }
             peer.unanswered += 1;
+            self.clocks.asked(id, now);
             out.push(Output::Send {
                 to: id,
                 request: Request::Heart(self.own),
             });
+        }
+        if self.settings.servers > 1 {
+            let clocks = self.clocks_now(now);
+            out.push(Output::Clocks(clocks));
+        }
+    }
+
+    /// The clocks at `now`, the live servers counting for the median.
+    fn clocks_now(&mut self, now: Millis) -> Clocks {
+        let peers = &self.peers;
+        self.clocks
+            .review(now, |id| peers[id.index()].liveness == Liveness::Alive)
+    }
+
+    /// After an answer: reports the clocks at once when this server starts
+    /// or stops sitting out (a clock set right is taken back into the
+    /// rotation as soon as the answers show it), else at the next heartbeat
+    /// round.
+    fn review_clocks(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let before = self.clocks.sitting_out();
+        let clocks = self.clocks_now(now);
+        if clocks.sitting_out != before {
+            out.push(Output::Clocks(clocks));
         }
     }
 

@@ -132,7 +132,7 @@ mod tests {
     use crate::transaction::Transaction;
     use crate::types::ServerId;
     use crate::wire::consensus::{Base, Header, SignedHeader, Verified};
-    use crate::wire::{CertifiedStatus, Reply, Request, ServerList, Status};
+    use crate::wire::{CertifiedStatus, Hello, Params, Reply, Request, ServerList, Status};
 
     const CHAIN: &str = "test";
 
@@ -168,13 +168,21 @@ mod tests {
         )
         .into_inner();
         let messages = vec![
-            PeerMessage::Register(CertifiedStatus {
-                status,
-                certified: None,
+            PeerMessage::Register(Hello {
+                params: Params::new(&[PublicKey([1; 32])], (2_000, 500, 250), 0, &Hash([7; 32])),
+                clock: 1_700_000_000_000,
+                status: CertifiedStatus {
+                    status,
+                    certified: None,
+                },
             }),
-            PeerMessage::Heart(CertifiedStatus {
-                status,
-                certified: None,
+            PeerMessage::Heart(Hello {
+                clock: 1_700_000_000_001,
+                status: CertifiedStatus {
+                    status,
+                    certified: None,
+                },
+                ..Hello::default()
             }),
             PeerMessage::Round {
                 header: header.clone(),

@@ -15,6 +15,7 @@ use crate::transaction::{AsTransaction, TX_LEN, Transaction};
 use crate::types::{BlockNumber, Hash, Slot, be_u64, bytes32};
 use crate::wire::ServerList;
 use crate::wire::consensus::{Certified, Evidence, Kind, Precommit, Prevote, SignedHeader};
+use crate::wire::hello::Hello;
 
 /// The server-to-server commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -200,10 +201,10 @@ impl CertifiedStatus {
 /// their own `verify` (`wire::consensus`) before anything acts on them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PeerMessage<Tx = Transaction> {
-    /// `register`: payload = a certified status.
-    Register(CertifiedStatus),
-    /// `heart`: payload = a certified status.
-    Heart(CertifiedStatus),
+    /// `register`: payload = a hello (parameters, clock, certified status).
+    Register(Hello),
+    /// `heart`: payload = a hello.
+    Heart(Hello),
     /// `round`: payload = header length u32 | signed header | count u32 |
     /// count transactions (140 bytes each).
     Round {
@@ -244,7 +245,7 @@ impl<Tx: AsTransaction> PeerMessage<Tx> {
     /// The payload bytes of this message.
     pub fn payload(&self) -> Vec<u8> {
         match self {
-            PeerMessage::Register(status) | PeerMessage::Heart(status) => status.encode(),
+            PeerMessage::Register(hello) | PeerMessage::Heart(hello) => hello.encode(),
             PeerMessage::Round {
                 header,
                 transactions,
@@ -280,10 +281,10 @@ impl PeerMessage {
         let name = command.name();
         let wrong = |what: String| Error::Invalid(format!("{name} payload: {what}"));
         match command {
-            PeerCommand::Register => CertifiedStatus::decode(payload, servers)
+            PeerCommand::Register => Hello::decode(payload, servers)
                 .map(PeerMessage::Register)
                 .map_err(|e| wrong(e.to_string())),
-            PeerCommand::Heart => CertifiedStatus::decode(payload, servers)
+            PeerCommand::Heart => Hello::decode(payload, servers)
                 .map(PeerMessage::Heart)
                 .map_err(|e| wrong(e.to_string())),
             PeerCommand::Round => decode_round(payload, servers).map_err(|e| wrong(e.to_string())),

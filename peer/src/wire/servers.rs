@@ -34,6 +34,11 @@ impl ServerList {
         self.keys.len()
     }
 
+    /// The servers' keys, in list order.
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

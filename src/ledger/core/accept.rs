@@ -38,6 +38,11 @@ impl Core {
             return (self.hold(tx, now), Vec::new());
         }
         let alpha = self.schedule.alpha(slot);
+        // An alpha whose clock is off sits its window out: the payment is
+        // held for the next alpha if it will still be timely then.
+        if alpha == self.me && self.sitting_out.is_some() {
+            return (self.hold(tx, now), Vec::new());
+        }
         if alpha == self.me {
             let result = self.accept(tx, now).map(|_| Disposition::Accepted(self.me));
             return (result, Vec::new());
@@ -123,6 +128,12 @@ impl Core {
         }
         if !self.synced {
             return Err(Refusal::CatchingUp);
+        }
+        if let Some(skew_ms) = self.sitting_out {
+            return Err(Refusal::SittingOut {
+                skew_ms,
+                tolerance_ms: self.schedule.tolerance_ms,
+            });
         }
         self.open_window(now);
         if !self.schedule.timestamp_ok(tx.timestamp(), now) {

@@ -169,6 +169,9 @@ pub struct Core {
     opened_through: Option<Slot>,
     held: Vec<Held>,
     synced: bool,
+    /// This server's clock skew against the live servers' median, when it
+    /// is past the tolerance: it opens no alpha window then.
+    sitting_out: Option<i64>,
     /// What the connector last reported of each other server: alive
     /// (true) or failed (false). Payments are not forwarded to a failed one.
     peers: BTreeMap<ServerId, bool>,
@@ -211,6 +214,7 @@ impl Core {
             me,
             working: committed.snapshot.clone(),
             synced: servers.len() == 1,
+            sitting_out: None,
             servers,
             schedule,
             machine,
@@ -336,6 +340,7 @@ impl Core {
         if self.pending.is_none()
             && !already
             && self.synced
+            && self.sitting_out.is_none()
             && self.schedule.alpha(slot) == self.me
             && self.schedule.window_open(now)
         {
@@ -401,6 +406,17 @@ impl Core {
         if synced {
             self.open_window(now);
         }
+    }
+
+    /// The connector's clock verdict: this server's skew when it is past
+    /// the tolerance (it sits out its alpha windows), `None` otherwise.
+    pub fn set_sitting_out(&mut self, skew: Option<i64>) {
+        self.sitting_out = skew;
+    }
+
+    /// This server's skew, while it sits out its alpha windows.
+    pub fn sitting_out(&self) -> Option<i64> {
+        self.sitting_out
     }
 
     /// Consensus is gone: the core takes no further step.

@@ -61,6 +61,12 @@ pub enum Refusal {
          try again shortly or send to another server"
     )]
     CatchingUp,
+    #[error(
+        "this server's clock is {skew_ms} ms off the median of the live servers' (more than the \
+         {tolerance_ms} ms tolerance): it sits out its alpha slots until its clock is fixed; \
+         send the payment to another server in the next slot"
+    )]
+    SittingOut { skew_ms: i64, tolerance_ms: u64 },
     #[error("the round is full ({MAX_ROUND_TRANSACTIONS} payments); try again in the next slot")]
     RoundFull,
     #[error("this server already holds {MAX_HELD} payments for the next alpha; try again later")]
@@ -100,6 +106,13 @@ pub enum PeerRefusal {
         slot: Slot,
         current: Slot,
     },
+    /// A `register` or `heart` from a server that runs with other chain
+    /// parameters.
+    #[error(
+        "server {from} runs with other chain parameters than this server ({differences}): every \
+         server of a chain needs the same server list, schedule, difficulty and genesis"
+    )]
+    Params { from: ServerId, differences: String },
     /// A message of the round protocol the consensus machine takes no step
     /// on: about a decided slot, too far ahead, or with payments that are
     /// not its header's.

@@ -1,0 +1,167 @@
+//! Clocks watched: each server's offset to every other one, estimated from
+//! the clock a `register` or `heart` answer carries, and this server's own
+//! skew, its clock's difference from the median of the live servers'.
+//!
+//! An answer sent at `asked` (this server's clock), answered with the
+//! other's clock `c` and received at `now` gives the offset
+//! `c - (asked + now) / 2`: the other's clock minus this one's, off by at
+//! most half the round trip. Only answers that came within a heartbeat of
+//! their request are used, so that a late one cannot pass a long queue for
+//! a skew.
+//!
+//! The skew is the median of the offsets of the live servers and of this
+//! one's (0), negated: positive when this server's clock is ahead. Past
+//! half the payment tolerance it is logged; past the tolerance this server
+//! sits out its alpha windows (the ledger takes no payment into a round of
+//! its own), because its slots no longer line up with the others'.
+
+use rota_peer::{Millis, ServerId};
+
+/// What the machine reports to the ledger after each heartbeat round.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Clocks {
+    /// Each server's offset in ms (its clock minus this one's), in list
+    /// order; `None` for this server and for a server not heard from.
+    pub offsets: Vec<Option<i64>>,
+    /// This server's skew against the median of the live servers, in ms.
+    pub skew: i64,
+    /// Whether the skew is past the tolerance: this server sits out its
+    /// alpha windows.
+    pub sitting_out: bool,
+}
+
+/// A server's skew from the offsets of the other servers' clocks to its
+/// own and its own (0): the median, negated. With an even count, of the two
+/// middle offsets the one nearer this server's clock: two servers that
+/// disagree cannot tell which one is off, and neither sits out.
+pub fn skew(mut offsets: Vec<i64>) -> i64 {
+    if offsets.is_empty() {
+        return 0;
+    }
+    offsets.sort_unstable();
+    let half = offsets.len() / 2;
+    let median = if offsets.len() % 2 == 1 {
+        offsets[half]
+    } else {
+        let (low, high) = (offsets[half - 1], offsets[half]);
+        if low.unsigned_abs() <= high.unsigned_abs() {
+            low
+        } else {
+            high
+        }
+    };
+    median.saturating_neg()
+}
+
+/// How far a clock may be off before it is logged, as a share of the
+/// tolerance.
+const WARN_SHARE: i64 = 2;
+
+#[derive(Clone, Debug)]
+pub(super) struct Watch {
+    tolerance_ms: i64,
+    heartbeat_ms: u64,
+    /// When this server last asked each one (register or heart).
+    asked: Vec<Option<Millis>>,
+    offsets: Vec<Option<i64>>,
+    /// When each offset was measured.
+    measured: Vec<Millis>,
+    /// Whether each server's offset was past the warning when last looked at.
+    warned: Vec<bool>,
+    sitting_out: bool,
+}
+
+impl Watch {
+    pub(super) fn new(servers: usize, tolerance_ms: u64, heartbeat_ms: u64) -> Watch {
+        Watch {
+            tolerance_ms: i64::try_from(tolerance_ms).unwrap_or(i64::MAX),
+            heartbeat_ms,
+            asked: vec![None; servers],
+            offsets: vec![None; servers],
+            measured: vec![0; servers],
+            warned: vec![false; servers],
+            sitting_out: false,
+        }
+    }
+
+    /// Whether this server sat out at the last review.
+    pub(super) fn sitting_out(&self) -> bool {
+        self.sitting_out
+    }
+
+    /// A `register` or `heart` goes to `id` at `now`.
+    pub(super) fn asked(&mut self, id: ServerId, now: Millis) {
+        if let Some(asked) = self.asked.get_mut(id.index()) {
+            *asked = Some(now);
+        }
+    }
+
+    /// `id` answered at `now` with its clock `clock`.
+    pub(super) fn answered(&mut self, id: ServerId, clock: Millis, now: Millis) {
+        let Some(Some(asked)) = self.asked.get(id.index()).copied() else {
+            return;
+        };
+        if asked > now || now - asked > self.heartbeat_ms {
+            return;
+        }
+        let middle = asked + (now - asked) / 2;
+        let offset = i128::from(clock) - i128::from(middle);
+        let offset = offset.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
+        self.offsets[id.index()] = Some(offset);
+        self.measured[id.index()] = now;
+        let warn = offset.unsigned_abs() > (self.tolerance_ms / WARN_SHARE).unsigned_abs();
+        if warn != std::mem::replace(&mut self.warned[id.index()], warn) {
+            if warn {
+                log::warn!(
+                    "server {id}'s clock is {} this server's by {} ms, more than half the \
+                     payment tolerance ({} ms): check both servers' time sync",
+                    if offset > 0 { "ahead of" } else { "behind" },
+                    offset.unsigned_abs(),
+                    self.tolerance_ms
+                );
+            } else {
+                log::info!("server {id}'s clock is within {offset} ms of this server's again");
+            }
+        }
+    }
+
+    /// The clocks as they stand at `now`, `alive` telling which servers
+    /// count for the median; logs when this server starts or stops sitting
+    /// out. Only offsets measured in the last two heartbeats count: an old
+    /// one may be from before a clock was fixed (or jumped).
+    pub(super) fn review(&mut self, now: Millis, alive: impl Fn(ServerId) -> bool) -> Clocks {
+        let fresh = now.saturating_sub(2 * self.heartbeat_ms);
+        let mut samples: Vec<i64> = vec![0];
+        for (index, offset) in self.offsets.iter().enumerate() {
+            if let Some(offset) = offset
+                && self.measured[index] >= fresh
+                && alive(ServerId::from_index(index))
+            {
+                samples.push(*offset);
+            }
+        }
+        let counted = samples.len();
+        let skew = skew(samples);
+        let sitting_out = counted > 1 && skew.unsigned_abs() > self.tolerance_ms.unsigned_abs();
+        if sitting_out != self.sitting_out {
+            self.sitting_out = sitting_out;
+            if sitting_out {
+                log::warn!(
+                    "this server's clock is {} ms {} the median of the live servers', more than \
+                     the payment tolerance ({} ms): it sits out its alpha slots (payments sent \
+                     to it are forwarded or held) until its clock is fixed",
+                    skew.unsigned_abs(),
+                    if skew > 0 { "ahead of" } else { "behind" },
+                    self.tolerance_ms
+                );
+            } else {
+                log::info!("this server's clock is within {skew} ms of the others' again");
+            }
+        }
+        Clocks {
+            offsets: self.offsets.clone(),
+            skew,
+            sitting_out,
+        }
+    }
+}
