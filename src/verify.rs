@@ -111,6 +111,7 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
     let servers = config.server_list();
     let genesis = Genesis::load(&config.genesis_file, &config.chain)?.balances()?;
     let store = Store::open(dir, config.archive.keep, config.schedule().slot_ms)?;
+    store.check_format(false)?;
     let meta = store.meta()?.ok_or_else(|| {
         Error::Store(format!(
             "{}: the block store records no committed state",

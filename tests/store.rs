@@ -1209,3 +1209,31 @@ fn a_crash_between_any_two_writes_keeps_the_journal_whole_and_in_step_with_the_c
         assert_eq!(loaded.slot, slot, "crash after {crash_at} writes");
     }
 }
+
+#[test]
+fn a_data_directory_of_another_format_is_refused_saying_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        load_intact(&store);
+        // A new store is stamped with today's format.
+        assert_eq!(
+            store.recall("format").unwrap(),
+            Some(rota::ledger::store::FORMAT.to_be_bytes().to_vec())
+        );
+        store.remember("format", &7u32.to_be_bytes()).unwrap();
+    }
+    let store = open(dir.path());
+    let err = store.load(genesis()).unwrap_err().to_string();
+    assert!(
+        err.contains("written by a newer rota (data format 7")
+            && err.contains("start this server on an empty data directory"),
+        "{err}"
+    );
+    store.remember("format", &0u32.to_be_bytes()).unwrap();
+    let err = store.load(genesis()).unwrap_err().to_string();
+    assert!(
+        err.contains("written by an older rota (data format 0"),
+        "{err}"
+    );
+}

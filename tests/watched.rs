@@ -81,6 +81,11 @@ fn a_server_with_a_skewed_clock_says_so_and_sits_out_until_it_is_fixed() {
         !text.contains("\"disposition\":\"accepted\""),
         "a sitting-out alpha took a payment: {text}"
     );
+    // Held for the next alpha, or refused saying why.
+    assert!(
+        text.contains("\"disposition\":\"held\"") || text.contains("its alpha slots"),
+        "{text}"
+    );
 
     // Fixed: restarted with a true clock, it takes its slots again.
     net.stop(3);

@@ -40,8 +40,18 @@ impl Core {
         let alpha = self.schedule.alpha(slot);
         // An alpha whose clock is off sits its window out: the payment is
         // held for the next alpha if it will still be timely then.
-        if alpha == self.me && self.sitting_out.is_some() {
-            return (self.hold(tx, now), Vec::new());
+        if alpha == self.me
+            && let Some(skew_ms) = self.sitting_out
+        {
+            // Too early to hold: the refusal says why this alpha sits out.
+            let result = self.hold(tx, now).map_err(|refusal| match refusal {
+                Refusal::HeldTooLate { .. } => Refusal::SittingOut {
+                    skew_ms,
+                    tolerance_ms: self.schedule.tolerance_ms,
+                },
+                other => other,
+            });
+            return (result, Vec::new());
         }
         if alpha == self.me {
             let result = self.accept(tx, now).map(|_| Disposition::Accepted(self.me));

@@ -76,6 +76,12 @@ pub use memory::MemoryDisk;
 const META_SLOT: &str = "slot";
 const META_HASH: &str = "balance_hash";
 const META_PREVIOUS: &str = "previous_balance_hash";
+const META_FORMAT: &str = "format";
+
+/// The layout of the data directory this build writes and reads: the
+/// tables, the records, the files, the block and journal encodings. A
+/// change to any of them that an older build could misread moves it on.
+pub const FORMAT: u32 = 1;
 
 /// The most blocks [`Store::load`] replays onto an older database file.
 const MAX_REPLAY: u64 = 1_024;
@@ -184,6 +190,37 @@ impl Store {
         }))
     }
 
+    /// Refuses a data directory of another layout than [`FORMAT`], saying
+    /// what to do; with `stamp`, marks one that carries no format yet (new,
+    /// or written before the record existed, in today's layout) as
+    /// today's.
+    pub fn check_format(&self, stamp: bool) -> Result<()> {
+        let format = match self.disk.record(META_FORMAT)? {
+            Some(bytes) => u32::from_be_bytes(
+                bytes
+                    .try_into()
+                    .map_err(|_| store_error("the data format record is not 4 bytes"))?,
+            ),
+            None if stamp => {
+                return self.remember(META_FORMAT, &FORMAT.to_be_bytes());
+            }
+            None => return Ok(()),
+        };
+        let what_to_do = "start this server on an empty data directory: it fetches the \
+                          database and the blocks from the others (docs/OPERATIONS.md)";
+        match format.cmp(&FORMAT) {
+            std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater => Err(store_error(format!(
+                "this data directory was written by a newer rota (data format {format}; this \
+                 build reads format {FORMAT}): run that rota, or {what_to_do}"
+            ))),
+            std::cmp::Ordering::Less => Err(store_error(format!(
+                "this data directory was written by an older rota (data format {format}; this \
+                 build reads format {FORMAT}): {what_to_do}"
+            ))),
+        }
+    }
+
     /// A small record a server keeps across restarts (for what the
     /// consensus must remember), or `None` if it was never saved.
     pub fn recall(&self, name: &'static str) -> Result<Option<Vec<u8>>> {
@@ -203,6 +240,7 @@ impl Store {
     /// order is the argument that nothing committed is lost, so it reads
     /// top to bottom.
     pub fn load(&self, genesis: Balances) -> Result<Loaded> {
+        self.check_format(true)?;
         let mut genesis = genesis;
         let genesis_hash = genesis.hash();
         let _ = self.genesis_hash.set(genesis_hash);
