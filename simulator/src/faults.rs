@@ -39,6 +39,7 @@ impl World {
         }
         self.at(start + slot_ms, Event::Slot(slot + 1));
         self.replay();
+        self.watch_clocks();
         if self.healed {
             return;
         }

@@ -54,12 +54,16 @@ pub enum Invariant {
     Timely,
     /// Every block an honest server holds proves itself against the conf.
     Proven,
+    /// After the heal, an honest server in sync says it sits out exactly
+    /// when its clock is off the median of the servers up by more than the
+    /// tolerance.
+    ClockWatch,
     /// The real code panicked.
     Panic,
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 12] = [
+    pub const ALL: [Invariant; 13] = [
         Invariant::CommittedStays,
         Invariant::Prefix,
         Invariant::Supply,
@@ -71,6 +75,7 @@ impl Invariant {
         Invariant::Recovery,
         Invariant::Timely,
         Invariant::Proven,
+        Invariant::ClockWatch,
         Invariant::Panic,
     ];
 
@@ -87,6 +92,7 @@ impl Invariant {
             Invariant::Recovery => "recovery",
             Invariant::Timely => "timely",
             Invariant::Proven => "proven",
+            Invariant::ClockWatch => "clock-watch",
             Invariant::Panic => "panic",
         }
     }
@@ -123,6 +129,11 @@ impl Invariant {
             Invariant::Proven => {
                 "every block an honest server holds proves itself (its proof checks against the \
                  conf and names its slot, merkle root and balance hash)"
+            }
+            Invariant::ClockWatch => {
+                "after the heal, an honest server in sync sits out its alpha slots, and says so, \
+                 exactly when its clock is off the median of the servers up by more than the \
+                 tolerance (100 ms either side left to the estimate)"
             }
             Invariant::Panic => "the real code does not panic",
         }

@@ -303,18 +303,9 @@ impl World {
         };
         let off = |t: Millis| alpha.clock.local(t).abs_diff(t);
         let alpha_off = off(at).max(off(self.now));
-        // The alpha's skew as the node works it out, from the true clocks
-        // of the servers up: past the tolerance (less the estimate's error)
-        // it sits its window out, saying so.
-        let own = alpha.clock.local(self.now) as i64;
-        let offsets = self
-            .servers
-            .iter()
-            .filter(|s| s.is_up())
-            .map(|s| s.clock.local(self.now) as i64 - own)
-            .collect();
-        let skew = rota_connector::machine::clock::skew(offsets);
-        let in_line = skew.unsigned_abs() + SKEW_SLACK_MS < self.p.tolerance_ms;
+        // Past the tolerance (less the estimate's error) it sits its
+        // window out, saying so.
+        let in_line = self.true_skew(server).unsigned_abs() + SKEW_SLACK_MS < self.p.tolerance_ms;
         self.healed
             && at >= self.heal_at + 2 * self.p.heartbeat_ms + self.p.jump_max_ms
             && self.p.client_skew_ms + alpha_off < self.p.tolerance_ms
@@ -324,6 +315,55 @@ impl World {
             && window.contains(&at)
             && window.contains(&self.now)
             && alpha_in_sync
+    }
+
+    /// Server `id`'s skew as the node works it out, from the true clocks
+    /// of the servers up: its clock minus their median.
+    fn true_skew(&self, id: ServerId) -> i64 {
+        let own = self.servers[id.index()].clock.local(self.now) as i64;
+        let offsets = self
+            .servers
+            .iter()
+            .filter(|s| s.is_up())
+            .map(|s| s.clock.local(self.now) as i64 - own)
+            .collect();
+        rota_connector::machine::clock::skew(offsets)
+    }
+
+    /// At each slot after the heal has settled (the heal sets jumped clocks
+    /// back, and a server reads its skew from its heartbeats' answers, on
+    /// timers its own clock runs): every honest server in sync says it sits
+    /// out exactly when its clock is off the servers up by more than the
+    /// tolerance, 100 ms either side left to the estimate.
+    pub(crate) fn watch_clocks(&mut self) {
+        let settled = self.heal_at + 3 * self.p.heartbeat_ms + self.p.jump_max_ms;
+        if !self.healed || self.now < settled {
+            return;
+        }
+        let tolerance = self.p.tolerance_ms;
+        for index in 0..self.servers.len() {
+            let server = &self.servers[index];
+            let Life::Up(node) = &server.life else {
+                continue;
+            };
+            if !server.honest || node.edge.connector() != State::Sampling {
+                continue;
+            }
+            let says = node.edge.clocks().sitting_out;
+            let id = ServerId::from_index(index);
+            let skew = self.true_skew(id);
+            let off = skew.unsigned_abs() > tolerance + SKEW_SLACK_MS;
+            let in_line = skew.unsigned_abs() + SKEW_SLACK_MS < tolerance;
+            if (off && !says) || (in_line && says) {
+                let detail = format!(
+                    "s{id}'s clock is {skew} ms off the median of the servers up (tolerance \
+                     {tolerance} ms), and it says it {} its alpha slots out",
+                    if says { "sits" } else { "does not sit" }
+                );
+                self.fail(Invariant::ClockWatch, detail);
+                return;
+            }
+        }
     }
 
     /// Judges liveness at the end of the run.

@@ -105,6 +105,18 @@ fn a_fifth_of_the_messages_lost_breaks_nothing_and_rounds_still_commit() {
     assert!(summary.faults.dropped > 0, "{:?}", summary.faults);
 }
 
+/// One server's clock 1.5 s off, three times the tolerance, on three to
+/// five servers: it sits out its alpha slots and says so (`clock-watch`),
+/// the others take payments in theirs (`timely`), and nothing else breaks.
+#[test]
+fn a_server_whose_clock_is_off_sits_out_and_says_so() {
+    let mut p = Profile::quiet();
+    p.servers_min = 3;
+    p.servers_max = 5;
+    p.skew_one_ms = 1_500;
+    assert_holds("quiet --servers-max 5 --skew-one-ms 1500", &p, 12);
+}
+
 /// The dishonest server tells every lie of its repertoire but the catch-up
 /// lies of issue 10, and the honest servers see its second headers.
 #[test]
