@@ -243,11 +243,13 @@ pub fn run(config: &Config) -> Result<Exit> {
         keypair.public()
     );
     if let Ok(offset) = std::env::var(rota_peer::schedule::CLOCK_OFFSET_VARIABLE) {
-        log::warn!(
-            "{}={offset}: this server's clock is set off by that many milliseconds (a testing \
-             aid)",
-            rota_peer::schedule::CLOCK_OFFSET_VARIABLE
-        );
+        let name = rota_peer::schedule::CLOCK_OFFSET_VARIABLE;
+        match offset.trim().parse::<i64>() {
+            Ok(ms) => {
+                log::warn!("{name}={ms}: this server's clock is set off by {ms} ms (a testing aid)")
+            }
+            Err(_) => log::warn!("{name}={offset:?} is not a number of milliseconds: ignored"),
+        }
     }
     let store = Store::open(
         &config.data_dir,
@@ -335,9 +337,11 @@ pub fn run(config: &Config) -> Result<Exit> {
     let listener = spawn("listener")
         .spawn(move || listener.run())
         .map_err(|e| Error::io("listener thread", e))?;
+    let params = ledger.params();
     let verifiers = |stats: &Arc<Stats>| Verifiers {
         chain: config.chain.clone(),
         servers: servers.clone(),
+        params,
         stats: stats.clone(),
     };
     let mut verifier_threads = Vec::new();

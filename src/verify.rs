@@ -9,10 +9,11 @@
 //! hash and the commit certificate that vouches for them) and the database
 //! file against what the blocks rebuilt.
 //!
-//! It reads only: the store is opened as a server opens it, so a data
-//! directory in use by a running server is refused, and nothing is
-//! repaired. A database file left behind the record by a kill is compared
-//! through the archive copy a restart would restore.
+//! It changes no data: the store is opened as a server opens it (so a data
+//! directory in use by a running server is refused), and nothing is
+//! repaired. A database file left behind the record by a kill is judged as
+//! a start would use it: through the archive copy, or the blocks after its
+//! own state.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -109,7 +110,8 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
         )));
     }
     let servers = config.server_list();
-    let genesis = Genesis::load(&config.genesis_file, &config.chain)?.balances()?;
+    let mut genesis = Genesis::load(&config.genesis_file, &config.chain)?.balances()?;
+    let (genesis_hash, genesis_supply) = (genesis.hash(), genesis.supply());
     let store = Store::open(dir, config.archive.keep, config.schedule().slot_ms)?;
     store.check_format(false)?;
     let meta = store.meta()?.ok_or_else(|| {
@@ -135,8 +137,23 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
         problems: Vec::new(),
         problem_count: 0,
     };
-    let replayed = replay(&store, &config.chain, &servers, genesis, &mut audit)?;
+    let mut trail = vec![genesis_hash];
+    let replayed = replay(
+        &store,
+        &config.chain,
+        &servers,
+        genesis,
+        &mut trail,
+        &mut audit,
+    )?;
     check_committed(&store, &config.chain, &servers, &mut audit)?;
+    if meta.slot == 0 && meta.hash != genesis_hash {
+        audit.problem(format!(
+            "the committed state of slot 0 is {}, not the genesis ({})",
+            meta.hash.short(),
+            genesis_hash.short()
+        ));
+    }
     let reached = audit.last_block.as_ref().map(|b| (b.slot, b.balance_hash));
     audit.complete = match reached {
         Some((slot, hash)) => hash == meta.hash && slot <= meta.slot,
@@ -150,18 +167,28 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
             meta.slot
         ));
     }
-    check_database(&store, &meta.hash, replayed, &mut audit);
+    check_database(&store, &meta.hash, replayed, &trail, &mut audit);
+    if let Some(d) = &audit.database
+        && d.supply != genesis_supply
+    {
+        let supply = d.supply;
+        audit.problem(format!(
+            "the database's balances sum to {supply}, the genesis supply is {genesis_supply}"
+        ));
+    }
     Ok(audit)
 }
 
 /// Replays every block from the genesis, checking each; stops at the first
 /// that does not check (the ones after it cannot be replayed on a state
 /// that is wrong). Returns the state the blocks leave and its hash.
+/// `trail` gets the balance hash each block leaves, after the genesis's.
 fn replay(
     store: &Store,
     chain: &str,
     servers: &ServerList,
     mut balances: Balances,
+    trail: &mut Vec<Hash>,
     audit: &mut Audit,
 ) -> Result<(Balances, Hash)> {
     let tip = store.tip()?;
@@ -228,6 +255,7 @@ fn replay(
             break;
         }
         audit.blocks = number;
+        trail.push(hash);
         audit.payments += block.transactions.len() as u64;
         previous = header.hash();
         last_slot = header.slot;
@@ -278,35 +306,63 @@ fn check_committed(
     Ok(())
 }
 
-/// The database file must hold the committed state (or, left behind by a
-/// kill, the archive must, as a restart restores it), and, when the
-/// blocks lead to that state, be exactly what they rebuilt.
+/// The database file must hold the committed state, or be one a start
+/// rebuilds it from, as `Store::load` does: the archive copy of the
+/// committed state, or the blocks replayed after the file's own state (a
+/// kill left it behind the record, at most 1,024 blocks). When the blocks
+/// lead to the committed state, the database must be exactly what they
+/// rebuilt.
 fn check_database(
     store: &Store,
     committed: &Hash,
     (replayed, replayed_hash): (Balances, Hash),
+    trail: &[Hash],
     audit: &mut Audit,
 ) {
-    let (mut balances, source) = match store.database_file() {
-        Ok((balances, hash)) if hash == *committed => (balances, "balances.db"),
+    let file = store.database_file();
+    let (mut balances, source) = match file {
+        Ok((balances, hash)) if hash == *committed => (balances, "balances.db".to_string()),
         file => match store.archived(committed) {
-            Some(balances) => (balances, "the archive (balances.db is behind the record)"),
+            Some(balances) => (
+                balances,
+                "the archive (balances.db is behind the record)".to_string(),
+            ),
             None => {
-                let file = match file {
-                    Ok((_, hash)) => format!("balances.db holds {}", hash.short()),
-                    Err(e) => format!("balances.db is unreadable ({e})"),
+                // The blocks after the file's state, replayed by a start.
+                let behind = match &file {
+                    Ok((_, hash)) => trail
+                        .iter()
+                        .rposition(|h| h == hash)
+                        .map(|at| trail.len() - 1 - at),
+                    Err(_) => None,
                 };
-                audit.problem(format!(
-                    "{file}, the committed state is {} and the archive does not hold it",
-                    committed.short()
-                ));
-                return;
+                match behind {
+                    Some(behind) if audit.complete && behind <= 1_024 => (
+                        replayed.clone(),
+                        format!(
+                            "the blocks (balances.db is {behind} block(s) behind the record; a \
+                             start replays them)"
+                        ),
+                    ),
+                    _ => {
+                        let file = match file {
+                            Ok((_, hash)) => format!("balances.db holds {}", hash.short()),
+                            Err(e) => format!("balances.db is unreadable ({e})"),
+                        };
+                        audit.problem(format!(
+                            "{file}, the committed state is {}, and neither the archive nor the \
+                             blocks after it rebuild that",
+                            committed.short()
+                        ));
+                        return;
+                    }
+                }
             }
         },
     };
     let hash = balances.hash();
     audit.database = Some(Database {
-        source: source.to_string(),
+        source,
         balance_hash: hash,
         accounts: balances.len(),
         supply: balances.supply(),

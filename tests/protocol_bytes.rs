@@ -150,7 +150,15 @@ impl Round {
         while let Some((from, to, slot, message)) = self.queue.pop_front() {
             let decoded = PeerMessage::decode(message.command(), &message.payload(), N)
                 .expect("a message rota sent decodes");
-            let input = check_peer(CHAIN, &servers(), &mut Verifier::new(CHAIN), slot, decoded)
+            let servers = servers();
+            // Parameters matter to `register` and `heart`, not sent here.
+            let params = rota_peer::wire::Params::default();
+            let door = rota_listener::Door {
+                chain: CHAIN,
+                servers: &servers,
+                params: &params,
+            };
+            let input = check_peer(&door, from, &mut Verifier::new(CHAIN), slot, decoded)
                 .expect("a message rota sent passes the door");
             let PeerInput::Consensus(consensus) = input else {
                 continue;

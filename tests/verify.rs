@@ -74,8 +74,9 @@ fn the_audit_passes_on_real_servers_and_names_what_was_tampered_with() {
     let problem = audit["problems"][0].as_str().unwrap_or_default();
     assert!(problem.starts_with("block 1 does not check"), "{text}");
 
-    // A database file changed, and no archive copy of the committed state
-    // to restore: the audit names both.
+    // A database file an older state of the chain, and no archive copy of
+    // the committed state: a kill can leave that, and a start replays the
+    // blocks after it. The audit says so, and passes.
     let data = net.data_dir(3);
     let committed = audit_committed(&net, 3);
     let older = std::fs::read_dir(data.join("archive"))
@@ -89,14 +90,25 @@ fn the_audit_passes_on_real_servers_and_names_what_was_tampered_with() {
                 .starts_with(&committed)
         })
         .expect("an archive copy of an older state");
-    std::fs::copy(&older, data.join("balances.db")).unwrap();
+    let mut bytes = std::fs::read(&older).unwrap();
+    std::fs::write(data.join("balances.db"), &bytes).unwrap();
     std::fs::remove_dir_all(data.join("archive")).unwrap();
     std::fs::create_dir(data.join("archive")).unwrap();
+    let (ok, audit, text) = verify(&net, 3);
+    assert!(ok, "{text}");
+    let source = audit["database"]["source"].as_str().unwrap_or_default();
+    assert!(source.starts_with("the blocks (balances.db is"), "{text}");
+
+    // One balance in it changed: no start could rebuild the committed
+    // state from it, and the audit says so.
+    bytes[35] ^= 1;
+    std::fs::write(data.join("balances.db"), &bytes).unwrap();
     let (ok, audit, text) = verify(&net, 3);
     assert!(!ok, "{text}");
     let problem = audit["problems"][0].as_str().unwrap_or_default();
     assert!(
-        problem.starts_with("balances.db holds") && problem.contains("the archive does not hold"),
+        problem.starts_with("balances.db holds")
+            && problem.contains("neither the archive nor the blocks after it rebuild that"),
         "{text}"
     );
 

@@ -335,6 +335,7 @@ impl Connector {
         let certified = |status| Hello {
             params: self.config.params,
             clock: unix_now_ms(),
+            echo: 0,
             status: CertifiedStatus {
                 status,
                 certified: self.own_certified.clone(),
@@ -379,7 +380,11 @@ impl Connector {
     fn answer(&self, from: ServerId, reply: Reply) -> Answer {
         match reply {
             Reply::Signed(envelope) => match self.check_status(from, &envelope) {
-                Ok((status, clock)) => Answer::Status { status, clock },
+                Ok((status, clock, echo)) => Answer::Status {
+                    status,
+                    clock,
+                    echo,
+                },
                 Err(refusal) => {
                     log::warn!("server {from}: {refusal}");
                     Answer::Refused(refusal.to_string())
@@ -413,6 +418,9 @@ impl Connector {
                 // commit makes a few.
                 if message.contains("is already decided here") {
                     log::debug!("server {from} refused a message: {message}");
+                } else if message.contains("runs with other chain parameters") {
+                    // This server's conf (or the other's) must be fixed.
+                    log::warn!("server {from} refused a message: {message}");
                 } else {
                     log::info!("server {from} refused a message: {message}");
                 }
@@ -429,7 +437,7 @@ impl Connector {
         &self,
         from: ServerId,
         envelope: &Envelope,
-    ) -> Result<(Status, Millis), Refusal> {
+    ) -> Result<(Status, Millis, Millis), Refusal> {
         let signer = self
             .config
             .servers
@@ -438,18 +446,13 @@ impl Connector {
         if signer != from {
             return Err(Refusal::WrongSigner { from, signer });
         }
-        let current = unix_now_ms() / self.config.slot_ms;
-        if envelope.slot.abs_diff(current) > 2 {
-            return Err(Refusal::Stale {
-                slot: envelope.slot,
-                current,
-            });
-        }
         match envelope
             .message(self.config.servers.len())
             .map_err(Refusal::Payload)?
         {
             PeerMessage::Register(hello) | PeerMessage::Heart(hello) => {
+                // The parameters first: a server with another slot length
+                // is named for it, not for a stale slot.
                 let differences = self.config.params.differences(&hello.params);
                 if !differences.is_empty() {
                     return Err(Refusal::Params {
@@ -457,10 +460,17 @@ impl Connector {
                         differences: differences.join(", "),
                     });
                 }
+                let current = unix_now_ms() / self.config.slot_ms;
+                if envelope.slot.abs_diff(current) > 2 {
+                    return Err(Refusal::Stale {
+                        slot: envelope.slot,
+                        current,
+                    });
+                }
                 let greeting = hello
                     .verify(&self.config.chain, &self.config.servers)
                     .map_err(Refusal::Uncertified)?;
-                Ok((greeting.status, greeting.clock))
+                Ok((greeting.status, greeting.clock, greeting.echo))
             }
             other => Err(Refusal::NotAStatus(other.command())),
         }

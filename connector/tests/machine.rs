@@ -9,7 +9,9 @@
 //! that each state change is reported as one `Output::State` in the step
 //! that makes it, and that nothing else is reported as one.
 
-use rota_connector::machine::{Answer, Clocks, Input, Machine, Output, Request, Settings, State};
+use rota_connector::machine::{
+    Answer, Clocks, Input, Machine, Output, Request, Settings, State, clock,
+};
 use rota_peer::block::{Block, BlockHeader};
 use rota_peer::wire::Status;
 use rota_peer::{Hash, ServerId};
@@ -131,7 +133,12 @@ impl Rig {
 
     /// A status from a server whose clock agrees with this one's.
     fn status_from(&mut self, from: u32, status: Status, now: u64) -> Vec<Output> {
-        self.answer(from, Answer::Status { status, clock: now }, now)
+        let answer = Answer::Status {
+            status,
+            clock: now,
+            echo: now,
+        };
+        self.answer(from, answer, now)
     }
 
     fn own(&mut self, status: Status, now: u64) -> Vec<Output> {
@@ -1046,10 +1053,11 @@ fn every_state_change_is_reported_when_it_happens() {
 
 // --- clocks ----------------------------------------------------------------
 
-/// A sampling machine of `servers` whose peers answer the heartbeats of
-/// the first round 10 ms later, each with its clock off this one's by the
-/// offset given; returns the clocks the next round reports.
-fn clocks_after(servers: usize, offsets: &[(u32, i64)]) -> Clocks {
+/// The clocks a sampling machine of `servers` reports at its next heartbeat
+/// round, after its peers answered `(server, offset, round trip)`: each with
+/// its clock off this one's by the offset, to a request sent the round trip
+/// before the answer came, at FIRST_ROUND + 100.
+fn clocks_after(servers: usize, answers: &[(u32, i64, u64)]) -> Clocks {
     let own = status(3, 1, 2);
     let mut rig = Rig::new(servers, own);
     rig.tick(0);
@@ -1061,14 +1069,16 @@ fn clocks_after(servers: usize, offsets: &[(u32, i64)]) -> Clocks {
     }
     assert_eq!(rig.state(), State::Sampling);
     rig.tick(FIRST_ROUND);
-    for &(from, offset) in offsets {
-        // Asked at FIRST_ROUND, answered at FIRST_ROUND + 10: the middle.
-        let clock = (FIRST_ROUND as i64 + 5 + offset) as u64;
-        rig.answer(
-            from,
-            Answer::Status { status: own, clock },
-            FIRST_ROUND + 10,
-        );
+    let now = FIRST_ROUND + 100;
+    for &(from, offset, trip) in answers {
+        let echo = now - trip;
+        let clock = ((echo + trip / 2) as i64 + offset) as u64;
+        let answer = Answer::Status {
+            status: own,
+            clock,
+            echo,
+        };
+        rig.answer(from, answer, now);
     }
     let out = rig.tick(FIRST_ROUND + HEARTBEAT);
     out.into_iter()
@@ -1081,8 +1091,8 @@ fn clocks_after(servers: usize, offsets: &[(u32, i64)]) -> Clocks {
 
 #[test]
 fn each_server_s_offset_is_estimated_from_the_middle_of_its_round_trip() {
-    let clocks = clocks_after(3, &[(2, 3_000), (3, -12)]);
-    assert_eq!(clocks.offsets, [None, Some(3_000), Some(-12)]);
+    let clocks = clocks_after(3, &[(2, 300, 10), (3, -12, 40)]);
+    assert_eq!(clocks.offsets, [None, Some(300), Some(-12)]);
     // One server off is that server's problem: the median is this one's.
     assert_eq!(clocks.skew, 0);
     assert!(!clocks.sitting_out);
@@ -1090,19 +1100,30 @@ fn each_server_s_offset_is_estimated_from_the_middle_of_its_round_trip() {
 
 #[test]
 fn a_server_off_the_median_by_more_than_the_tolerance_sits_out() {
-    let clocks = clocks_after(3, &[(2, 2_000), (3, 2_100)]);
+    let clocks = clocks_after(3, &[(2, 2_000, 10), (3, 2_100, 10)]);
     assert_eq!(clocks.skew, -2_000, "this server is 2 s behind the median");
     assert!(clocks.sitting_out);
     // Within the tolerance it takes part.
-    let clocks = clocks_after(3, &[(2, 400), (3, 450)]);
+    let clocks = clocks_after(3, &[(2, 400, 10), (3, 450, 10)]);
     assert_eq!(clocks.skew, -400);
     assert!(!clocks.sitting_out);
 }
 
 #[test]
+fn a_server_that_sits_out_takes_its_slots_again_only_well_within_the_tolerance() {
+    let tolerance = TOLERANCE as i64;
+    assert!(clock::sits_out(tolerance + 1, TOLERANCE, false));
+    assert!(!clock::sits_out(tolerance, TOLERANCE, false));
+    // Once out, back in at four fifths of the tolerance, not at its edge.
+    assert!(clock::sits_out(tolerance - 1, TOLERANCE, true));
+    assert!(clock::sits_out(tolerance * 4 / 5 + 1, TOLERANCE, true));
+    assert!(!clock::sits_out(tolerance * 4 / 5, TOLERANCE, true));
+}
+
+#[test]
 fn two_servers_that_disagree_cannot_tell_who_is_off_and_neither_sits_out() {
     for offset in [2_000, -1_000] {
-        let clocks = clocks_after(2, &[(2, offset)]);
+        let clocks = clocks_after(2, &[(2, offset, 10)]);
         assert_eq!(clocks.offsets, [None, Some(offset)]);
         assert_eq!(clocks.skew, 0);
         assert!(!clocks.sitting_out);
@@ -1110,29 +1131,25 @@ fn two_servers_that_disagree_cannot_tell_who_is_off_and_neither_sits_out() {
 }
 
 #[test]
-fn an_answer_later_than_a_heartbeat_after_its_question_is_not_used() {
-    let own = status(3, 1, 2);
-    let mut rig = sampling(3, own);
-    rig.tick(FIRST_ROUND);
-    let late = FIRST_ROUND + HEARTBEAT - 1;
-    // The next round's heartbeats go out first: the answers are late for
-    // them too, by one ms.
-    rig.tick(FIRST_ROUND + HEARTBEAT);
-    let clock = late + 60_000;
-    rig.answer(
-        2,
-        Answer::Status { status: own, clock },
-        late + HEARTBEAT + 2,
-    );
-    let out = rig.tick(FIRST_ROUND + 2 * HEARTBEAT);
-    let clocks = out
-        .into_iter()
-        .find_map(|o| match o {
-            Output::Clocks(clocks) => Some(clocks),
-            _ => None,
-        })
-        .expect("clocks");
-    // The estimate from the answers that made it sample (asked at 0,
-    // answered at SAMPLING_AT with the same clock) stands.
-    assert_eq!(clocks.offsets[1], Some(5), "{clocks:?}");
+fn an_answer_whose_round_trip_passed_the_tolerance_is_not_used() {
+    // Server 2 answered slowly: its 3 s offset is not taken, and the one
+    // measured when sampling began (its clock agreeing) stands.
+    let clocks = clocks_after(3, &[(2, 3_000, TOLERANCE + 1), (3, 0, 10)]);
+    assert_eq!(clocks.offsets[1], Some(0), "{clocks:?}");
+    // A late answer to an older request is paired with that request, by
+    // its echo: its round trip is what it was, however many requests went
+    // out since.
+    let clocks = clocks_after(3, &[(2, 3_000, TOLERANCE), (3, 0, 10)]);
+    assert_eq!(clocks.offsets[1], Some(3_000), "{clocks:?}");
+}
+
+#[test]
+fn one_liar_of_three_cannot_push_an_honest_server_out() {
+    // This server and server 3 agree within the tolerance; server 2 lies
+    // either way: the median is never the liar's.
+    for lie in [-5_000, 5_000] {
+        let clocks = clocks_after(3, &[(2, lie, 10), (3, 150, 10)]);
+        assert!(!clocks.sitting_out, "{clocks:?}");
+        assert!(clocks.skew.abs() <= 150, "{clocks:?}");
+    }
 }

@@ -99,6 +99,17 @@ pub enum Refusal {
     #[error("forward: {0}")]
     Forward(rota_peer::Error),
 
+    /// A `register` or `heart` from a server that runs with other chain
+    /// parameters.
+    #[error(
+        "server {from} runs with other chain parameters than this server ({differences}): every \
+         server of a chain needs the same server list, schedule, difficulty and genesis"
+    )]
+    Params {
+        from: rota_peer::ServerId,
+        differences: String,
+    },
+
     /// A header, vote, certificate or evidence whose signatures do not
     /// check, or that says something of itself that is not so.
     #[error("{command}: {error}")]

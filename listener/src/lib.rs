@@ -65,7 +65,7 @@ pub use peering::{PEERING_SIGNAL, Peering, PeeringConfig, PeeringLanes};
 /// The signal pair lives in `rota-sockets`; the node and the ledger thread
 /// take their [`Waker`] from here, beside the [`SIGNAL`] endpoint it wakes.
 pub use rota_sockets::Waker;
-pub use verify::{Batch, InOrder, Verifiers, Work, check_peer};
+pub use verify::{Batch, Door, InOrder, Verifiers, Work, check_peer};
 
 /// The inproc endpoint of the listener's signal pair.
 pub const SIGNAL: &str = "inproc://rota-listener-signal";

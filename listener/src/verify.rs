@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crossbeam_channel::{Receiver, Sender};
-use rota_peer::Slot;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
-use rota_peer::wire::{PeerCommand, PeerMessage, Request, ServerList};
+use rota_peer::wire::{Params, PeerCommand, PeerMessage, Request, ServerList};
+use rota_peer::{ServerId, Slot};
 
 use crate::{Consensus, Inbound, Incoming, PeerInput, Refusal, Route, Stats};
 
@@ -83,6 +83,9 @@ fn take_queued(first: Work, work: &Receiver<Work>) -> Vec<Work> {
 pub struct Verifiers {
     pub chain: String,
     pub servers: ServerList,
+    /// The chain's parameters: a `register` or `heart` with others is
+    /// refused, naming the differences, before anything else is checked.
+    pub params: Params,
     pub stats: Arc<Stats>,
 }
 
@@ -171,7 +174,12 @@ impl Verifiers {
         let message = envelope
             .message(self.servers.len())
             .map_err(Refusal::Payload)?;
-        let message = check_peer(&self.chain, &self.servers, verifier, envelope.slot, message)?;
+        let door = Door {
+            chain: &self.chain,
+            servers: &self.servers,
+            params: &self.params,
+        };
+        let message = check_peer(&door, from, verifier, envelope.slot, message)?;
         Ok(Inbound::Peer {
             from,
             slot: envelope.slot,
@@ -180,18 +188,27 @@ impl Verifiers {
     }
 }
 
+/// What the door checks peer messages against: the conf's chain, server
+/// list and parameters.
+pub struct Door<'a> {
+    pub chain: &'a str,
+    pub servers: &'a ServerList,
+    pub params: &'a Params,
+}
+
 /// Checks what a peer message carries, once its envelope verified: the
 /// signatures of every header, vote and certificate against the conf, and
 /// of every payment. A round with one bad payment is refused whole (its
 /// alpha signed what no honest server may prevote); a forwarded payment
 /// must verify. The simulator checks its messages through this same door.
 pub fn check_peer(
-    chain: &str,
-    servers: &ServerList,
+    door: &Door,
+    from: ServerId,
     verifier: &mut Verifier,
     slot: Slot,
     message: PeerMessage<Transaction>,
 ) -> Result<PeerInput, Refusal> {
+    let (chain, servers) = (door.chain, door.servers);
     let consensus = |command: PeerCommand| {
         move |error| Refusal::Consensus {
             command: command.name(),
@@ -200,6 +217,14 @@ pub fn check_peer(
     };
     let command = message.command();
     let checked = match message {
+        PeerMessage::Register(hello) | PeerMessage::Heart(hello)
+            if !door.params.differences(&hello.params).is_empty() =>
+        {
+            return Err(Refusal::Params {
+                from,
+                differences: door.params.differences(&hello.params).join(", "),
+            });
+        }
         PeerMessage::Register(hello) => {
             let greeting = hello.verify(chain, servers).map_err(consensus(command))?;
             return Ok(PeerInput::Register(greeting));
@@ -334,6 +359,7 @@ mod tests {
         let verifiers = Verifiers {
             chain: "test".into(),
             servers: ServerList::new(Vec::new()),
+            params: Params::default(),
             stats: Arc::new(Stats::default()),
         };
         let mut verifier = Verifier::new("test");

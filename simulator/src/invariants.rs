@@ -132,8 +132,8 @@ impl Invariant {
             }
             Invariant::ClockWatch => {
                 "after the heal, an honest server in sync sits out its alpha slots, and says so, \
-                 exactly when its clock is off the median of the servers up by more than the \
-                 tolerance (100 ms either side left to the estimate)"
+                 when its clock is off the median of the servers up by more than the tolerance, \
+                 and takes them when within four fifths of it (100 ms left to the estimate)"
             }
             Invariant::Panic => "the real code does not panic",
         }

@@ -46,7 +46,8 @@ const FAIR_REFUSALS: [&str; 4] = [
 ];
 
 /// How far a server's estimate of its skew may be off the true one: half a
-/// round trip, drift over a few heartbeats.
+/// round trip (at most 15 ms after the heal, whose delays are at most 30
+/// ms), drift over a few heartbeats.
 const SKEW_SLACK_MS: u64 = 100;
 
 impl World {
@@ -304,8 +305,8 @@ impl World {
         let off = |t: Millis| alpha.clock.local(t).abs_diff(t);
         let alpha_off = off(at).max(off(self.now));
         // Past the tolerance (less the estimate's error) it sits its
-        // window out, saying so.
-        let in_line = self.true_skew(server).unsigned_abs() + SKEW_SLACK_MS < self.p.tolerance_ms;
+        // window out, saying so, and takes it again within four fifths.
+        let in_line = self.in_line(self.true_skew(server));
         self.healed
             && at >= self.heal_at + 2 * self.p.heartbeat_ms + self.p.jump_max_ms
             && self.p.client_skew_ms + alpha_off < self.p.tolerance_ms
@@ -315,6 +316,13 @@ impl World {
             && window.contains(&at)
             && window.contains(&self.now)
             && alpha_in_sync
+    }
+
+    /// Whether a skew is one a server must take its slots with: within the
+    /// four fifths of the tolerance at which one that sat out rejoins
+    /// (`clock::sits_out`), less the estimate's error.
+    fn in_line(&self, skew: i64) -> bool {
+        skew.unsigned_abs() + SKEW_SLACK_MS < self.p.tolerance_ms * 4 / 5
     }
 
     /// Server `id`'s skew as the node works it out, from the true clocks
@@ -333,8 +341,9 @@ impl World {
     /// At each slot after the heal has settled (the heal sets jumped clocks
     /// back, and a server reads its skew from its heartbeats' answers, on
     /// timers its own clock runs): every honest server in sync says it sits
-    /// out exactly when its clock is off the servers up by more than the
-    /// tolerance, 100 ms either side left to the estimate.
+    /// out when its clock is off the servers up by more than the
+    /// tolerance, and takes its slots when within four fifths of it, 100
+    /// ms left to the estimate either way.
     pub(crate) fn watch_clocks(&mut self) {
         let settled = self.heal_at + 3 * self.p.heartbeat_ms + self.p.jump_max_ms;
         if !self.healed || self.now < settled {
@@ -353,7 +362,7 @@ impl World {
             let id = ServerId::from_index(index);
             let skew = self.true_skew(id);
             let off = skew.unsigned_abs() > tolerance + SKEW_SLACK_MS;
-            let in_line = skew.unsigned_abs() + SKEW_SLACK_MS < tolerance;
+            let in_line = self.in_line(skew);
             if (off && !says) || (in_line && says) {
                 let detail = format!(
                     "s{id}'s clock is {skew} ms off the median of the servers up (tolerance \

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use rota_listener::PeerInput;
 use rota_peer::transaction::{VerifiedTx, Verifier};
 use rota_peer::wire::{CertifiedStatus, Greeting, Hello, PeerMessage, Status};
-use rota_peer::{Hash, Slot};
+use rota_peer::{Hash, ServerId, Slot};
 
 use crate::server::Setup;
 
@@ -39,6 +39,7 @@ impl Listener {
     pub fn check(
         &mut self,
         setup: &Setup,
+        from: ServerId,
         slot: Slot,
         message: &PeerMessage<VerifiedTx>,
     ) -> Result<PeerInput, String> {
@@ -71,7 +72,7 @@ impl Listener {
         if let Some(verdict) = self.verdicts.get(&key) {
             return verdict.clone();
         }
-        let verdict = check(setup, slot, command, &payload);
+        let verdict = check(setup, from, slot, command, &payload);
         if self.verdicts.len() >= KEPT {
             self.verdicts.clear();
         }
@@ -90,6 +91,7 @@ impl Listener {
         Ok(Greeting {
             params: hello.params,
             clock: hello.clock,
+            echo: hello.echo,
             status,
         })
     }
@@ -117,6 +119,7 @@ impl Listener {
 /// and every signature check.
 fn check(
     setup: &Setup,
+    from: ServerId,
     slot: Slot,
     command: rota_peer::wire::PeerCommand,
     payload: &[u8],
@@ -124,6 +127,10 @@ fn check(
     let n = setup.servers.len();
     let decoded = PeerMessage::decode(command, payload, n).map_err(|e| e.to_string())?;
     let mut verifier = Verifier::new(&setup.chain);
-    rota_listener::check_peer(&setup.chain, &setup.servers, &mut verifier, slot, decoded)
-        .map_err(|e| e.to_string())
+    let door = rota_listener::Door {
+        chain: &setup.chain,
+        servers: &setup.servers,
+        params: &setup.params,
+    };
+    rota_listener::check_peer(&door, from, &mut verifier, slot, decoded).map_err(|e| e.to_string())
 }

@@ -251,7 +251,7 @@ impl SimServer {
             Step::Ask { from, ask } => {
                 let inbound = match (ask, from) {
                     (Ask::Peer { slot, message }, Endpoint::Server(id)) => {
-                        match listener.check(setup, slot, &message) {
+                        match listener.check(setup, id, slot, &message) {
                             Ok(message) => Inbound::Peer {
                                 from: id,
                                 slot,
@@ -405,6 +405,7 @@ fn machine_output(
     let certified = |status| Hello {
         params: setup.params,
         clock: local,
+        echo: 0,
         status: CertifiedStatus {
             status,
             certified: own_certified.clone(),
@@ -479,6 +480,7 @@ pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut L
                         Ok(greeting) => Answer::Status {
                             status: greeting.status,
                             clock: greeting.clock,
+                            echo: greeting.echo,
                         },
                         Err(e) => Answer::Refused(e),
                     }

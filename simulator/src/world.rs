@@ -472,10 +472,12 @@ impl World {
                     });
                     return;
                 }
-                let heard = match (&self.liar, &payload) {
-                    (Some(liar), Payload::Ask(Ask::Peer { slot, message })) if liar.id == id => {
-                        Some((*slot, message.clone()))
-                    }
+                let heard = match (&self.liar, &payload, from) {
+                    (
+                        Some(liar),
+                        Payload::Ask(Ask::Peer { slot, message }),
+                        Endpoint::Server(sender),
+                    ) if liar.id == id => Some((sender, *slot, message.clone())),
                     _ => None,
                 };
                 let step = match (payload, from) {
@@ -486,9 +488,9 @@ impl World {
                     (Payload::Answer(_), Endpoint::Client(_)) => return,
                 };
                 self.step_server(id, step);
-                if let Some((slot, message)) = heard
+                if let Some((sender, slot, message)) = heard
                     && self.servers[id.index()].is_up()
-                    && let Ok(input) = self.listener.check(&self.setup, slot, &message)
+                    && let Ok(input) = self.listener.check(&self.setup, sender, slot, &message)
                     && let Some(liar) = self.liar.as_mut()
                 {
                     for out in liar.hear(&input, &self.p) {

@@ -180,12 +180,15 @@ impl Edge {
         &self.clocks
     }
 
-    /// This server's hello at `now`: its parameters, its clock and its
-    /// certified status, as `register` and `heart` and their answers carry.
-    pub fn hello(&self, now: Millis) -> Hello {
+    /// This server's hello at `now`, answering a request sent at the
+    /// asker's clock `echo` (0 for a request of its own): its parameters,
+    /// its clock and its certified status, as `register` and `heart` and
+    /// their answers carry.
+    pub fn hello(&self, now: Millis, echo: Millis) -> Hello {
         Hello {
             params: self.params,
             clock: now,
+            echo,
             status: self.status(),
         }
     }
@@ -325,6 +328,15 @@ impl Edge {
             // holds the status; registrations and heartbeats are not rounds,
             // so only a slot far from this server's clock is refused.
             PeerInput::Register(greeting) | PeerInput::Heart(greeting) => {
+                // The parameters first: a server with another slot length
+                // is told so, not that its slot is stale.
+                let differences = self.params.differences(&greeting.params);
+                if !differences.is_empty() {
+                    return Err(PeerRefusal::Params {
+                        from,
+                        differences: differences.join(", "),
+                    });
+                }
                 let current = self.core.schedule.slot_at(now);
                 if slot.abs_diff(current) > 2 {
                     return Err(PeerRefusal::StaleStatus {
@@ -333,16 +345,10 @@ impl Edge {
                         current,
                     });
                 }
-                let differences = self.params.differences(&greeting.params);
-                if !differences.is_empty() {
-                    return Err(PeerRefusal::Params {
-                        from,
-                        differences: differences.join(", "),
-                    });
-                }
+                let hello = self.hello(now, greeting.clock);
                 let message = match message {
-                    PeerInput::Register(_) => PeerMessage::Register(self.hello(now)),
-                    _ => PeerMessage::Heart(self.hello(now)),
+                    PeerInput::Register(_) => PeerMessage::Register(hello),
+                    _ => PeerMessage::Heart(hello),
                 };
                 let response = Response::Sign {
                     slot: current,

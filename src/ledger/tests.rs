@@ -98,7 +98,20 @@ fn core(me: u32, n: usize, accounts: &[(PublicKey, Amount)]) -> Core {
 /// the listener's checks.
 fn receive(n: usize, slot: Slot, message: &PeerMessage<VerifiedTx>) -> PeerInput {
     let decoded = PeerMessage::decode(message.command(), &message.payload(), n).unwrap();
-    check_peer(CHAIN, &servers(n), &mut Verifier::new(CHAIN), slot, decoded).unwrap()
+    let servers = servers(n);
+    let door = door(&servers);
+    check_peer(&door, ServerId(1), &mut Verifier::new(CHAIN), slot, decoded).unwrap()
+}
+
+/// The listener's door for a chain of `servers` (the parameters matter to
+/// `register` and `heart` only, which these tests do not send).
+fn door(servers: &ServerList) -> rota_listener::Door<'_> {
+    static PARAMS: std::sync::OnceLock<rota_peer::wire::Params> = std::sync::OnceLock::new();
+    rota_listener::Door {
+        chain: CHAIN,
+        servers,
+        params: PARAMS.get_or_init(Default::default),
+    }
 }
 
 /// N cores, a clock, and instant delivery.
@@ -700,9 +713,16 @@ fn a_header_signed_by_anyone_but_the_alpha_is_refused_at_the_door() {
         transactions: Vec::new(),
     };
     let decoded = PeerMessage::decode(message.command(), &message.payload(), 3).unwrap();
-    let err = check_peer(CHAIN, &servers(3), &mut Verifier::new(CHAIN), 999, decoded)
-        .unwrap_err()
-        .to_string();
+    let servers = servers(3);
+    let err = check_peer(
+        &door(&servers),
+        ServerId(2),
+        &mut Verifier::new(CHAIN),
+        999,
+        decoded,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.starts_with("round:"), "{err}");
 }
 

@@ -1,19 +1,26 @@
 //! Clocks watched: each server's offset to every other one, estimated from
-//! the clock a `register` or `heart` answer carries, and this server's own
+//! the clocks a `register` or `heart` answer carries, and this server's own
 //! skew, its clock's difference from the median of the live servers'.
 //!
-//! An answer sent at `asked` (this server's clock), answered with the
-//! other's clock `c` and received at `now` gives the offset
-//! `c - (asked + now) / 2`: the other's clock minus this one's, off by at
-//! most half the round trip. Only answers that came within a heartbeat of
-//! their request are used, so that a late one cannot pass a long queue for
-//! a skew.
+//! An answer carries the other's clock `c` when it answered and the echo
+//! `e` of this server's clock in the request it answers. Received at `now`,
+//! it gives the offset `c - (e + now) / 2`: the other's clock minus this
+//! one's, off by at most half the round trip `now - e`. Only answers whose
+//! round trip is at most the payment tolerance are used (an answer held up
+//! in a queue, or a busy server's, says little of its clock), so no offset
+//! used is off by more than half the tolerance.
 //!
-//! The skew is the median of the offsets of the live servers and of this
-//! one's (0), negated: positive when this server's clock is ahead. Past
-//! half the payment tolerance it is logged; past the tolerance this server
-//! sits out its alpha windows (the ledger takes no payment into a round of
-//! its own), because its slots no longer line up with the others'.
+//! The skew is the median of the fresh offsets of the live servers and of
+//! this one's (0), negated: positive when this server's clock is ahead.
+//! Another server's offset past half the tolerance is logged. Past the
+//! tolerance this server sits out its alpha windows (the ledger takes no
+//! payment into a round of its own), because its slots no longer line up
+//! with the others'; it takes them again once the skew is back within
+//! four fifths of the tolerance, so that a skew near the edge does not
+//! flap. With honest clocks within the tolerance of one another, one
+//! dishonest server cannot push an honest one out: of three samples (its
+//! own 0, an honest one within the tolerance, the liar's) the median is
+//! one of the first two.
 
 use rota_peer::{Millis, ServerId};
 
@@ -53,6 +60,20 @@ pub fn skew(mut offsets: Vec<i64>) -> i64 {
     median.saturating_neg()
 }
 
+/// A server that sits out takes its slots again once its skew is within
+/// this many fifths of the tolerance.
+const REJOIN_FIFTHS: u64 = 4;
+
+/// Whether a server with skew `skew` sits out, given whether it did.
+pub fn sits_out(skew: i64, tolerance_ms: u64, did: bool) -> bool {
+    let limit = if did {
+        tolerance_ms * REJOIN_FIFTHS / 5
+    } else {
+        tolerance_ms
+    };
+    skew.unsigned_abs() > limit
+}
+
 /// How far a clock may be off before it is logged, as a share of the
 /// tolerance.
 const WARN_SHARE: i64 = 2;
@@ -61,8 +82,6 @@ const WARN_SHARE: i64 = 2;
 pub(super) struct Watch {
     tolerance_ms: i64,
     heartbeat_ms: u64,
-    /// When this server last asked each one (register or heart).
-    asked: Vec<Option<Millis>>,
     offsets: Vec<Option<i64>>,
     /// When each offset was measured.
     measured: Vec<Millis>,
@@ -76,7 +95,6 @@ impl Watch {
         Watch {
             tolerance_ms: i64::try_from(tolerance_ms).unwrap_or(i64::MAX),
             heartbeat_ms,
-            asked: vec![None; servers],
             offsets: vec![None; servers],
             measured: vec![0; servers],
             warned: vec![false; servers],
@@ -89,22 +107,16 @@ impl Watch {
         self.sitting_out
     }
 
-    /// A `register` or `heart` goes to `id` at `now`.
-    pub(super) fn asked(&mut self, id: ServerId, now: Millis) {
-        if let Some(asked) = self.asked.get_mut(id.index()) {
-            *asked = Some(now);
-        }
-    }
-
-    /// `id` answered at `now` with its clock `clock`.
-    pub(super) fn answered(&mut self, id: ServerId, clock: Millis, now: Millis) {
-        let Some(Some(asked)) = self.asked.get(id.index()).copied() else {
-            return;
-        };
-        if asked > now || now - asked > self.heartbeat_ms {
+    /// `id` answered at `now` with its clock `clock`, echoing `echo`, this
+    /// server's clock in the request.
+    pub(super) fn answered(&mut self, id: ServerId, clock: Millis, echo: Millis, now: Millis) {
+        if id.index() >= self.offsets.len()
+            || echo > now
+            || now - echo > self.tolerance_ms.unsigned_abs()
+        {
             return;
         }
-        let middle = asked + (now - asked) / 2;
+        let middle = echo + (now - echo) / 2;
         let offset = i128::from(clock) - i128::from(middle);
         let offset = offset.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
         self.offsets[id.index()] = Some(offset);
@@ -142,7 +154,8 @@ impl Watch {
         }
         let counted = samples.len();
         let skew = skew(samples);
-        let sitting_out = counted > 1 && skew.unsigned_abs() > self.tolerance_ms.unsigned_abs();
+        let sitting_out =
+            counted > 1 && sits_out(skew, self.tolerance_ms.unsigned_abs(), self.sitting_out);
         if sitting_out != self.sitting_out {
             self.sitting_out = sitting_out;
             if sitting_out {

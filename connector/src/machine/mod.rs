@@ -115,10 +115,12 @@ pub enum Request {
 /// An answer from a server, decoded and (for statuses) signature-checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    /// A status, with the answering server's clock when it answered.
+    /// A status, with the answering server's clock when it answered and
+    /// the echo of this server's clock in the request it answers.
     Status {
         status: Status,
         clock: Millis,
+        echo: Millis,
     },
     Database {
         hash: Hash,
@@ -408,7 +410,6 @@ impl Machine {
         }
         for id in self.others() {
             if !self.peers[id.index()].registered {
-                self.clocks.asked(id, now);
                 out.push(Output::Send {
                     to: id,
                     request: Request::Register(self.own),
@@ -430,7 +431,6 @@ impl Machine {
         self.report(State::HashCompare, out);
         self.phase = Phase::HashCompare { asked_at: now };
         for id in self.others() {
-            self.clocks.asked(id, now);
             out.push(Output::Send {
                 to: id,
                 request: Request::Heart(self.own),
@@ -577,8 +577,12 @@ impl Machine {
             });
         }
         match answer {
-            Answer::Status { status, clock } => {
-                self.clocks.answered(from, clock, now);
+            Answer::Status {
+                status,
+                clock,
+                echo,
+            } => {
+                self.clocks.answered(from, clock, echo, now);
                 self.review_clocks(now, out);
                 self.on_status(from, status, now, out);
             }
@@ -661,7 +665,6 @@ impl Machine {
                 out.push(Output::Peer { id, alive: false });
             }
             peer.unanswered += 1;
-            self.clocks.asked(id, now);
             out.push(Output::Send {
                 to: id,
                 request: Request::Heart(self.own),

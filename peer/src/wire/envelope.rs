@@ -167,22 +167,27 @@ mod tests {
             None,
         )
         .into_inner();
+        // A hello's status is read only when its server count is the
+        // receiver's.
+        let params = Params::new(list.keys(), (2_000, 500, 250), 0, &Hash([7; 32]));
         let messages = vec![
             PeerMessage::Register(Hello {
-                params: Params::new(&[PublicKey([1; 32])], (2_000, 500, 250), 0, &Hash([7; 32])),
+                params,
                 clock: 1_700_000_000_000,
+                echo: 0,
                 status: CertifiedStatus {
                     status,
                     certified: None,
                 },
             }),
             PeerMessage::Heart(Hello {
+                params,
                 clock: 1_700_000_000_001,
+                echo: 1_699_999_999_990,
                 status: CertifiedStatus {
                     status,
                     certified: None,
                 },
-                ..Hello::default()
             }),
             PeerMessage::Round {
                 header: header.clone(),

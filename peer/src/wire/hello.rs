@@ -2,7 +2,7 @@
 //! status: the sender's chain parameters and its clock.
 //!
 //! ```text
-//! hello   = params (68) | clock u64 (8) | certified status
+//! hello   = params (68) | clock u64 (8) | echo u64 (8) | certified status
 //! params  = version u32 | servers u32 | slot_ms u64 | blackout_ms u64 |
 //!           tolerance_ms u64 | difficulty u32 | servers digest (16) |
 //!           genesis digest (16)
@@ -11,8 +11,9 @@
 //! Servers of one chain must run with the same parameters: a server with
 //! others is refused, and the refusal names what differs
 //! ([`Params::differences`]). The parameters hash shown in `I` is the
-//! SHA-256 of the 68 bytes. The clock lets each server estimate its offset
-//! to every other one.
+//! SHA-256 of the 68 bytes. The clock, and in an answer the echo of the
+//! asker's clock from its request, let each server estimate its offset to
+//! every other one from the exact round trip of each answer.
 
 use sha2::{Digest, Sha256};
 
@@ -159,17 +160,20 @@ pub struct Hello {
     pub params: Params,
     /// The sender's clock when it sent this, in Unix milliseconds.
     pub clock: Millis,
+    /// In an answer, the clock of the request it answers; 0 in a request.
+    pub echo: Millis,
     pub status: CertifiedStatus,
 }
 
 /// Bytes of a hello before its certified status.
-pub const HELLO_PREFIX_LEN: usize = PARAMS_LEN + 8;
+pub const HELLO_PREFIX_LEN: usize = PARAMS_LEN + 16;
 
 impl Hello {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HELLO_PREFIX_LEN + 300);
         out.extend_from_slice(&self.params.encode());
         out.extend_from_slice(&self.clock.to_be_bytes());
+        out.extend_from_slice(&self.echo.to_be_bytes());
         out.extend_from_slice(&self.status.encode());
         out
     }
@@ -178,18 +182,31 @@ impl Hello {
     pub fn decode(bytes: &[u8], servers: usize) -> Result<Hello> {
         if bytes.len() < HELLO_PREFIX_LEN {
             return Err(Error::Invalid(format!(
-                "a hello is {PARAMS_LEN} bytes of parameters, an 8-byte clock and a status, got \
-                 {} bytes",
+                "a hello is {PARAMS_LEN} bytes of parameters, an 8-byte clock, an 8-byte echo and \
+                 a status, got {} bytes",
                 bytes.len()
             )));
         }
         let (params, rest) = bytes.split_at(PARAMS_LEN);
-        let (clock, status) = rest.split_at(8);
+        let (clock, rest) = rest.split_at(8);
+        let (echo, status) = rest.split_at(8);
         let params: &[u8; PARAMS_LEN] = params.try_into().expect("split at PARAMS_LEN");
+        let params = Params::decode(params);
+        let clock = be_u64(clock, "hello clock")?;
+        let echo = be_u64(echo, "hello echo")?;
+        // A sender with another server count is refused for its parameters,
+        // which name the difference; its status, whose certificate is laid
+        // out for that count, is not read.
+        let status = if params.servers as usize == servers {
+            CertifiedStatus::decode(status, servers)?
+        } else {
+            CertifiedStatus::default()
+        };
         Ok(Hello {
-            params: Params::decode(params),
-            clock: be_u64(clock, "hello clock")?,
-            status: CertifiedStatus::decode(status, servers)?,
+            params,
+            clock,
+            echo,
+            status,
         })
     }
 }
@@ -200,6 +217,7 @@ impl Hello {
 pub struct Greeting {
     pub params: Params,
     pub clock: Millis,
+    pub echo: Millis,
     pub status: Status,
 }
 
@@ -211,6 +229,7 @@ impl Hello {
         Ok(Greeting {
             params: self.params,
             clock: self.clock,
+            echo: self.echo,
             status: self.status.verify(chain, servers)?,
         })
     }
@@ -273,6 +292,7 @@ mod tests {
         let hello = Hello {
             params: params(),
             clock: 1_700_000_000_123,
+            echo: 1_700_000_000_100,
             status: CertifiedStatus::default(),
         };
         let bytes = hello.encode();
@@ -280,5 +300,10 @@ mod tests {
         assert_eq!(Hello::decode(&bytes, 2).unwrap(), hello);
         let err = Hello::decode(&bytes[..70], 2).unwrap_err().to_string();
         assert!(err.contains("got 70 bytes"), "{err}");
+        // Decoded on a chain of another size, its parameters are read and
+        // its status is not: the receiver refuses it for the parameters.
+        let other = Hello::decode(&bytes, 5).unwrap();
+        assert_eq!(other.params, hello.params);
+        assert_eq!(other.status, CertifiedStatus::default());
     }
 }

@@ -41,6 +41,7 @@ impl Core {
         // An alpha whose clock is off sits its window out: the payment is
         // held for the next alpha if it will still be timely then.
         if alpha == self.me
+            && self.synced
             && let Some(skew_ms) = self.sitting_out
         {
             // Too early to hold: the refusal says why this alpha sits out.
