@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::genesis::Genesis;
-use crate::ledger::store::Store;
+use crate::ledger::store::{MAX_REPLAY, Store};
 
 /// The most problems listed; the count says how many there were.
 const MAX_PROBLEMS: usize = 20;
@@ -328,16 +328,26 @@ fn check_database(
                 "the archive (balances.db is behind the record)".to_string(),
             ),
             None => {
-                // The blocks after the file's state, replayed by a start.
+                // The blocks after the file's state, replayed by a start
+                // (`Store::load`: it looks for that state among the last
+                // MAX_REPLAY blocks, or at the genesis when there are no
+                // more blocks than that).
                 let behind = match &file {
-                    Ok((_, hash)) => trail
-                        .iter()
-                        .rposition(|h| h == hash)
-                        .map(|at| trail.len() - 1 - at),
+                    Ok((_, hash)) => trail.iter().rposition(|h| h == hash).and_then(|at| {
+                        let behind = (trail.len() - 1 - at) as u64;
+                        let reached = behind < MAX_REPLAY || (at == 0 && behind <= MAX_REPLAY);
+                        reached.then_some(behind)
+                    }),
                     Err(_) => None,
                 };
                 match behind {
-                    Some(behind) if audit.complete && behind <= 1_024 => (
+                    // No file and no archive copy, and no round changed
+                    // the genesis: a start restores it.
+                    None if *committed == trail[0] => (
+                        replayed.clone(),
+                        "the genesis (a start restores it)".to_string(),
+                    ),
+                    Some(behind) if audit.complete => (
                         replayed.clone(),
                         format!(
                             "the blocks (balances.db is {behind} block(s) behind the record; a \

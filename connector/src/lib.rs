@@ -92,6 +92,9 @@ pub enum ConnectorEvent {
     },
 }
 
+/// The most unanswered `register`s and `heart`s remembered per server.
+const ASKED: usize = 8;
+
 /// Who this server is and whom it talks to.
 #[derive(Clone, Debug)]
 pub struct ConnectorConfig {
@@ -122,6 +125,11 @@ pub struct Connector {
     machine: Machine,
     /// The commit certificate of the machine's own status, sent with it.
     own_certified: Option<Certified>,
+    /// The clocks of the `register`s and `heart`s sent to each server and
+    /// not yet answered (at most [`ASKED`]): an answer's echo must be one
+    /// of them to give a clock sample, so that an answer replayed or
+    /// redirected from another request says nothing of the clocks.
+    asked: Vec<std::collections::VecDeque<Millis>>,
     from_ledger: Receiver<ConnectorInput>,
     to_ledger: Sender<ConnectorEvent>,
 }
@@ -164,6 +172,7 @@ impl Connector {
         Ok(Connector {
             machine: Machine::new(settings, own.status),
             own_certified: own.certified,
+            asked: vec![std::collections::VecDeque::new(); config.servers.len()],
             config,
             sockets,
             signal,
@@ -288,7 +297,7 @@ impl Connector {
         for output in outputs {
             let event = match output {
                 Output::Send { to, request } => {
-                    let (frames, what) = self.request_frames(request);
+                    let (frames, what) = self.request_frames(to, request);
                     self.send(to, &frames, what);
                     continue;
                 }
@@ -325,16 +334,31 @@ impl Connector {
         true
     }
 
-    fn request_frames(&self, request: machine::Request) -> (Vec<Vec<u8>>, &'static str) {
+    fn request_frames(
+        &mut self,
+        to: ServerId,
+        request: machine::Request,
+    ) -> (Vec<Vec<u8>>, &'static str) {
         let chain = &self.config.chain;
-        let slot = unix_now_ms() / self.config.slot_ms;
+        let now = unix_now_ms();
+        let slot = now / self.config.slot_ms;
+        if matches!(
+            request,
+            machine::Request::Register(_) | machine::Request::Heart(_)
+        ) && let Some(asked) = self.asked.get_mut(to.index())
+        {
+            if asked.len() == ASKED {
+                asked.pop_front();
+            }
+            asked.push_back(now);
+        }
         let sign = |message: PeerMessage| {
             let envelope = Envelope::sign(&self.config.keypair, chain, slot, &message);
             Request::Peer(envelope).encode(chain)
         };
         let certified = |status| Hello {
             params: self.config.params,
-            clock: unix_now_ms(),
+            clock: now,
             echo: 0,
             status: CertifiedStatus {
                 status,
@@ -377,13 +401,13 @@ impl Connector {
     }
 
     /// Turns a reply into what the machine understands, checking signatures.
-    fn answer(&self, from: ServerId, reply: Reply) -> Answer {
+    fn answer(&mut self, from: ServerId, reply: Reply) -> Answer {
         match reply {
             Reply::Signed(envelope) => match self.check_status(from, &envelope) {
                 Ok((status, clock, echo)) => Answer::Status {
                     status,
                     clock,
-                    echo,
+                    echo: self.answered(from, echo),
                 },
                 Err(refusal) => {
                     log::warn!("server {from}: {refusal}");
@@ -430,6 +454,22 @@ impl Connector {
                 log::debug!("server {from}: {other:?}");
                 Answer::Refused(String::new())
             }
+        }
+    }
+
+    /// The echo of an answer from `from` if it is the clock of a request
+    /// still unanswered (that one and the older ones are then answered);
+    /// else 0, which gives no clock sample.
+    fn answered(&mut self, from: ServerId, echo: Millis) -> Millis {
+        let Some(asked) = self.asked.get_mut(from.index()) else {
+            return 0;
+        };
+        match asked.iter().position(|clock| *clock == echo) {
+            Some(at) => {
+                asked.drain(..=at);
+                echo
+            }
+            None => 0,
         }
     }
 

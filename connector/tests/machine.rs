@@ -1153,3 +1153,35 @@ fn one_liar_of_three_cannot_push_an_honest_server_out() {
         assert!(clocks.skew.abs() <= 150, "{clocks:?}");
     }
 }
+
+#[test]
+fn with_no_fresh_sample_the_verdict_stands() {
+    let own = status(3, 1, 2);
+    let mut rig = Rig::new(3, own);
+    rig.tick(0);
+    for from in [2, 3] {
+        rig.status_from(from, own, SAMPLING_AT);
+    }
+    rig.tick(FIRST_ROUND);
+    let now = FIRST_ROUND + 10;
+    for from in [2, 3] {
+        let answer = Answer::Status {
+            status: own,
+            clock: now + 2_000,
+            echo: now,
+        };
+        rig.answer(from, answer, now);
+    }
+    // Then silence: the samples age past two heartbeats, and nothing says
+    // this server's clock was fixed.
+    let mut last = None;
+    for n in 1..=3 {
+        for out in rig.tick(FIRST_ROUND + n * HEARTBEAT) {
+            if let Output::Clocks(clocks) = out {
+                last = Some(clocks);
+            }
+        }
+    }
+    let clocks = last.expect("clocks reported");
+    assert!(clocks.sitting_out, "{clocks:?}");
+}

@@ -465,16 +465,17 @@ pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut L
     match response {
         Response::Sign { slot, message } => {
             let current = local / slot_ms;
-            if slot.abs_diff(current) > 2 {
-                return Answer::Refused(format!(
-                    "a status for slot {slot}, this server is at slot {current}"
-                ));
-            }
             match *message {
                 PeerMessage::Register(hello) | PeerMessage::Heart(hello) => {
+                    // The parameters first, then the slot, as the connector.
                     let differences = setup.params.differences(&hello.params);
                     if !differences.is_empty() {
                         return Answer::Refused(differences.join(", "));
+                    }
+                    if slot.abs_diff(current) > 2 {
+                        return Answer::Refused(format!(
+                            "a status for slot {slot}, this server is at slot {current}"
+                        ));
                     }
                     match listener.status(setup, &hello) {
                         Ok(greeting) => Answer::Status {

@@ -17,10 +17,11 @@
 //! payment into a round of its own), because its slots no longer line up
 //! with the others'; it takes them again once the skew is back within
 //! four fifths of the tolerance, so that a skew near the edge does not
-//! flap. With honest clocks within the tolerance of one another, one
-//! dishonest server cannot push an honest one out: of three samples (its
-//! own 0, an honest one within the tolerance, the liar's) the median is
-//! one of the first two.
+//! flap. One dishonest server's offset alone never decides the median of
+//! three or more samples, but it can pick it among the honest ones: with
+//! two honest clocks (as measured, round trips included) close to the
+//! tolerance apart, a liar can push one of them out. Servers are meant to
+//! keep their clocks well within half the tolerance of true time.
 
 use rota_peer::{Millis, ServerId};
 
@@ -67,7 +68,7 @@ const REJOIN_FIFTHS: u64 = 4;
 /// Whether a server with skew `skew` sits out, given whether it did.
 pub fn sits_out(skew: i64, tolerance_ms: u64, did: bool) -> bool {
     let limit = if did {
-        tolerance_ms * REJOIN_FIFTHS / 5
+        tolerance_ms / 5 * REJOIN_FIFTHS + tolerance_ms % 5 * REJOIN_FIFTHS / 5
     } else {
         tolerance_ms
     };
@@ -154,8 +155,12 @@ impl Watch {
         }
         let counted = samples.len();
         let skew = skew(samples);
-        let sitting_out =
-            counted > 1 && sits_out(skew, self.tolerance_ms.unsigned_abs(), self.sitting_out);
+        // No fresh sample: nothing new is known, and the verdict stands.
+        let sitting_out = if counted > 1 {
+            sits_out(skew, self.tolerance_ms.unsigned_abs(), self.sitting_out)
+        } else {
+            self.sitting_out
+        };
         if sitting_out != self.sitting_out {
             self.sitting_out = sitting_out;
             if sitting_out {

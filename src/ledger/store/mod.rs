@@ -84,7 +84,7 @@ const META_FORMAT: &str = "format";
 pub const FORMAT: u32 = 1;
 
 /// The most blocks [`Store::load`] replays onto an older database file.
-const MAX_REPLAY: u64 = 1_024;
+pub const MAX_REPLAY: u64 = 1_024;
 
 /// The committed state recorded in the block store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
