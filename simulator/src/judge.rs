@@ -363,6 +363,9 @@ impl World {
             let skew = self.true_skew(id);
             let off = skew.unsigned_abs() > tolerance + SKEW_SLACK_MS;
             let in_line = self.in_line(skew);
+            if off && says {
+                self.sat_out += 1;
+            }
             if (off && !says) || (in_line && says) {
                 let detail = format!(
                     "s{id}'s clock is {skew} ms off the median of the servers up (tolerance \

@@ -46,6 +46,7 @@ impl Summary {
         self.rounds.committed += report.rounds.committed;
         self.rounds.lost += report.rounds.lost;
         self.rounds.evidence += report.rounds.evidence;
+        self.rounds.sat_out += report.rounds.sat_out;
         self.steps += report.steps;
         self.payments += report.payments as u64;
         self.committed += report.committed as u64;
@@ -92,7 +93,8 @@ impl Summary {
             "{} seeds on {threads} threads in {:.1} s: {} slots decided ({} committed, {} lost), \
              {} steps, {} faults ({} dropped, {} late, {} reordered, {} duplicated, {} \
              partitions, {} crashes, {} torn writes, {} clock jumps, {} lies; {} evidence of \
-             equivocation), {} payments ({} committed)",
+             equivocation; {} slot checks of a skewed server sitting out), {} payments ({} \
+             committed)",
             self.seeds,
             self.elapsed.as_secs_f64(),
             self.rounds.decided(),
@@ -110,6 +112,7 @@ impl Summary {
             f.jumps,
             f.lies,
             self.rounds.evidence,
+            self.rounds.sat_out,
             self.payments,
             self.committed
         );

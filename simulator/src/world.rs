@@ -97,6 +97,9 @@ pub struct Rounds {
     pub lost: u64,
     /// Evidence of a second header, published by honest servers.
     pub evidence: u64,
+    /// Slot checks (`clock-watch`) at which an honest server whose clock
+    /// was off said it sat out its alpha slots.
+    pub sat_out: u64,
 }
 
 impl Rounds {
@@ -164,6 +167,8 @@ pub struct World {
     pub(crate) committed_slots: BTreeSet<Slot>,
     /// Evidence events honest servers published.
     pub(crate) evidence: u64,
+    /// See [`Rounds::sat_out`].
+    pub(crate) sat_out: u64,
     /// The highest slot each server voted in (its own header included).
     pub(crate) voted: Vec<Slot>,
     /// Whether a crash point is armed on each server's disk, and whether
@@ -287,6 +292,7 @@ impl World {
             faults: Faults::default(),
             committed_slots: BTreeSet::new(),
             evidence: 0,
+            sat_out: 0,
             voted: vec![0; n],
             armed: vec![None; n],
             together: vec![vec![None; n]; n],
@@ -357,6 +363,7 @@ impl World {
             committed,
             lost: last.map_or(0, |last| (last + 1).saturating_sub(first) - committed),
             evidence: self.evidence,
+            sat_out: self.sat_out,
         };
         Report {
             seed: self.seed,
