@@ -331,7 +331,7 @@ pub const FIXED: &[Known] = &[
     Known {
         name: "fetched-block-twice",
         fault: "A payment in two blocks: a round whose block was fetched while catching up got \
-                a second block at its commit (found in issue 9, fixed in src/ledger/edge.rs)",
+                a second block at its commit (found in issue 9, fixed in src/ledger/edge/commit.rs)",
         on_issue_8_ci: true,
         flags: &[],
         seed: 256,
