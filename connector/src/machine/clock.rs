@@ -25,6 +25,8 @@
 
 use rota_peer::{Millis, ServerId};
 
+use super::{Liveness, Output};
+
 /// What the machine reports to the ledger after each heartbeat round.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Clocks {
@@ -180,6 +182,27 @@ impl Watch {
             offsets: self.offsets.clone(),
             skew,
             sitting_out,
+        }
+    }
+}
+
+impl super::Machine {
+    /// The clocks at `now`, the live servers counting for the median.
+    pub(super) fn clocks_now(&mut self, now: Millis) -> Clocks {
+        let peers = &self.peers;
+        self.clocks
+            .review(now, |id| peers[id.index()].liveness == Liveness::Alive)
+    }
+
+    /// After an answer: reports the clocks at once when this server starts
+    /// or stops sitting out (a clock set right is taken back into the
+    /// rotation as soon as the answers show it), else at the next heartbeat
+    /// round.
+    pub(super) fn review_clocks(&mut self, now: Millis, out: &mut Vec<Output>) {
+        let before = self.clocks.sitting_out();
+        let clocks = self.clocks_now(now);
+        if clocks.sitting_out != before {
+            out.push(Output::Clocks(clocks));
         }
     }
 }

@@ -676,25 +676,6 @@ impl Machine {
         }
     }
 
-    /// The clocks at `now`, the live servers counting for the median.
-    fn clocks_now(&mut self, now: Millis) -> Clocks {
-        let peers = &self.peers;
-        self.clocks
-            .review(now, |id| peers[id.index()].liveness == Liveness::Alive)
-    }
-
-    /// After an answer: reports the clocks at once when this server starts
-    /// or stops sitting out (a clock set right is taken back into the
-    /// rotation as soon as the answers show it), else at the next heartbeat
-    /// round.
-    fn review_clocks(&mut self, now: Millis, out: &mut Vec<Output>) {
-        let before = self.clocks.sitting_out();
-        let clocks = self.clocks_now(now);
-        if clocks.sitting_out != before {
-            out.push(Output::Clocks(clocks));
-        }
-    }
-
     /// Whether the statuses of the last two heartbeats show a majority with
     /// another state than this server's, at this server's slot or later.
     fn majority_ahead(&self, now: Millis) -> bool {
