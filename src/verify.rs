@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use rota_peer::balances::Balances;
+use rota_peer::block::Position;
 use rota_peer::wire::ServerList;
 use rota_peer::wire::{CertifiedStatus, Status};
 use rota_peer::{BlockNumber, Hash, Slot, TxId};
@@ -138,15 +139,10 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
         problem_count: 0,
     };
     let mut trail = vec![genesis_hash];
-    let replayed = replay(
-        &store,
-        &config.chain,
-        &servers,
-        genesis,
-        &mut trail,
-        &mut audit,
-    )?;
-    check_committed(&store, &config.chain, &servers, &mut audit)?;
+    let slot_ms = config.schedule().slot_ms;
+    let conf = (config.chain.as_str(), &servers, slot_ms);
+    let replayed = replay(&store, conf, genesis, &mut trail, &mut audit)?;
+    let vouched = check_committed(&store, conf, &mut audit)?;
     if meta.slot == 0 && meta.hash != genesis_hash {
         audit.problem(format!(
             "the committed state of slot 0 is {}, not the genesis ({})",
@@ -155,9 +151,14 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
         ));
     }
     let reached = audit.last_block.as_ref().map(|b| (b.slot, b.balance_hash));
-    audit.complete = match reached {
-        Some((slot, hash)) => hash == meta.hash && slot <= meta.slot,
-        None => replayed.1 == meta.hash,
+    audit.complete = match (vouched, &audit.last_block) {
+        // The certificate names the chain after the committed round.
+        (Some(after), Some(last)) => after.height == last.number && after.block == last.id,
+        (Some(after), None) => after.height == 0,
+        (None, _) => match reached {
+            Some((slot, hash)) => hash == meta.hash && slot <= meta.slot,
+            None => replayed.1 == meta.hash,
+        },
     };
     if let Some((slot, _)) = reached
         && slot > meta.slot
@@ -185,8 +186,7 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
 /// `trail` gets the balance hash each block leaves, after the genesis's.
 fn replay(
     store: &Store,
-    chain: &str,
-    servers: &ServerList,
+    (chain, servers, slot_ms): (&str, &ServerList, u64),
     mut balances: Balances,
     trail: &mut Vec<Hash>,
     audit: &mut Audit,
@@ -203,7 +203,7 @@ fn replay(
             ));
             break;
         };
-        let block = match rota_connector::check_block(chain, servers, &bytes) {
+        let block = match rota_connector::check_block(chain, servers, slot_ms, &bytes) {
             Ok(block) => block,
             Err(e) => {
                 audit.problem(format!("block {number} does not check: {e}"));
@@ -271,39 +271,43 @@ fn replay(
 }
 
 /// The committed state must be vouched for by the commit certificate kept
-/// with it, checked against the conf; the genesis (slot 0) needs none.
+/// with it, checked against the conf, and so must the blocks: no more than
+/// the certificate's round leaves, and at that height its block id. The
+/// genesis (slot 0) needs none. Returns where the certificate says the
+/// chain of blocks stands.
 fn check_committed(
     store: &Store,
-    chain: &str,
-    servers: &ServerList,
+    (chain, servers, slot_ms): (&str, &ServerList, u64),
     audit: &mut Audit,
-) -> Result<()> {
+) -> Result<Option<Position>> {
     let certified = match store.certified(servers.len()) {
         Ok(certified) => certified,
         Err(e) => {
             audit.problem(format!("the commit certificate is unreadable: {e}"));
-            return Ok(());
+            return Ok(None);
         }
     };
+    let after = certified.as_ref().map(|c| c.header.header.after(slot_ms));
     let committed = &audit.committed;
+    let tip = store.tip()?;
     let status = CertifiedStatus {
         status: Status {
             slot: committed.slot,
             balance_hash: committed.balance_hash,
-            height: 0,
-            block_hash: Hash::default(),
+            height: tip.height,
+            block_hash: tip.hash,
         },
         certified,
     };
-    match status.verify(chain, servers) {
+    match status.verify(chain, servers, slot_ms) {
         Ok(_) => audit.committed.certified = committed.slot > 0,
         Err(e) => audit.problem(format!(
-            "the committed state (slot {}, {}) is not vouched for: {e}",
+            "the committed state (slot {}, {}) and the blocks are not vouched for: {e}",
             committed.slot,
             committed.balance_hash.short()
         )),
     }
-    Ok(())
+    Ok(after)
 }
 
 /// The database file must hold the committed state, or be one a start

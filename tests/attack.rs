@@ -217,6 +217,7 @@ impl Liar {
                 digest: base.header.digest(),
                 slot: base.header.slot(),
                 balance: base.header.header.result,
+                chain: Default::default(),
             },
             payments: merkle_root(&ids),
             result,

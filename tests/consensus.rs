@@ -204,6 +204,7 @@ fn a_round_replayed_from_an_earlier_slot_is_refused() {
             digest: Hash::default(),
             slot: 0,
             balance: hash,
+            chain: Default::default(),
         },
         payments: Hash::default(),
         result: hash,

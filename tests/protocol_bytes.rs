@@ -17,7 +17,6 @@ use std::sync::Arc;
 use rota::ledger::consensus::{Config, Timing};
 use rota::ledger::core::{Action, Committed, CommittedRound, Core, Persist, Target};
 use rota::ledger::edge::build_block;
-use rota::ledger::store::Tip;
 use rota_listener::{PeerInput, check_peer};
 use rota_peer::balances::Balances;
 use rota_peer::block::Block;
@@ -330,14 +329,9 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     let text = include_str!("../docs/PROTOCOL.md");
     // Block 1 of §9.4 is the block the round of §11.8 makes.
     let committed = round.commits.first().expect("server 1 committed");
-    let block = build_block(
-        Tip {
-            height: 0,
-            hash: Hash::default(),
-        },
-        committed,
-        schedule().start(SLOT),
-    );
+    let block = build_block(committed).expect("the round has a payment");
+    assert_eq!(block.header.number, 1);
+    assert_eq!(block.header.timestamp, schedule().start(SLOT));
     let hash = block.header.hash().to_string();
     assert!(text.contains(&hash), "§9.4 shows block hash {hash}");
     // Its bytes, proof included, are §9.4's, and they prove themselves
@@ -346,14 +340,14 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     assert_eq!(hex::encode(block.encode()), hex::encode(documented_block));
     let read = Block::decode(documented_block).expect("the documented block reads");
     assert_eq!(read, block);
-    read.verify(CHAIN, &servers())
+    read.verify(CHAIN, &servers(), schedule().slot_ms)
         .expect("the documented block proves itself");
 
     // The `want` of §10.2, signed by server 1.
     let want: PeerMessage = PeerMessage::Want {
         slot: SLOT,
         digest: Hash(
-            hex::decode("d6d6f328699c21c091af58248ba099da4f47001ae61c846aadd30d061cb3a073")
+            hex::decode("61f5bfbc0eb3ef3e4bb5b7b97c1000285501c0a07cfe41290e37e1c71defea11")
                 .unwrap()
                 .try_into()
                 .unwrap(),

@@ -18,7 +18,7 @@ use rota::ledger::store::{
     Appended, Disk, Loaded, MemoryDisk, Store, TableWrite, Tip, write_atomic,
 };
 use rota_peer::balances::Balances;
-use rota_peer::block::{Block, merkle_root};
+use rota_peer::block::{Block, BlockHeader, merkle_root};
 use rota_peer::keys::Keypair;
 use rota_peer::transaction::{Transaction, VerifiedTx};
 use rota_peer::wire::consensus::{
@@ -38,15 +38,27 @@ struct Commit {
     installed: bool,
 }
 
-/// The block a node builds for `commit` on `tip`.
+/// The block a node builds for `commit` on `tip`: the one its round's
+/// header fixes when the round's base leaves the chain at `tip`.
 fn build_block(tip: Tip, commit: &Commit, timestamp: Millis) -> Block {
+    let ids: Vec<Hash> = commit.transactions.iter().map(|tx| tx.id()).collect();
     let round = CommittedRound {
         slot: commit.slot,
         hash: commit.hash,
+        block: Some(BlockHeader {
+            number: tip.height + 1,
+            previous: tip.hash,
+            slot: commit.slot,
+            timestamp,
+            merkle_root: merkle_root(&ids),
+            balance_hash: commit.hash,
+            difficulty: 0,
+            nonce: 0,
+        }),
         transactions: commit.transactions.clone(),
         proof: Vec::new(),
     };
-    rota::ledger::build_block(tip, &round, timestamp)
+    rota::ledger::build_block(&round).expect("a block")
 }
 
 /// The slot length: 1.5 s, so that naming archives needs the integer
@@ -913,6 +925,7 @@ fn header_of(commit: &Commit) -> Verified<SignedHeader> {
             digest: Hash::default(),
             slot: 0,
             balance: genesis_hash(),
+            chain: Default::default(),
         },
         payments: merkle_root(&ids),
         result: commit.hash,

@@ -428,7 +428,12 @@ impl Connector {
                 packed,
             },
             Reply::Block(bytes) => {
-                match check_block(&self.config.chain, &self.config.servers, &bytes) {
+                match check_block(
+                    &self.config.chain,
+                    &self.config.servers,
+                    self.config.slot_ms,
+                    &bytes,
+                ) {
                     Ok(block) => Answer::Block(block),
                     Err(e) => {
                         log::warn!("server {from}: {e}");
@@ -535,12 +540,18 @@ fn event_name(event: &ConnectorEvent) -> &'static str {
 }
 
 /// A fetched block, taken only if it proves itself: its proof checks
-/// against the conf (`chain`, `servers`) and names its slot, merkle root
-/// and balance hash, and every payment's signature checks. Whether it
-/// extends this server's chain is the store's to check.
-pub fn check_block(chain: &str, servers: &ServerList, bytes: &[u8]) -> rota_peer::Result<Block> {
+/// against the conf (`chain`, `servers`, `slot_ms`) and its round makes
+/// exactly this block (number, previous id, slot, merkle root, balance
+/// hash), and every payment's signature checks. Whether it extends this
+/// server's chain is the store's to check.
+pub fn check_block(
+    chain: &str,
+    servers: &ServerList,
+    slot_ms: u64,
+    bytes: &[u8],
+) -> rota_peer::Result<Block> {
     let block = Block::decode(bytes)?;
-    block.verify(chain, servers)?;
+    block.verify(chain, servers, slot_ms)?;
     let mut verifier = Verifier::new(chain);
     if let Some(Err(e)) = verifier
         .verify_batch(&block.transactions)

@@ -35,6 +35,14 @@ use crate::wire::consensus::Proof;
 /// Length of an encoded block header.
 pub const HEADER_LEN: usize = 132;
 
+/// Where a chain of blocks stands: its height and the id of its last block
+/// (zeros at height 0, where the genesis stands).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Position {
+    pub height: BlockNumber,
+    pub block: Hash,
+}
+
 /// The fixed-size part of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockHeader {
@@ -105,9 +113,13 @@ impl Block {
     }
 
     /// Checks that the block is its committed round: the proof checks
-    /// against the conf, and its round has this block's slot, merkle root
-    /// and balance hash. The payments' signatures are checked apart.
-    pub fn verify(&self, chain: &str, servers: &ServerList) -> Result<()> {
+    /// against the conf, and this block's header is exactly the one its
+    /// round makes on a chain of `slot_ms` slots ([`Header::block`]): its
+    /// number and previous id (which the round's base names), slot, merkle
+    /// root and balance hash. The payments' signatures are checked apart.
+    ///
+    /// [`Header::block`]: crate::wire::consensus::Header::block
+    pub fn verify(&self, chain: &str, servers: &ServerList, slot_ms: u64) -> Result<()> {
         let number = self.header.number;
         let proof = Proof::decode(&self.proof, servers.len())
             .map_err(|e| Error::Invalid(format!("block {number}: {e}")))?;
@@ -115,13 +127,10 @@ impl Block {
             .verify(chain, servers)
             .map_err(|e| Error::Invalid(format!("block {number}: {e}")))?;
         let h = &round.header;
-        if h.slot != self.header.slot
-            || h.payments != self.header.merkle_root
-            || h.result != self.header.balance_hash
-        {
+        if h.block(slot_ms) != Some(self.header) {
             return Err(Error::Invalid(format!(
-                "block {number}: its proof is of round {} of slot {}, which names another \
-                 slot, merkle root or balance hash",
+                "block {number}: its proof is of round {} of slot {}, which makes another \
+                 block (number, previous id, slot, time, merkle root or balance hash)",
                 round.digest().short(),
                 h.slot
             )));

@@ -210,14 +210,17 @@ pub struct Checker {
     /// deciding it, and by whom.
     lost: BTreeMap<TxId, (Slot, ServerId)>,
     seen: Vec<Seen>,
-    /// The chain and its servers, that blocks prove themselves against.
+    /// The chain, its servers and its slot length, that blocks prove
+    /// themselves against.
     chain: String,
     conf: ServerList,
+    slot_ms: u64,
 }
 
 impl Checker {
-    pub fn new(chain: &str, conf: ServerList, supply: u64) -> Checker {
+    pub fn new(chain: &str, conf: ServerList, slot_ms: u64, supply: u64) -> Checker {
         Checker {
+            slot_ms,
             seen: vec![Seen::default(); conf.len()],
             chain: chain.into(),
             conf,
@@ -493,7 +496,7 @@ impl Checker {
                 ),
             );
         }
-        if let Err(e) = block.verify(&self.chain, &self.conf) {
+        if let Err(e) = block.verify(&self.chain, &self.conf, self.slot_ms) {
             return broken(
                 Invariant::Proven,
                 format!("s{server}'s block {n} does not prove itself: {e}"),

@@ -271,7 +271,7 @@ impl World {
                 )
             }),
             bounded,
-            checker: Checker::new(CHAIN, setup.servers.clone(), supply),
+            checker: Checker::new(CHAIN, setup.servers.clone(), setup.schedule.slot_ms, supply),
             setup,
             servers,
             network,

@@ -23,7 +23,6 @@ use super::core::{
     Action, Commit, Committed, CommittedRound, Core, Persist, Refusal, States, Target, Tracked,
 };
 use crate::events::{Event, TxState};
-use crate::ledger::store::Tip;
 
 const SLOT: u64 = 1_000;
 /// The start of slot 999, whose alpha is server 1 of 3 (999 mod 3 = 0).
@@ -502,13 +501,30 @@ fn three_servers_commit_the_same_round_and_block() {
         let certified = sim.core(i).certified().expect("a commit certificate");
         assert_eq!(certified.header.header.result, hashes[0]);
         // The block proves itself against the conf alone, through its bytes.
-        let block = crate::ledger::edge::build_block(Tip::default(), blocks[0], 0);
+        let block = crate::ledger::edge::build_block(blocks[0]).expect("a block");
+        assert_eq!(
+            (block.header.number, block.header.previous),
+            (1, Hash::default())
+        );
         let block = Block::decode(&block.encode()).unwrap();
-        block.verify(CHAIN, &servers(3)).expect("its proof checks");
-        let mut lying = block.clone();
-        lying.header.balance_hash = Hash([0xee; 32]);
-        let err = lying.verify(CHAIN, &servers(3)).unwrap_err().to_string();
-        assert!(err.contains("names another"), "{err}");
+        block
+            .verify(CHAIN, &servers(3), SLOT)
+            .expect("its proof checks");
+        // The round's certified header fixes every field of the block.
+        let lies: [fn(&mut Block); 3] = [
+            |b| b.header.balance_hash = Hash([0xee; 32]),
+            |b| b.header.number = 2,
+            |b| b.header.previous = Hash([0xee; 32]),
+        ];
+        for lie in lies {
+            let mut lying = block.clone();
+            lie(&mut lying);
+            let err = lying
+                .verify(CHAIN, &servers(3), SLOT)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("makes another"), "{err}");
+        }
     }
     assert!(sim.refused.is_empty(), "{:?}", sim.refused);
 }
@@ -606,6 +622,7 @@ fn unchecked_header(
             digest: Hash::default(),
             slot: 0,
             balance: base.hash,
+            chain: Default::default(),
         },
         payments: states.root(&payments.to_vec().into()),
         result,
@@ -1013,7 +1030,6 @@ fn commit_then_send() -> Vec<Action> {
         hash: after.hash(),
         snapshot: Arc::new(after),
         rounds: Vec::new(),
-        before: Hash::default(),
         installed: false,
         certified: None,
         journal: Vec::new(),

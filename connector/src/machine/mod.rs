@@ -528,14 +528,16 @@ impl Machine {
     }
 
     /// Whether this server holds the target's state: its hash, and as many
-    /// blocks and as late a committed slot. The slot matters on its own:
+    /// blocks (the same last block at the same height) and as late a
+    /// committed slot. The slot matters on its own:
     /// rounds without payments change neither hash nor height, and a
     /// server that missed them cannot commit the rounds built on them
     /// until it installs the state under their commit certificate.
     fn matches(&self, target: &Target) -> bool {
-        target.status.balance_hash == self.own.balance_hash
-            && self.own.height >= target.status.height
-            && self.own.slot >= target.status.slot
+        let (own, target) = (&self.own, &target.status);
+        let blocks = own.height > target.height
+            || (own.height == target.height && own.block_hash == target.block_hash);
+        target.balance_hash == own.balance_hash && blocks && own.slot >= target.slot
     }
 
     /// A fetch from `source` failed: it timed out, the database it sent was

@@ -160,6 +160,7 @@ mod tests {
                     digest: Hash::default(),
                     slot: 0,
                     balance: Hash([4; 32]),
+                    chain: Default::default(),
                 },
                 payments: Hash([5; 32]),
                 result: Hash([6; 32]),

@@ -23,7 +23,7 @@ use crate::wire::ServerList;
 use crate::wire::server::{CertifiedStatus, Status};
 
 /// The version of the peer protocol this build speaks (docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Length of encoded [`Params`].
 pub const PARAMS_LEN: usize = 68;
@@ -223,14 +223,15 @@ pub struct Greeting {
 
 impl Hello {
     /// The greeting, once the status's certificate checks against the conf
-    /// ([`CertifiedStatus::verify`]). The parameters are compared by the
-    /// receiver, which knows its own.
+    /// ([`CertifiedStatus::verify`], on the slot length the hello names).
+    /// The parameters are compared by the receiver, which knows its own,
+    /// and refuses the hello when they differ.
     pub fn verify(&self, chain: &str, servers: &ServerList) -> Result<Greeting> {
         Ok(Greeting {
             params: self.params,
             clock: self.clock,
             echo: self.echo,
-            status: self.status.verify(chain, servers)?,
+            status: self.status.verify(chain, servers, self.params.slot_ms)?,
         })
     }
 }
@@ -274,14 +275,14 @@ mod tests {
             ]
         );
         there = Params {
-            version: 2,
+            version: PROTOCOL_VERSION + 1,
             servers: 3,
             ..here
         };
         assert_eq!(
             here.differences(&there),
             [
-                "protocol version 2 there, 1 here",
+                "protocol version 3 there, 2 here",
                 "servers 3 there, 2 here"
             ]
         );

@@ -119,9 +119,14 @@ impl Status {
 /// A [`Status`] with the commit certificate that vouches for it: what
 /// `register` and `heart` carry, both ways. The certificate (a certified
 /// header of kind precommit) vouches for the status's slot and balance
-/// hash; the height and block hash are claims the blocks themselves prove
-/// when fetched. Only a status of slot 0 (the genesis, or a server whose
-/// database was found damaged and vouches for nothing) carries none.
+/// hash, and for the chain of blocks after that round (the header's base
+/// names the chain before it, [`Header::after`]): a status may claim fewer
+/// blocks (a server still fetching them), never more, and at that height
+/// exactly that block id. Only a status of slot 0 (the genesis, or a
+/// server whose database was found damaged and vouches for nothing)
+/// carries none.
+///
+/// [`Header::after`]: crate::wire::consensus::Header::after
 ///
 /// ```text
 /// certified status = status (80) | certified (the rest; empty at slot 0)
@@ -162,9 +167,9 @@ impl CertifiedStatus {
     }
 
     /// The status, once its certificate checks against the conf and
-    /// vouches for exactly its slot and balance hash; a status of slot 0
-    /// must carry none.
-    pub fn verify(&self, chain: &str, servers: &ServerList) -> Result<Status> {
+    /// vouches for exactly its slot and balance hash and for its blocks
+    /// (on a chain of `slot_ms` slots); a status of slot 0 must carry none.
+    pub fn verify(&self, chain: &str, servers: &ServerList, slot_ms: u64) -> Result<Status> {
         let status = self.status;
         let Some(certified) = &self.certified else {
             if status.slot == 0 {
@@ -189,6 +194,19 @@ impl CertifiedStatus {
                 status.slot,
                 status.balance_hash.short(),
                 hash.short()
+            )));
+        }
+        let after = certified.header.header.after(slot_ms);
+        let block_ok = status.height < after.height
+            || (status.height == after.height && status.block_hash == after.block);
+        if !block_ok {
+            return Err(Error::Invalid(format!(
+                "a status claims height {} with block {}, its certificate vouches for height {} \
+                 with block {}",
+                status.height,
+                status.block_hash.short(),
+                after.height,
+                after.block.short()
             )));
         }
         Ok(status)

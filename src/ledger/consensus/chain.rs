@@ -7,6 +7,10 @@
 //! the committed state; a round's header chain is the path from it down to
 //! that root ([`Rounds::walk`]). Every link below the top one is a
 //! certified round, because a header's base always carries a certificate.
+//! Each link is checked against the round below it: the base's balance
+//! hash is that round's result, and the base's chain of blocks is the one
+//! that round leaves (`Header::after`), so a header cannot misplace its
+//! block in the chain.
 
 use std::collections::BTreeMap;
 
@@ -35,7 +39,8 @@ pub(super) enum Walk {
     /// A header of the chain is not known here.
     Missing { slot: Slot, digest: Hash },
     /// The chain does not contain the committed round, or a header names a
-    /// base whose balance hash is not that round's result.
+    /// base whose balance hash or chain of blocks is not the one that round
+    /// leaves.
     Off(String),
 }
 
@@ -81,8 +86,9 @@ impl<P> Rounds<P> {
         true
     }
 
-    /// The header chain of `top` down to the committed state `committed`.
-    pub fn walk(&self, top: &SignedHeader, committed: &Base) -> Walk {
+    /// The header chain of `top` down to the committed state `committed`,
+    /// on a chain of `slot_ms` slots.
+    pub fn walk(&self, top: &SignedHeader, committed: &Base, slot_ms: u64) -> Walk {
         let mut chain = vec![top.digest()];
         let mut header = top.header;
         loop {
@@ -99,6 +105,9 @@ impl<P> Rounds<P> {
                 if base.balance != committed.balance {
                     return Walk::Off(bad_balance(header.slot, &base));
                 }
+                if base.chain != committed.chain {
+                    return Walk::Off(bad_chain(header.slot, &base));
+                }
                 chain.reverse();
                 return Walk::Chain(chain);
             }
@@ -110,6 +119,9 @@ impl<P> Rounds<P> {
             };
             if parent.header.header.result != base.balance {
                 return Walk::Off(bad_balance(header.slot, &base));
+            }
+            if parent.header.header.after(slot_ms) != base.chain {
+                return Walk::Off(bad_chain(header.slot, &base));
             }
             chain.push(base.digest);
             header = parent.header.header;
@@ -171,6 +183,16 @@ fn bad_balance(slot: Slot, base: &Base) -> String {
         "the header of slot {slot} names a base balance {} that is not the result of its base \
          (slot {})",
         base.balance.short(),
+        base.slot
+    )
+}
+
+fn bad_chain(slot: Slot, base: &Base) -> String {
+    format!(
+        "the header of slot {slot} places its block after height {} (block {}), which is not \
+         where its base (slot {}) leaves the chain",
+        base.chain.height,
+        base.chain.block.short(),
         base.slot
     )
 }

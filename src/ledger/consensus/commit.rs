@@ -72,7 +72,11 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             self.pending_commit = None;
             return;
         }
-        let digests = match self.rounds.walk(&certified.header, &self.committed.base) {
+        let digests = match self.rounds.walk(
+            &certified.header,
+            &self.committed.base,
+            self.config.timing.schedule.slot_ms,
+        ) {
             Walk::Chain(digests) => digests,
             Walk::Missing { slot, digest } => return self.ask(slot, digest, out),
             Walk::Off(reason) => {
@@ -118,7 +122,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             rounds,
             from,
         }));
-        self.committed = Committed::round(certified);
+        self.committed = Committed::round(certified, self.config.timing.schedule.slot_ms);
         self.pending_commit = None;
         self.prune();
     }

@@ -88,6 +88,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use rota_peer::block::Position;
 use rota_peer::keys::Keypair;
 use rota_peer::wire::ServerList;
 use rota_peer::wire::consensus::{
@@ -129,27 +130,31 @@ pub struct Committed {
 
 impl Committed {
     /// The anchor: the state every server holds at `slot`, with balance
-    /// hash `balance` (the genesis, or the state the network switched to
-    /// this protocol in).
+    /// hash `balance` and no block yet (the genesis; or a server whose
+    /// database was found damaged, which vouches for nothing and waits to
+    /// install the others' state).
     pub fn anchor(slot: Slot, balance: Hash) -> Committed {
         Committed {
             base: Base {
                 digest: Hash::default(),
                 slot,
                 balance,
+                chain: Position::default(),
             },
             certified: None,
         }
     }
 
-    /// A committed round, vouched for by its commit certificate.
-    pub fn round(certified: Verified<Certified>) -> Committed {
+    /// A committed round, vouched for by its commit certificate, on a chain
+    /// of `slot_ms` slots (which fixes the blocks after it).
+    pub fn round(certified: Verified<Certified>, slot_ms: u64) -> Committed {
         let header = &certified.header;
         Committed {
             base: Base {
                 digest: header.digest(),
                 slot: header.slot(),
                 balance: header.header.result,
+                chain: header.header.after(slot_ms),
             },
             certified: Some(certified),
         }

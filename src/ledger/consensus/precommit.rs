@@ -284,7 +284,11 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         let (Some(certificate), Some(header)) = (certificate, header) else {
             return;
         };
-        let digests = match self.rounds.walk(&header, &self.committed.base) {
+        let digests = match self.rounds.walk(
+            &header,
+            &self.committed.base,
+            self.config.timing.schedule.slot_ms,
+        ) {
             Walk::Chain(digests) => digests,
             Walk::Missing { slot, digest } => return self.ask(slot, digest, out),
             Walk::Off(_) => return,

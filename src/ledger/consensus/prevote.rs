@@ -98,7 +98,11 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         }
         let header = round.header.clone();
         let slot = header.slot();
-        let digests = match self.rounds.walk(&header, &self.committed.base) {
+        let digests = match self.rounds.walk(
+            &header,
+            &self.committed.base,
+            self.config.timing.schedule.slot_ms,
+        ) {
             Walk::Chain(digests) => digests,
             Walk::Missing { slot, digest } => {
                 self.ask(slot, digest, out);

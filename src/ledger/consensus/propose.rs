@@ -108,7 +108,11 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         if lock.header.slot() <= self.committed.base.slot {
             return committed;
         }
-        let digests = match self.rounds.walk(&lock.header, &self.committed.base) {
+        let digests = match self.rounds.walk(
+            &lock.header,
+            &self.committed.base,
+            self.config.timing.schedule.slot_ms,
+        ) {
             Walk::Chain(digests) => digests,
             Walk::Missing { slot, digest } => {
                 self.ask(slot, digest, out);
@@ -131,6 +135,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             digest: lock.header.digest(),
             slot: header.slot,
             balance: header.result,
+            chain: header.after(self.config.timing.schedule.slot_ms),
         };
         (base, Some(lock.certificate()))
     }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use rota_peer::balances::Balances;
+use rota_peer::block::BlockHeader;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::PeerMessage;
 use rota_peer::wire::consensus::Certified;
@@ -41,6 +42,10 @@ pub struct CommittedRound {
     pub slot: Slot,
     /// The balance hash after the round.
     pub hash: Hash,
+    /// The header of the block the round makes, if it has payments: its
+    /// certified header fixes it, number and previous id included
+    /// (`Header::block`).
+    pub block: Option<BlockHeader>,
     /// The round's payments, in order (every one applied on its base).
     pub transactions: Vec<VerifiedTx>,
     /// The encoded proof that the round is committed (its block carries
@@ -57,10 +62,6 @@ pub struct Commit {
     pub snapshot: Arc<Balances>,
     /// The rounds committed, oldest first; empty for an installed database.
     pub rounds: Vec<CommittedRound>,
-    /// The committed balance hash before this commit: a block is built for
-    /// each round with payments only when the server's last block left
-    /// exactly that state (`Edge::blocks_in_step`), in sync or not.
-    pub before: Hash,
     /// Whether this state was installed from another server.
     pub installed: bool,
     /// The commit certificate that vouches for the state.

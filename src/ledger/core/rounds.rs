@@ -150,7 +150,6 @@ impl Core {
     /// the payments this server took.
     fn commit(&mut self, commit: consensus::Commit<Payments>) -> Vec<Action> {
         let certified = commit.certified.clone();
-        let before = self.committed.hash;
         let slot = commit.slot();
         let mut balances = self.committed.snapshot.clone();
         let mut rounds = Vec::with_capacity(commit.rounds.len());
@@ -194,6 +193,7 @@ impl Core {
             rounds.push(CommittedRound {
                 slot: kept.slot,
                 hash: kept.hash,
+                block: round.header.header.block(self.schedule.slot_ms),
                 transactions: kept.valid,
                 proof: proof.encode(),
             });
@@ -213,7 +213,6 @@ impl Core {
             hash,
             snapshot: balances,
             rounds,
-            before,
             installed: false,
             certified: Some(certified.into_inner()),
             journal: self.machine.journal(),
@@ -307,7 +306,6 @@ impl Core {
             return Err("its certificate is not a commit certificate".into());
         }
         let hash = balances.hash();
-        let before = self.committed.hash;
         let slot = certified.header.slot();
         if hash != certified.header.header.result {
             return Err(format!(
@@ -316,10 +314,10 @@ impl Core {
                 certified.header.header.result.short()
             ));
         }
-        let Some(outputs) = self
-            .machine
-            .install(consensus::Committed::round(certified.clone()))
-        else {
+        let Some(outputs) = self.machine.install(consensus::Committed::round(
+            certified.clone(),
+            self.schedule.slot_ms,
+        )) else {
             return Ok(Vec::new());
         };
         log::info!(
@@ -344,7 +342,6 @@ impl Core {
             hash,
             snapshot,
             rounds: Vec::new(),
-            before,
             installed: true,
             certified: Some(certified.into_inner()),
             journal: self.machine.journal(),

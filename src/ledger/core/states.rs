@@ -198,6 +198,7 @@ mod tests {
             digest,
             slot,
             balance,
+            chain: Default::default(),
         }
     }
 

@@ -1,9 +1,8 @@
-//! Persisting a commit: the blocks of its rounds, built only when this
-//! server's chain is in step with its committed state, then the store's
-//! commit point.
+//! Persisting a commit: the blocks of its rounds that extend this
+//! server's chain, then the store's commit point.
 
-use rota_peer::block::{Block, BlockHeader, HEADER_LEN, merkle_root};
-use rota_peer::{Hash, Millis, Slot};
+use rota_peer::Millis;
+use rota_peer::block::Block;
 
 use super::Edge;
 use crate::events::Event;
@@ -11,68 +10,57 @@ use crate::ledger::core::{Commit, Committed, CommittedRound};
 use crate::ledger::store::Tip;
 
 impl Edge {
-    /// Whether this server's blocks reach the committed state `before`:
-    /// its last block left that balance hash (with no block, `before` is
-    /// the genesis's). Only then are the blocks of a commit built, whatever
-    /// the connector's state:
-    /// - a server that commits rounds while it is catching up (after a
-    ///   restart) still builds their blocks, as every other server does;
-    ///   skipping them left a hole its next block filled with the wrong
-    ///   round (the simulator's `blockless-commit` seed);
-    /// - a server whose blocks stop short of its state builds none until
-    ///   it has fetched them, even in sync: a server that installed a
-    ///   database and whose only source of the blocks was distrusted went
-    ///   to sampling one block short, and numbered its next block as the
-    ///   missing one (`torn-fork`). Its connector fetches the rest once a
-    ///   trusted server shows more blocks.
-    fn blocks_in_step(&self, before: Hash) -> crate::Result<bool> {
-        if self.tip.height == 0 {
-            return Ok(self.store.genesis_hash() == Some(before));
-        }
-        let Some(bytes) = self.store.block(self.tip.height)? else {
-            return Ok(false);
-        };
-        let header: Option<&[u8; HEADER_LEN]> =
-            bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok());
-        Ok(header.is_some_and(|h| BlockHeader::decode(h).balance_hash == before))
-    }
-
-    /// The slot of the last block, if any.
-    fn tip_slot(&self) -> crate::Result<Option<Slot>> {
-        if self.tip.height == 0 {
-            return Ok(None);
-        }
-        let Some(bytes) = self.store.block(self.tip.height)? else {
-            return Ok(None);
-        };
-        let header: Option<&[u8; HEADER_LEN]> =
-            bytes.get(..HEADER_LEN).and_then(|h| h.try_into().ok());
-        Ok(header.map(|h| BlockHeader::decode(h).slot))
-    }
-
-    /// Persists a commit: a block for each round with payments (when the
-    /// chain is in step), the database, the certificate and the journal, in one commit
-    /// point.
-    pub(super) fn commit(&mut self, commit: Commit, now: Millis) -> crate::Result<()> {
+    /// The blocks of a commit's rounds that extend this server's chain.
+    /// Each round's certified header fixes its block, number and previous
+    /// id included (`Header::block`), so a block is built only where it
+    /// follows this server's last one exactly:
+    /// - a block at or below the last one is already here (fetched from
+    ///   another server while this one caught up; the store refuses a
+    ///   fetched block that is not the certified one), and gets no second
+    ///   copy;
+    /// - a block above the next one leaves a hole: this server's blocks
+    ///   stop short of its state (it installed a database and has not
+    ///   fetched them all), and it builds none until its connector has
+    ///   fetched the rest. Numbering the next block as the missing one
+    ///   forked the block store once (the simulator's `torn-fork` seed).
+    ///
+    /// A server that commits rounds while it is catching up (after a
+    /// restart) builds their blocks like every other server, in sync or
+    /// not: skipping them left a hole its next block filled with the wrong
+    /// round (`blockless-commit`).
+    fn blocks_of(&self, commit: &Commit) -> Vec<Block> {
+        let mut tip = self.tip;
         let mut blocks = Vec::new();
-        if self.blocks_in_step(commit.before)? {
-            let mut tip = self.tip;
-            // A round whose block came already, fetched from another server
-            // while this one caught up, gets no second block.
-            let fetched = self.tip_slot()?;
-            let rounds = commit
-                .rounds
-                .iter()
-                .filter(|r| !r.transactions.is_empty() && fetched.is_none_or(|slot| r.slot > slot));
-            for round in rounds {
-                let block = build_block(tip, round, self.core.schedule.start(round.slot));
-                tip = Tip {
-                    height: block.header.number,
-                    hash: block.header.hash(),
-                };
-                blocks.push(block);
+        for round in &commit.rounds {
+            let Some(block) = build_block(round) else {
+                continue;
+            };
+            let header = block.header;
+            if header.number <= tip.height {
+                continue;
             }
+            if (header.number - 1, header.previous) != (tip.height, tip.hash) {
+                log::info!(
+                    "block {} waits: this server's blocks stop at {}",
+                    header.number,
+                    tip.height
+                );
+                break;
+            }
+            tip = Tip {
+                height: header.number,
+                hash: header.hash(),
+            };
+            blocks.push(block);
         }
+        blocks
+    }
+
+    /// Persists a commit: a block for each round with payments that extends
+    /// this server's chain, the database, the certificate and the journal,
+    /// in one commit point.
+    pub(super) fn commit(&mut self, commit: Commit, now: Millis) -> crate::Result<()> {
+        let blocks = self.blocks_of(&commit);
         let committed = Committed {
             slot: commit.slot,
             hash: commit.hash,
@@ -110,24 +98,15 @@ impl Edge {
     }
 }
 
-/// The block for a committed round: a pure function of the round and the
-/// chain's tip, so every server in consensus builds the same header; the
-/// proof at its end may differ between servers, if different commit
-/// certificates reached them.
-pub fn build_block(tip: Tip, round: &CommittedRound, timestamp: Millis) -> Block {
-    let ids: Vec<_> = round.transactions.iter().map(|tx| tx.id()).collect();
-    Block {
-        header: BlockHeader {
-            number: tip.height + 1,
-            previous: tip.hash,
-            slot: round.slot,
-            timestamp,
-            merkle_root: merkle_root(&ids),
-            balance_hash: round.hash,
-            difficulty: 0,
-            nonce: 0,
-        },
+/// The block of a committed round, if it has payments: the header its
+/// certified round header fixes, its payments, and the proof that it is
+/// committed. Every server in consensus builds the same header; the proof
+/// may differ between servers, if different commit certificates reached
+/// them.
+pub fn build_block(round: &CommittedRound) -> Option<Block> {
+    Some(Block {
+        header: round.block?,
         transactions: round.transactions.iter().map(|tx| *tx.tx()).collect(),
         proof: round.proof.clone(),
-    }
+    })
 }

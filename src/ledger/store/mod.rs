@@ -81,7 +81,7 @@ const META_FORMAT: &str = "format";
 /// The layout of the data directory this build writes and reads: the
 /// tables, the records, the files, the block and journal encodings. A
 /// change to any of them that an older build could misread moves it on.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// The most blocks [`Store::load`] replays onto an older database file.
 pub const MAX_REPLAY: u64 = 1_024;

@@ -1,20 +1,28 @@
 //! The round header and its signed form.
 //!
 //! ```text
-//! header (144 bytes)
+//! header (184 bytes)
 //! offset size
 //!      0    8  slot
 //!      8   32  base: digest of the header of the round this one builds on
 //!     40    8  base: its slot
 //!     48   32  base: its resulting balance hash
-//!     80   32  merkle root of the payments, as sent
-//!    112   32  balance hash after applying them on the base
+//!     80    8  base: the block height after it
+//!     88   32  base: the id of the last block after it (zeros at height 0)
+//!    120   32  merkle root of the payments, as sent
+//!    152   32  balance hash after applying them on the base
 //! digest = SHA-256(header)
 //!
 //! signed header
-//!   header (144) | alpha's signature (64) | 0 (1)                   base is the anchor
-//!   header (144) | alpha's signature (64) | 1 (1) | certificate     otherwise
+//!   header (184) | alpha's signature (64) | 0 (1)                   base is the anchor
+//!   header (184) | alpha's signature (64) | 1 (1) | certificate     otherwise
 //! ```
+//!
+//! The base names where the chain of blocks stands after it, so a
+//! certified header fixes the block its round makes (number, previous id,
+//! every other field: [`Header::block`]) and the chain position after it
+//! ([`Header::after`]). Voters check each link against the base's own
+//! header, down to the committed round.
 //!
 //! The base is the highest-slot round the alpha holds a prevote or commit
 //! certificate for, and that certificate travels with the header; or the
@@ -24,13 +32,14 @@
 
 use super::certificate::{Certificate, check_signature};
 use super::{Kind, Reader, Verified, statement};
+use crate::block::{BlockHeader, Position};
 use crate::error::{Error, Result};
 use crate::keys::Keypair;
 use crate::types::{Hash, ServerId, Slot};
 use crate::wire::ServerList;
 
 /// Length of an encoded header.
-pub const HEADER_LEN: usize = 144;
+pub const HEADER_LEN: usize = 184;
 
 /// The round a header builds on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,6 +49,9 @@ pub struct Base {
     pub slot: Slot,
     /// The balance hash after that round.
     pub balance: Hash,
+    /// The chain of blocks after that round: the block this round's
+    /// block follows.
+    pub chain: Position,
 }
 
 impl Base {
@@ -68,9 +80,45 @@ impl Header {
         out[8..40].copy_from_slice(&self.base.digest.0);
         out[40..48].copy_from_slice(&self.base.slot.to_be_bytes());
         out[48..80].copy_from_slice(&self.base.balance.0);
-        out[80..112].copy_from_slice(&self.payments.0);
-        out[112..144].copy_from_slice(&self.result.0);
+        out[80..88].copy_from_slice(&self.base.chain.height.to_be_bytes());
+        out[88..120].copy_from_slice(&self.base.chain.block.0);
+        out[120..152].copy_from_slice(&self.payments.0);
+        out[152..184].copy_from_slice(&self.result.0);
         out
+    }
+
+    /// Whether the round carries payments, and so makes a block.
+    pub fn has_payments(&self) -> bool {
+        self.payments != Hash::default()
+    }
+
+    /// The block this round makes once committed, if it has payments: a
+    /// pure function of the header and the chain's slot length, so every
+    /// server builds the same one and a certificate on the header vouches
+    /// for it.
+    pub fn block(&self, slot_ms: u64) -> Option<BlockHeader> {
+        self.has_payments().then(|| BlockHeader {
+            number: self.base.chain.height.saturating_add(1),
+            previous: self.base.chain.block,
+            slot: self.slot,
+            timestamp: self.slot.saturating_mul(slot_ms),
+            merkle_root: self.payments,
+            balance_hash: self.result,
+            difficulty: 0,
+            nonce: 0,
+        })
+    }
+
+    /// The chain of blocks after this round: its block's, or its base's
+    /// when it has no payments.
+    pub fn after(&self, slot_ms: u64) -> Position {
+        match self.block(slot_ms) {
+            Some(block) => Position {
+                height: block.number,
+                block: block.hash(),
+            },
+            None => self.base.chain,
+        }
     }
 
     fn read(r: &mut Reader<'_>) -> Result<Header> {
@@ -80,6 +128,10 @@ impl Header {
                 digest: r.hash("the base digest")?,
                 slot: r.u64("the base slot")?,
                 balance: r.hash("the base balance hash")?,
+                chain: Position {
+                    height: r.u64("the base block height")?,
+                    block: r.hash("the base block id")?,
+                },
             },
             payments: r.hash("the payments' merkle root")?,
             result: r.hash("the resulting balance hash")?,

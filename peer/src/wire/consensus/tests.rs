@@ -2,11 +2,13 @@
 //! module essays say, and verification refuses every forgery it should.
 
 use super::*;
+use crate::block::{BlockHeader, Position};
 use crate::keys::Keypair;
 use crate::types::ServerId;
 use crate::wire::ServerList;
 
 const CHAIN: &str = "test";
+const SLOT_MS: u64 = 2_000;
 
 fn keys(n: usize) -> Vec<Keypair> {
     (0..n)
@@ -30,6 +32,7 @@ fn anchored(keys: &[Keypair], slot: Slot) -> Verified<SignedHeader> {
             digest: Hash::default(),
             slot: 0,
             balance: Hash([7; 32]),
+            chain: Default::default(),
         },
         payments: Hash([8; 32]),
         result: Hash([9; 32]),
@@ -73,6 +76,7 @@ fn built_on(
             digest: base.digest(),
             slot: base.slot(),
             balance: base.header.result,
+            chain: Default::default(),
         },
         payments: Hash([10; 32]),
         result: Hash([11; 32]),
@@ -90,10 +94,49 @@ fn header_fields_sit_at_their_offsets_and_the_digest_is_their_sha256() {
     assert_eq!(&bytes[0..8], &5u64.to_be_bytes());
     assert_eq!(&bytes[40..48], &0u64.to_be_bytes());
     assert_eq!(&bytes[48..80], &[7; 32]);
-    assert_eq!(&bytes[80..112], &[8; 32]);
-    assert_eq!(&bytes[112..144], &[9; 32]);
+    assert_eq!(&bytes[80..88], &0u64.to_be_bytes());
+    assert_eq!(&bytes[88..120], &[0; 32]);
+    assert_eq!(&bytes[120..152], &[8; 32]);
+    assert_eq!(&bytes[152..184], &[9; 32]);
     assert_eq!(h.digest(), Hash::of(&bytes));
     assert_eq!(Header::decode(&bytes).unwrap(), h);
+}
+
+#[test]
+fn a_header_fixes_the_block_its_round_makes_and_where_the_chain_stands_after() {
+    let k = keys(3);
+    let mut h = anchored(&k, 5).header;
+    h.base.chain = Position {
+        height: 6,
+        block: Hash([4; 32]),
+    };
+    let block = h.block(2_000).expect("a round with payments makes a block");
+    assert_eq!(
+        block,
+        BlockHeader {
+            number: 7,
+            previous: Hash([4; 32]),
+            slot: 5,
+            timestamp: 10_000,
+            merkle_root: Hash([8; 32]),
+            balance_hash: Hash([9; 32]),
+            difficulty: 0,
+            nonce: 0,
+        }
+    );
+    assert_eq!(
+        h.after(2_000),
+        Position {
+            height: 7,
+            block: block.hash()
+        }
+    );
+    // Another slot length names another time, so another block id.
+    assert_ne!(h.after(1_000), h.after(2_000));
+    // A round with no payments makes no block: the chain stays.
+    h.payments = Hash::default();
+    assert_eq!(h.block(2_000), None);
+    assert_eq!(h.after(2_000), h.base.chain);
 }
 
 #[test]
@@ -484,11 +527,14 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
             .into_inner()
     };
     let commit = join(Kind::Precommit);
+    // The round has payments: block 1 after it.
+    let after = header.header.after(SLOT_MS);
+    assert_eq!(after.height, 1);
     let status = Status {
         slot: 4,
         balance_hash: header.header.result,
-        height: 3,
-        block_hash: Hash([1; 32]),
+        height: 1,
+        block_hash: after.block,
     };
     let good = CertifiedStatus {
         status,
@@ -496,21 +542,45 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
     };
     let bytes = good.encode();
     assert_eq!(CertifiedStatus::decode(&bytes, 3).unwrap(), good);
-    assert_eq!(good.verify(CHAIN, &servers).unwrap(), status);
-    // The height and block hash are claims the blocks prove, not the
-    // certificate: a status may claim any.
+    assert_eq!(good.verify(CHAIN, &servers, SLOT_MS).unwrap(), status);
+    let claim = |status, certified| CertifiedStatus { status, certified };
+    let refused = |claim: CertifiedStatus| {
+        claim
+            .verify(CHAIN, &servers, SLOT_MS)
+            .unwrap_err()
+            .to_string()
+    };
+    // The certificate vouches for the blocks too: fewer (a server still
+    // fetching them) pass with any block id; more, or another last block,
+    // do not.
+    let fetching = Status {
+        height: 0,
+        block_hash: Hash([1; 32]),
+        ..status
+    };
+    assert!(
+        claim(fetching, Some(commit.clone()))
+            .verify(CHAIN, &servers, SLOT_MS)
+            .is_ok()
+    );
     let taller = Status {
         height: 1_000,
         ..status
     };
-    let claim = |status, certified| CertifiedStatus { status, certified };
-    assert!(
-        claim(taller, Some(commit.clone()))
-            .verify(CHAIN, &servers)
-            .is_ok()
-    );
+    let forked = Status {
+        block_hash: Hash([1; 32]),
+        ..status
+    };
+    for lie in [taller, forked] {
+        assert!(
+            refused(claim(lie, Some(commit.clone())))
+                .contains("its certificate vouches for height 1 with block"),
+            "{lie:?}"
+        );
+    }
+    // On another slot length the same round makes another block.
+    assert!(good.verify(CHAIN, &servers, SLOT_MS * 2).is_err());
 
-    let refused = |claim: CertifiedStatus| claim.verify(CHAIN, &servers).unwrap_err().to_string();
     let later = Status { slot: 5, ..status };
     let other = Status {
         balance_hash: Hash([2; 32]),
@@ -528,12 +598,16 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
     // A certificate whose signature was tampered with, or from another conf.
     let mut forged = commit.clone();
     forged.certificate.signatures[0].1[0] ^= 1;
-    assert!(claim(status, Some(forged)).verify(CHAIN, &servers).is_err());
-    assert!(good.verify(CHAIN, &list(&keys(5))).is_err());
+    assert!(
+        claim(status, Some(forged))
+            .verify(CHAIN, &servers, SLOT_MS)
+            .is_err()
+    );
+    assert!(good.verify(CHAIN, &list(&keys(5)), SLOT_MS).is_err());
     // Slot 0 vouches for nothing and carries nothing.
     assert_eq!(
         claim(Status::default(), None)
-            .verify(CHAIN, &servers)
+            .verify(CHAIN, &servers, SLOT_MS)
             .unwrap(),
         Status::default()
     );

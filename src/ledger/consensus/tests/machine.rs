@@ -1,6 +1,7 @@
 //! One machine driven by hand: the test plays every other server with its
 //! real key, and the clock.
 
+use rota_peer::block::Position;
 use rota_peer::wire::consensus::{Certificate, Certified, Header, Kind, Verified};
 use rota_peer::{Hash, ServerId};
 
@@ -742,6 +743,54 @@ fn a_round_whose_payments_do_not_give_its_result_is_not_prevoted() {
         .on_round(good.clone(), vec![2], m.voting, &mut node.ledger)
         .unwrap_err();
     assert_eq!(err, Refusal::PaymentsMismatch { slot: S });
+}
+
+#[test]
+fn a_round_that_misplaces_its_block_in_the_chain_is_not_prevoted() {
+    let k = Keys::new(3);
+    let t = k.timing();
+    let slot_ms = t.schedule.slot_ms;
+    // Slot 10 has payments: the chain stands at block 1 after it.
+    let h10 = k.on_anchor(10, &vec![10]);
+    assert_eq!(h10.header.base.chain.height, 0, "the anchor has no block");
+    // A server that holds round 10 (each sees one header of slot 11: two
+    // would be the alpha equivocating).
+    let holder = || {
+        let mut node = Node::new(&k, 0);
+        node.round(&h10, &vec![10], moments(&t, 10).voting);
+        node
+    };
+    let c10 = k.certified(Kind::Prevote, &[1, 2], &h10);
+    let good = k.on(11, &c10, &vec![11]);
+    assert_eq!(good.header.base.chain, h10.header.after(slot_ms));
+    assert_eq!(good.header.base.chain.height, 1);
+    // The same round, placed as if slot 10 had made no block, or another.
+    let placed = |chain| {
+        let mut header: Header = good.header;
+        header.base.chain = chain;
+        Verified::sign_header(&k.keys[k.alpha(11)], CHAIN, header, Some(c10.certificate()))
+    };
+    let m11 = moments(&t, 11);
+    let lies = [
+        h10.header.base.chain,
+        Position {
+            height: 1,
+            block: Hash([0xee; 32]),
+        },
+        Position {
+            height: 2,
+            block: good.header.base.chain.block,
+        },
+    ];
+    for chain in lies {
+        let lie = placed(chain);
+        assert!(
+            prevotes(&holder().round(&lie, &vec![11], m11.voting)).is_empty(),
+            "{chain:?}"
+        );
+    }
+    let sent = holder().round(&good, &vec![11], m11.voting);
+    assert_eq!(prevotes(&sent).len(), 1, "the true placement is prevoted");
 }
 
 #[test]

@@ -196,6 +196,7 @@ impl Keys {
             digest: h.digest(),
             slot: h.slot(),
             balance: h.header.result,
+            chain: h.header.after(self.timing().schedule.slot_ms),
         };
         self.header(slot, b, Some(base.certificate()), payments)
     }
@@ -278,10 +279,12 @@ impl Node {
     /// The node a crash leaves: its machine rebuilt from its disk, its
     /// ledger from its last committed state.
     pub fn restart(&self, keys: &Keys) -> Node {
-        let committed = self
-            .commits
-            .last()
-            .map_or_else(anchor, |c| Committed::round(c.certified.clone()));
+        let committed = self.commits.last().map_or_else(anchor, |c| {
+            Committed::round(
+                c.certified.clone(),
+                timing(keys.keys.len()).schedule.slot_ms,
+            )
+        });
         let machine = Machine::restore(
             config(&keys.keys, self.index),
             committed.clone(),

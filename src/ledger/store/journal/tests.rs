@@ -100,6 +100,7 @@ fn anchor() -> Base {
         digest: Hash::default(),
         slot: 0,
         balance: Hash([7; 32]),
+        chain: Default::default(),
     }
 }
 
@@ -114,6 +115,7 @@ fn records(s: &Signers) -> Vec<Record<Payments>> {
         digest: first.digest(),
         slot: 4,
         balance: first.header.result,
+        chain: Default::default(),
     };
     let pay5 = s.payments(5, 2);
     let second = s.header(
