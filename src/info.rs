@@ -95,6 +95,9 @@ pub struct ClockView {
     /// Whether the skew is past the payment tolerance: this server then
     /// sits out its alpha slots.
     pub sitting_out: bool,
+    /// The identifiers of the other servers whose last hello said they sit
+    /// theirs out: no payment is forwarded or held for them.
+    pub others_sitting_out: Vec<u32>,
 }
 
 /// The connections on the client sockets.
@@ -203,6 +206,7 @@ mod tests {
                 offsets: [(ServerId(2), 3), (ServerId(3), -12)].into(),
                 skew_ms: 0,
                 sitting_out: false,
+                others_sitting_out: vec![3],
             },
         }
     }
@@ -215,7 +219,7 @@ mod tests {
         let expected = format!(
             "{{\"accounts\":3,\"alpha\":1,\"balance_hash\":\"{balance}\",\
              \"blackout_ms\":500,\"block_hash\":\"{zeros}\",\
-             \"chain\":\"local\",\"clock\":{{\"offsets\":{{\"2\":3,\"3\":-12}},\"sitting_out\":false,\"skew_ms\":0}},\
+             \"chain\":\"local\",\"clock\":{{\"offsets\":{{\"2\":3,\"3\":-12}},\"others_sitting_out\":[3],\"sitting_out\":false,\"skew_ms\":0}},\
              \"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
              \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\
              \"params_hash\":\"{params}\",\

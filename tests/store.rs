@@ -637,6 +637,51 @@ fn an_installed_database_archives_the_one_it_replaces_by_the_hash_of_its_bytes()
 }
 
 #[test]
+fn an_install_over_the_genesis_archives_only_the_installed_state() {
+    // A server whose data directory was emptied installs the others'
+    // state: the genesis it replaces has its archive copy from the store's
+    // first start, and reading, hashing and copying a large genesis again
+    // only slowed the catch-up down.
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let state = load_intact(&store);
+    assert_eq!(state.slot, 0, "a new store holds the genesis");
+    let genesis_copy = archive_path(dir.path(), state.hash, 0);
+    let inode = fs::metadata(&genesis_copy).unwrap().ino();
+    let installed = Commit {
+        installed: true,
+        block: false,
+        ..round(&state.snapshot, FIRST + 4, &[(2, 5, 20)])
+    };
+    assert_eq!(commit_round(&store, &installed), None);
+    let mut names = file_names(&dir.path().join("archive"));
+    names.sort_by_key(|name| name.ends_with(".0"));
+    assert_eq!(
+        names,
+        [
+            format!("{}.{}", installed.hash, seconds(installed.slot)),
+            format!("{}.0", state.hash)
+        ]
+    );
+    assert_eq!(
+        fs::metadata(&genesis_copy).unwrap().ino(),
+        inode,
+        "the genesis copy is not written again"
+    );
+    assert_eq!(
+        fs::read(dir.path().join("balances.db")).unwrap(),
+        installed.snapshot.pack()
+    );
+    drop(store);
+    let reopened = load_intact(&open(dir.path()));
+    assert_eq!(
+        (reopened.slot, reopened.hash),
+        (installed.slot, installed.hash)
+    );
+}
+
+#[test]
 fn fetched_blocks_that_follow_the_tip_are_appended_and_indexed() {
     let blocks = chain(3);
     let dir = tempfile::tempdir().unwrap();

@@ -92,6 +92,39 @@ fn a_server_with_a_skewed_clock_says_so_and_sits_out_until_it_is_fixed() {
         text.contains("\"disposition\":\"held\"") || text.contains("its alpha slots"),
         "{text}"
     );
+    // Its hellos say it sits out: the others name it in `I`, and forward
+    // nothing to it (a forwarded payment would only be lost), refusing with
+    // words a client knows to wait on. The client then pays in a later slot.
+    for i in [1, 2] {
+        net.wait_for("server 3 named as sitting out", secs(20), || {
+            net.field(i, "clock")
+                .is_some_and(|clock| clock["others_sitting_out"] == serde_json::json!([3]))
+        });
+    }
+    let text = (0..3)
+        .map(|_| {
+            net.wait_for("server 3's own slot", secs(10), || {
+                net.field(1, "alpha")
+                    .is_some_and(|a| a == 3 && net.field(1, "window_open") == Some(true.into()))
+            });
+            let out = net.client_command(&[
+                "pay",
+                "--to",
+                &payee.to_string(),
+                "--amount",
+                "1",
+                "--server",
+                "1",
+                "--wait",
+                "--json",
+            ]);
+            assert!(out.status.success(), "{out:?}");
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+        })
+        .find(|text| text.contains("sits its slots out"))
+        .expect("a payment sent to server 1 in server 3's window within three rotations");
+    assert!(text.contains("alpha down: server 3"), "{text}");
+    assert!(text.contains("\"status\":\"committed\""), "{text}");
 
     // Fixed: restarted with a true clock, it takes its slots again.
     net.stop(3);
@@ -102,6 +135,12 @@ fn a_server_with_a_skewed_clock_says_so_and_sits_out_until_it_is_fixed() {
             clock["sitting_out"] == false && !clock["offsets"].as_object().unwrap().is_empty()
         })
     });
+    for i in [1, 2] {
+        net.wait_for("server 3 no longer named as sitting out", secs(20), || {
+            net.field(i, "clock")
+                .is_some_and(|clock| clock["others_sitting_out"] == serde_json::json!([]))
+        });
+    }
 }
 
 /// Starts a network whose server 3 runs with its conf changed by `edit`,

@@ -10,7 +10,7 @@
 //! that makes it, and that nothing else is reported as one.
 
 use rota_connector::machine::{
-    Answer, Clocks, Input, Machine, Output, Request, Settings, State, clock,
+    Answer, Clocks, FIRST_RETRY_MS, Input, Machine, Output, Request, Settings, State, clock,
 };
 use rota_peer::block::{Block, BlockHeader};
 use rota_peer::wire::Status;
@@ -137,6 +137,7 @@ impl Rig {
             status,
             clock: now,
             echo: now,
+            sitting_out: false,
         };
         self.answer(from, answer, now)
     }
@@ -413,8 +414,11 @@ fn hash_compare_goes_to_sampling_when_a_majority_holds_own_hash_and_height() {
     let mut rig = hash_compare(5, own, 500);
     rig.status_from(2, own, 510);
     rig.status_from(4, own, 520);
-    // Three of five, but servers 3 and 5 may still answer: wait the round out.
-    assert_eq!(rig.tick(500 + HEARTBEAT - 1), []);
+    // Three of five, but servers 3 and 5 may still answer: wait the round
+    // out, asking the silent ones again meanwhile.
+    let out = rig.tick(500 + HEARTBEAT - 1);
+    assert_eq!(states(&out), []);
+    assert_eq!(heart_targets(&out), [3, 5]);
     assert_eq!(rig.state(), State::HashCompare);
     let out = rig.tick(500 + HEARTBEAT);
     assert_eq!(states(&out), [State::Sampling]);
@@ -503,16 +507,52 @@ fn sampling_goes_to_hash_compare_when_a_majority_is_at_a_later_slot_with_the_sam
 }
 
 #[test]
+fn hash_compare_asks_a_silent_server_again_soon_and_decides_on_its_answer() {
+    // Server 3's first `heart` was lost (sent before its connection was
+    // up): without it, one status against one is no majority.
+    let own = status(3, 1, 2);
+    let theirs = status(4, 2, 3);
+    let mut rig = hash_compare(3, own, 500);
+    rig.status_from(2, theirs, 510);
+    let retries: Vec<u64> = std::iter::from_fn(|| {
+        let at = rig.machine.next_deadline();
+        (at < 500 + HEARTBEAT).then(|| {
+            assert_eq!(heart_targets(&rig.tick(at)), [3], "at {at}");
+            at
+        })
+    })
+    .collect();
+    let first = FIRST_RETRY_MS;
+    assert_eq!(
+        retries,
+        [500 + first, 500 + 3 * first, 500 + 7 * first],
+        "after 100 ms, then doubling, within the round"
+    );
+    // Server 3 answers the last retry: the round decides at once, not a
+    // heartbeat after it began.
+    let out = rig.status_from(3, theirs, 500 + 7 * first + 5);
+    assert_eq!(states(&out), [State::FetchSnapshot]);
+}
+
+#[test]
 fn hash_compare_without_a_majority_asks_again_after_a_heartbeat() {
     let own = status(3, 1, 2);
     let mut rig = hash_compare(3, own, 500);
     rig.status_from(2, status(4, 2, 3), 510);
-    assert_eq!(rig.tick(500 + HEARTBEAT - 1), []);
+    assert_eq!(
+        heart_targets(&rig.tick(500 + HEARTBEAT - 1)),
+        [3],
+        "the silent one"
+    );
     // One against one, and server 3 silent: ask everyone again.
     let out = rig.tick(500 + HEARTBEAT);
     assert_eq!(states(&out), []);
     assert_eq!(heart_targets(&out), [2, 3]);
-    assert_eq!(rig.machine.next_deadline(), 500 + 2 * HEARTBEAT);
+    assert_eq!(
+        rig.machine.next_deadline(),
+        500 + HEARTBEAT + FIRST_RETRY_MS,
+        "a new round, whose silent servers are asked again soon"
+    );
     assert_eq!(rig.state(), State::HashCompare);
 }
 
@@ -570,15 +610,17 @@ fn fetch_with_an_unexpected_database_hash_compares_again() {
 }
 
 #[test]
-fn fetch_requests_blocks_a_window_at_a_time_from_own_height_after_the_install() {
+fn fetch_requests_blocks_a_window_at_a_time_from_own_height() {
     let own = status(3, 1, 5);
     let target = status(9, 2, 40);
-    let (mut rig, out) = fetching(own, target);
+    let (mut rig, mut out) = fetching(own, target);
     let source = database_requests(&out)[0];
     rig.answer(source, database(target.balance_hash, target), 530);
-    // The ledger installed the database; it still has its 5 blocks.
+    // The ledger installed the database; it still has its 5 blocks. The
+    // first window went with the database request, and none of it came
+    // yet: nothing more is asked for.
     let mut now = 600;
-    let mut out = rig.own(status(9, 2, 5), now);
+    assert_eq!(block_requests(&rig.own(status(9, 2, 5), now)), []);
     let mut next = 6;
     let mut windows = Vec::new();
     loop {
@@ -607,8 +649,43 @@ fn fetch_requests_blocks_a_window_at_a_time_from_own_height_after_the_install() 
         }
         next = last + 1;
     }
-    assert!(windows.len() > 1, "a window, not all at once: {windows:?}");
+    assert_eq!(windows[0], 4, "the early window, asked with the database");
+    assert_eq!(windows[1], 16);
     assert_eq!(states(&out), [State::HashCompare]);
+}
+
+#[test]
+fn blocks_asked_with_the_database_are_held_until_it_is_installed() {
+    let own = status(3, 1, 5);
+    let target = status(9, 2, 40);
+    let (mut rig, out) = fetching(own, target);
+    let source = database_requests(&out)[0];
+    assert_eq!(
+        block_requests(&out),
+        [(source, 6), (source, 7), (source, 8), (source, 9)],
+        "the early window goes with the database request"
+    );
+    // Blocks come before the database, out of order, twice, or unasked:
+    // nothing reaches the ledger, whose blocks never pass its state.
+    for number in [7, 6, 7, 10, 5] {
+        assert_eq!(rig.answer(source, Answer::Block(block(number, 2)), 525), []);
+    }
+    let out = rig.answer(source, database(target.balance_hash, target), 530);
+    assert!(out.iter().any(|o| matches!(o, Output::Install { .. })));
+    assert_eq!(rig.answer(source, Answer::Block(block(8, 2)), 535), []);
+    // Installed: the held blocks go to the ledger in order, once each.
+    let out = rig.own(status(9, 2, 5), 600);
+    assert_eq!(
+        out,
+        [Output::Blocks(vec![block(6, 2), block(7, 2), block(8, 2)])]
+    );
+    // Block 9 comes after: straight to the ledger.
+    let out = rig.answer(source, Answer::Block(block(9, 2)), 601);
+    assert_eq!(out, [Output::Blocks(vec![block(9, 2)])]);
+    // The ledger has them all: the next window.
+    let out = rig.own(status(9, 2, 9), 610);
+    let asked: Vec<u64> = block_requests(&out).iter().map(|(_, n)| *n).collect();
+    assert_eq!(asked, (10..=25).collect::<Vec<_>>());
 }
 
 #[test]
@@ -617,9 +694,9 @@ fn a_block_outside_the_window_asked_for_is_dropped() {
     let target = status(9, 2, 40);
     let (mut rig, out) = fetching(own, target);
     let source = database_requests(&out)[0];
-    rig.answer(source, database(target.balance_hash, target), 530);
-    let out = rig.own(status(9, 2, 5), 600);
     let asked: Vec<u64> = block_requests(&out).iter().map(|(_, n)| *n).collect();
+    rig.answer(source, database(target.balance_hash, target), 530);
+    rig.own(status(9, 2, 5), 600);
     let (first, last) = (asked[0], *asked.last().unwrap());
     // Blocks nobody asked for: past the window, and before it.
     for number in [last + 1, last + 100, first - 1, 1] {
@@ -636,9 +713,9 @@ fn fetch_after_a_fork_requests_again_from_that_block() {
     let target = status(9, 2, 40);
     let (mut rig, out) = fetching(own, target);
     let source = database_requests(&out)[0];
-    rig.answer(source, database(target.balance_hash, target), 530);
-    let out = rig.own(status(9, 2, 5), 600);
     assert_eq!(block_requests(&out)[0], (source, 6));
+    rig.answer(source, database(target.balance_hash, target), 530);
+    rig.own(status(9, 2, 5), 600);
     // Block 6 does not link to this server's block 5: go back to block 3.
     let out = rig.step(Input::Fork { from: 3 }, 610);
     let asked = block_requests(&out);
@@ -893,8 +970,12 @@ fn sampling_reports_a_server_never_heard_from_failed_too() {
     let mut rig = Rig::new(3, own);
     rig.tick(0);
     rig.status_from(2, own, 5);
-    let deadline = rig.machine.next_deadline();
-    rig.tick(deadline);
+    // Server 3 is asked again within the round, and the round decides.
+    while rig.state() == State::HashCompare {
+        let deadline = rig.machine.next_deadline();
+        assert!(deadline <= 5 + HEARTBEAT, "{deadline}");
+        rig.tick(deadline);
+    }
     assert_eq!(rig.state(), State::Sampling, "two of three");
     assert!(!rig.machine.is_alive(ServerId(3)));
     let mut reported = Vec::new();
@@ -1077,6 +1158,7 @@ fn clocks_after(servers: usize, answers: &[(u32, i64, u64)]) -> Clocks {
             status: own,
             clock,
             echo,
+            sitting_out: false,
         };
         rig.answer(from, answer, now);
     }
@@ -1155,6 +1237,34 @@ fn one_liar_of_three_cannot_push_an_honest_server_out() {
 }
 
 #[test]
+fn another_server_sitting_out_is_reported_when_its_hellos_say_so_and_when_they_stop() {
+    let own = status(3, 1, 2);
+    let mut rig = sampling(3, own);
+    let hello = |sitting_out| Answer::Status {
+        status: own,
+        clock: 100,
+        echo: 100,
+        sitting_out,
+    };
+    let sits = |out: &[Output]| -> Vec<(u32, bool)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::SitsOut { id, sitting_out } => Some((id.0, *sitting_out)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(sits(&rig.answer(2, hello(true), 100)), [(2, true)]);
+    assert_eq!(
+        sits(&rig.answer(2, hello(true), 200)),
+        [],
+        "once, not each time"
+    );
+    assert_eq!(sits(&rig.answer(3, hello(false), 210)), [], "never sat out");
+    assert_eq!(sits(&rig.answer(2, hello(false), 300)), [(2, false)]);
+}
+
+#[test]
 fn with_no_fresh_sample_the_verdict_stands() {
     let own = status(3, 1, 2);
     let mut rig = Rig::new(3, own);
@@ -1169,6 +1279,7 @@ fn with_no_fresh_sample_the_verdict_stands() {
             status: own,
             clock: now + 2_000,
             echo: now,
+            sitting_out: false,
         };
         rig.answer(from, answer, now);
     }

@@ -92,6 +92,7 @@ impl Listener {
             params: hello.params,
             clock: hello.clock,
             echo: hello.echo,
+            sitting_out: hello.sitting_out,
             status,
         })
     }

@@ -324,7 +324,8 @@ impl SimServer {
                 }
                 Work::ToMachine(input) => {
                     for output in node.machine.step(input, local) {
-                        match machine_output(output, &node.own_certified, local, setup) {
+                        let own = (&node.own_certified, node.machine.sitting_out());
+                        match machine_output(output, own, local, setup) {
                             Ok((to, payload)) => outs.push(Out::Send { to, payload }),
                             Err(event) => work.push_back(Work::FromMachine(event)),
                         }
@@ -397,7 +398,7 @@ fn peer_sends(
 /// A machine output: a request for the network, or an event for the edge.
 fn machine_output(
     output: Output,
-    own_certified: &Option<Certified>,
+    (own_certified, sitting_out): (&Option<Certified>, bool),
     local: Millis,
     setup: &Setup,
 ) -> Result<(Endpoint, Payload), ConnectorEvent> {
@@ -406,6 +407,7 @@ fn machine_output(
         params: setup.params,
         clock: local,
         echo: 0,
+        sitting_out,
         status: CertifiedStatus {
             status,
             certified: own_certified.clone(),
@@ -433,6 +435,9 @@ fn machine_output(
         Output::State(state) => return Err(ConnectorEvent::State(state)),
         Output::Clocks(clocks) => return Err(ConnectorEvent::Clocks(clocks)),
         Output::Peer { id, alive } => return Err(ConnectorEvent::Peer { id, alive }),
+        Output::SitsOut { id, sitting_out } => {
+            return Err(ConnectorEvent::SitsOut { id, sitting_out });
+        }
         Output::Install {
             slot,
             hash,
@@ -482,6 +487,7 @@ pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut L
                             status: greeting.status,
                             clock: greeting.clock,
                             echo: greeting.echo,
+                            sitting_out: greeting.sitting_out,
                         },
                         Err(e) => Answer::Refused(e),
                     }

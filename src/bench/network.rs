@@ -59,7 +59,9 @@ impl Network {
         let client = Config::load(&dir.join("client.toml"), Role::Client)?;
         let exe = std::env::current_exe().map_err(|e| Error::io("rota executable", e))?;
         Ok(Network {
-            servers: Supervisor::new(exe, testnet::node_confs(&dir)?),
+            // The servers log as `RUST_LOG` says, as `rota testnet up`'s do.
+            servers: Supervisor::new(exe, testnet::node_confs(&dir)?)
+                .log_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into())),
             dir,
             client,
             keep: options.keep,

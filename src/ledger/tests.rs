@@ -882,6 +882,54 @@ fn a_payment_for_an_alpha_known_down_is_refused_with_the_next_slot() {
 }
 
 #[test]
+fn no_payment_is_forwarded_or_held_for_an_alpha_that_sits_out() {
+    // Server 1, the alpha of slot 999, says in its hellos that its clock is
+    // off and it sits its slots out: a payment forwarded to it, or held for
+    // it, would only be lost.
+    let mut forwarder = core(2, 3, &genesis());
+    forwarder.set_peer_sitting_out(ServerId(1), true);
+    let (result, actions) = forwarder.submit(payment(1, key(9), 5, T0 + 10), T0 + 10);
+    let refusal = result.unwrap_err();
+    assert!(
+        matches!(
+            refusal,
+            Refusal::AlphaSitsOut {
+                alpha: ServerId(1),
+                slot: 999,
+                next: 1000,
+                ..
+            }
+        ),
+        "{refusal:?}"
+    );
+    assert!(refusal.to_string().contains(rota_peer::wire::ALPHA_DOWN));
+    assert!(refusal.to_string().contains("sits its slots out"));
+    assert!(actions.is_empty(), "nothing forwarded");
+    // Server 3 holds nothing for server 1 either: in the blackout of slot
+    // 1001, its own, for slot 1002, server 1's.
+    let mut holder = core(3, 3, &genesis());
+    holder.set_peer_sitting_out(ServerId(1), true);
+    let blackout = T0 + 2 * SLOT + 950;
+    let (result, _) = holder.submit(payment(1, key(9), 5, T0 + 3 * SLOT), blackout);
+    assert!(
+        matches!(
+            result,
+            Err(Refusal::AlphaSitsOut {
+                alpha: ServerId(1),
+                slot: 1002,
+                ..
+            })
+        ),
+        "{result:?}"
+    );
+    assert_eq!(holder.held_count(), 0);
+    // It takes part again: forwarded.
+    forwarder.set_peer_sitting_out(ServerId(1), false);
+    let (result, _) = forwarder.submit(payment(1, key(9), 5, T0 + 11), T0 + 11);
+    assert_eq!(result, Ok(Disposition::Forwarded(ServerId(1))));
+}
+
+#[test]
 fn a_stale_forward_is_refused() {
     let mut core = core(1, 3, &genesis());
     let err = core

@@ -5,7 +5,11 @@
 //! The steps: the packed database (skipped when this server holds the
 //! balance hash at the target's slot already), then the ledger installing
 //! it, then the missing blocks,
-//! [`BLOCK_WINDOW`] at a time. Every request has a deadline; a fetch that
+//! [`BLOCK_WINDOW`] at a time. The first [`EARLY_WINDOW`] blocks are asked
+//! for with the database: they are fetched and checked while it comes and
+//! the ledger installs it (the check of a block's payments is most of a
+//! catch-up's time), and held until the ledger has installed it, since a
+//! server's blocks never go past its committed state. Every request has a deadline; a fetch that
 //! times out, or a source that has moved on, sends the machine back to
 //! hash-compare, and so does reaching the target. A source that timed out
 //! is distrusted for a while (`Machine::distrust`): hash-compare then picks
@@ -26,16 +30,25 @@ pub(super) struct Target {
 /// How far a fetch has come.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Fetching {
-    /// Waiting for the database.
-    Database,
-    /// Waiting for the ledger to install it.
-    Installing,
-    /// Fetching blocks; `through` is the last block requested.
-    Blocks { through: BlockNumber },
+    /// Waiting for the database; `through` is the last block asked for
+    /// with it (this server's height when none was).
+    Database { through: BlockNumber },
+    /// Waiting for the ledger to install it; `through` as above.
+    Installing { through: BlockNumber },
+    /// Fetching blocks; `from` to `through` is the window requested.
+    Blocks {
+        from: BlockNumber,
+        through: BlockNumber,
+    },
 }
 
 /// Blocks requested at once.
 const BLOCK_WINDOW: u64 = 16;
+
+/// Blocks requested with the database, and held until it is installed.
+/// Few: held blocks wait in memory (a block holds at most 200,000
+/// payments, 28 MB).
+const EARLY_WINDOW: u64 = 4;
 
 impl Machine {
     /// Enters fetch-snapshot towards `target`: ask for the database, or,
@@ -44,19 +57,28 @@ impl Machine {
     /// its commit certificate moves this server's committed round there.
     pub(super) fn enter_fetch(&mut self, target: Target, now: Millis, out: &mut Vec<Output>) {
         self.report(State::FetchSnapshot, out);
+        self.early.clear();
+        let height = self.own.height;
         if self.holds(&target) {
-            let fetching = Fetching::Installing;
+            let fetching = Fetching::Installing { through: height };
             self.phase = Phase::FetchSnapshot { target, fetching };
             self.continue_fetch(target, fetching, now, out);
         } else {
-            self.phase = Phase::FetchSnapshot {
-                target,
-                fetching: Fetching::Database,
-            };
             out.push(Output::Send {
                 to: target.source,
                 request: Request::Database,
             });
+            let through = (height + EARLY_WINDOW).min(target.status.height.max(height));
+            for number in height + 1..=through {
+                out.push(Output::Send {
+                    to: target.source,
+                    request: Request::Block(number),
+                });
+            }
+            self.phase = Phase::FetchSnapshot {
+                target,
+                fetching: Fetching::Database { through },
+            };
             self.deadline = now + self.settings.request_timeout();
         }
     }
@@ -71,9 +93,27 @@ impl Machine {
     ) {
         let through = match fetching {
             // The ledger's state says nothing until the database arrives.
-            Fetching::Database => return,
-            Fetching::Installing => self.own.height,
-            Fetching::Blocks { through } => through,
+            Fetching::Database { .. } => return,
+            Fetching::Installing { through } => {
+                if !self.holds(&target) {
+                    return;
+                }
+                // Installed: the blocks that came meanwhile go to the
+                // ledger, and the rest of their window is waited for.
+                let mut early = std::mem::take(&mut self.early);
+                early.sort_by_key(|b| b.header.number);
+                if !early.is_empty() {
+                    out.push(Output::Blocks(early));
+                }
+                let (from, through) = (self.own.height + 1, through.max(self.own.height));
+                self.phase = Phase::FetchSnapshot {
+                    target,
+                    fetching: Fetching::Blocks { from, through },
+                };
+                self.deadline = now + self.settings.request_timeout();
+                through
+            }
+            Fetching::Blocks { through, .. } => through,
         };
         if !self.holds(&target) {
             return;
@@ -111,7 +151,7 @@ impl Machine {
         }
         self.phase = Phase::FetchSnapshot {
             target,
-            fetching: Fetching::Blocks { through },
+            fetching: Fetching::Blocks { from, through },
         };
         self.deadline = now + self.settings.request_timeout();
     }
@@ -135,7 +175,7 @@ impl Machine {
         match self.phase {
             Phase::FetchSnapshot {
                 target,
-                fetching: Fetching::Database,
+                fetching: Fetching::Database { through },
             } if target.source == from => {
                 let peer = &mut self.peers[from.index()];
                 if target.status.balance_hash == hash {
@@ -147,7 +187,7 @@ impl Machine {
                     );
                     self.phase = Phase::FetchSnapshot {
                         target,
-                        fetching: Fetching::Installing,
+                        fetching: Fetching::Installing { through },
                     };
                     self.deadline = now + self.settings.request_timeout();
                     out.push(Output::Install {
@@ -171,7 +211,8 @@ impl Machine {
             // Not waiting for a database from this server: a late or
             // unasked answer.
             Phase::FetchSnapshot {
-                fetching: Fetching::Database | Fetching::Installing | Fetching::Blocks { .. },
+                fetching:
+                    Fetching::Database { .. } | Fetching::Installing { .. } | Fetching::Blocks { .. },
                 ..
             }
             | Phase::Connecting { .. }
@@ -181,8 +222,9 @@ impl Machine {
     }
 
     /// A block from `from`: handed to the ledger while blocks are being
-    /// fetched, if it is one of the window asked for; one from the source
-    /// ends its distrust's doubling.
+    /// fetched, if it is one of the window asked for, or held for it while
+    /// the database is fetched or installed, if it is one of the early
+    /// window; one from the source ends its distrust's doubling.
     pub(super) fn on_block(
         &mut self,
         from: ServerId,
@@ -193,12 +235,16 @@ impl Machine {
         match self.phase {
             Phase::FetchSnapshot {
                 target,
-                fetching: Fetching::Blocks { through },
+                fetching:
+                    Fetching::Blocks {
+                        from: first,
+                        through,
+                    },
             } => {
                 // Only the window asked for: a server that sends blocks
                 // nobody asked for must not fill the ledger's queue.
                 let number = block.header.number;
-                if number > through || number.saturating_add(BLOCK_WINDOW) <= through {
+                if number < first || number > through {
                     return;
                 }
                 if from == target.source {
@@ -207,14 +253,22 @@ impl Machine {
                 self.deadline = now + self.settings.request_timeout();
                 out.push(Output::Blocks(vec![block]));
             }
-            // Not waiting for blocks: a late or unasked answer.
             Phase::FetchSnapshot {
-                fetching: Fetching::Database | Fetching::Installing,
-                ..
+                target,
+                fetching: Fetching::Database { through } | Fetching::Installing { through },
+            } => {
+                let number = block.header.number;
+                let held = self.early.iter().any(|b| b.header.number == number);
+                if number <= self.own.height || number > through || held {
+                    return;
+                }
+                if from == target.source {
+                    self.peers[from.index()].distrust_ms = 0;
+                }
+                self.early.push(block);
             }
-            | Phase::Connecting { .. }
-            | Phase::HashCompare { .. }
-            | Phase::Sampling { .. } => {}
+            // Not waiting for blocks: a late or unasked answer.
+            Phase::Connecting { .. } | Phase::HashCompare { .. } | Phase::Sampling { .. } => {}
         }
     }
 }

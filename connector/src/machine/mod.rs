@@ -17,9 +17,11 @@
 //!   server, again after `backoff` (doubling, up to eight heartbeats) to
 //!   those that do not answer; go on once the servers that answered make a
 //!   majority together with this one (at once when N = 1).
-//! - **hash-compare** `{ asked_at }`: ask every server for its committed
-//!   state (slot, balance hash, height); only answers that came at or after
-//!   `asked_at` count. If a majority holds this server's balance hash, no
+//! - **hash-compare** `{ asked_at, retry }`: ask every server for its
+//!   committed state (slot, balance hash, height, last block id); only
+//!   answers that came at or after `asked_at` count, and the servers that
+//!   have not answered are asked again after `retry` (100 ms, doubling)
+//!   until the round is due a heartbeat after `asked_at`. If a majority holds this server's balance hash, no
 //!   more blocks and no later committed slot, go to sampling; if a majority
 //!   holds another hash, more blocks, or the same state at a later slot
 //!   (rounds without payments this server missed), go to fetch-snapshot
@@ -28,9 +30,10 @@
 //! - **fetch-snapshot** `{ target, fetching }`: the `target` is the state a
 //!   majority holds and a server of that majority to fetch from; `fetching`
 //!   says which step is under way. Fetch the packed database (unless the hash
-//!   already matches), hand it to the ledger, which checks the hash again and
-//!   installs it, then fetch the missing blocks one window at a time, then
-//!   back to hash-compare. This state lives in `machine/fetch.rs`.
+//!   already matches) with the first few missing blocks, hand it to the
+//!   ledger, which checks the hash again and installs it, then the blocks
+//!   held meanwhile, then fetch the rest one window at a time, then back to
+//!   hash-compare. This state lives in `machine/fetch.rs`.
 //! - **sampling** `{ behind }`: heartbeats to every server every
 //!   `heartbeat_ms`; a server that misses `missed_heartbeats` in a row is
 //!   failed. When the live servers are fewer than a majority, consensus is
@@ -45,6 +48,7 @@
 //! [`Machine::step`] takes an [`Input`] and the time and returns [`Output`]s.
 
 pub mod clock;
+mod compare;
 mod fetch;
 
 pub use clock::Clocks;
@@ -121,6 +125,8 @@ pub enum Answer {
         status: Status,
         clock: Millis,
         echo: Millis,
+        /// The answering server sits its alpha slots out (its hello's flag).
+        sitting_out: bool,
     },
     Database {
         hash: Hash,
@@ -162,6 +168,12 @@ pub enum Output {
     Peer {
         id: ServerId,
         alive: bool,
+    },
+    /// Another server started or stopped sitting its alpha slots out, as
+    /// its hello says: no payment is forwarded or held for it meanwhile.
+    SitsOut {
+        id: ServerId,
+        sitting_out: bool,
     },
     /// A database a majority holds, for the ledger to check and install.
     Install {
@@ -210,6 +222,8 @@ struct Peer {
     distrust_ms: u64,
     /// Whether its last database answer was of another hash than asked.
     moved_on: bool,
+    /// Whether its last hello said it sits its alpha slots out.
+    sitting_out: bool,
 }
 
 /// The state the machine is in, with the data that only that state has.
@@ -217,8 +231,9 @@ struct Peer {
 enum Phase {
     /// How long to wait before registering again with the silent servers.
     Connecting { backoff: u64 },
-    /// When this round's statuses were asked: older answers do not count.
-    HashCompare { asked_at: Millis },
+    /// When this round's statuses were asked (older answers do not count),
+    /// and how long until the silent servers are asked again.
+    HashCompare { asked_at: Millis, retry: u64 },
     /// What a majority holds, and how far fetching it has come.
     FetchSnapshot { target: Target, fetching: Fetching },
     /// Heartbeat rounds in a row that found a majority ahead of this server.
@@ -252,6 +267,10 @@ pub struct Machine {
     /// When the current wait ends: a retry, a heartbeat, a timeout.
     deadline: Millis,
     started: bool,
+    /// Blocks that came while fetch-snapshot fetched or installed the
+    /// database (`fetch.rs`), for the ledger once it is installed; empty
+    /// otherwise.
+    early: Vec<Block>,
 }
 
 impl Machine {
@@ -270,6 +289,7 @@ impl Machine {
             own,
             deadline: 0,
             started: false,
+            early: Vec::new(),
         }
     }
 
@@ -280,6 +300,11 @@ impl Machine {
     /// When the machine next needs a tick.
     pub fn next_deadline(&self) -> Millis {
         self.deadline
+    }
+
+    /// Whether this server sits its alpha slots out, as its hellos say.
+    pub fn sitting_out(&self) -> bool {
+        self.clocks.sitting_out()
     }
 
     /// Live servers, this one included.
@@ -349,7 +374,7 @@ impl Machine {
                 // prove itself under its commit certificate.
                 Phase::FetchSnapshot {
                     target,
-                    fetching: Fetching::Installing,
+                    fetching: Fetching::Installing { .. },
                 } => {
                     self.distrust(target.source, now);
                     self.enter_hash_compare(now, &mut out);
@@ -388,10 +413,16 @@ impl Machine {
                 let backoff = (backoff * 2).min(self.settings.heartbeat_ms * 8);
                 self.connect(backoff, now, out);
             }
-            Phase::HashCompare { asked_at } => self.compare(asked_at, now, out),
+            Phase::HashCompare { asked_at, retry } => {
+                if now >= asked_at + self.settings.heartbeat_ms {
+                    self.compare(asked_at, now, out);
+                } else {
+                    self.ask_silent(asked_at, retry, now, out);
+                }
+            }
             Phase::FetchSnapshot { target, fetching } => {
                 // The source answered when the ledger is the one installing.
-                if fetching != Fetching::Installing {
+                if !matches!(fetching, Fetching::Installing { .. }) {
                     self.distrust(target.source, now);
                 }
                 self.enter_hash_compare(now, out);
@@ -425,119 +456,10 @@ impl Machine {
             .count()
     }
 
-    /// Starts a hash-compare round, entering the state if the machine is
-    /// elsewhere: ask every server for its status.
-    fn enter_hash_compare(&mut self, now: Millis, out: &mut Vec<Output>) {
-        self.report(State::HashCompare, out);
-        self.phase = Phase::HashCompare { asked_at: now };
-        for id in self.others() {
-            out.push(Output::Send {
-                to: id,
-                request: Request::Heart(self.own),
-            });
-        }
-        self.deadline = now + self.settings.heartbeat_ms;
-        if self.settings.servers == 1 {
-            self.compare(now, now, out);
-        }
-    }
-
     fn enter_sampling(&mut self, now: Millis, out: &mut Vec<Output>) {
         self.report(State::Sampling, out);
         self.phase = Phase::Sampling { behind: 0 };
         self.deadline = now + self.settings.heartbeat_ms;
-    }
-
-    /// Statuses received at or after `since`.
-    fn statuses_since(&self, since: Millis) -> Vec<(ServerId, Status)> {
-        self.others()
-            .filter_map(|id| {
-                let (status, at) = self.peers[id.index()].status?;
-                (at >= since).then_some((id, status))
-            })
-            .collect()
-    }
-
-    /// The state a majority holds, if any: the balance hash held by a
-    /// majority (this server counted), with the highest height among the
-    /// holders trusted at `now` and a server to fetch from. A distrusted
-    /// holder counts towards the majority (its certificate vouches for its
-    /// hash) but its height is not believed.
-    fn majority_state(&self, statuses: &[(ServerId, Status)], now: Millis) -> Option<Target> {
-        let mut hashes: Vec<Hash> = statuses.iter().map(|(_, s)| s.balance_hash).collect();
-        hashes.push(self.own.balance_hash);
-        hashes.sort();
-        hashes.dedup();
-        let needed = majority(self.settings.servers);
-        for hash in hashes {
-            let holders: Vec<(ServerId, Status)> = statuses
-                .iter()
-                .filter(|(_, s)| s.balance_hash == hash)
-                .copied()
-                .collect();
-            let count = holders.len() + usize::from(self.own.balance_hash == hash);
-            if count < needed {
-                continue;
-            }
-            let best = holders
-                .iter()
-                .filter(|(id, _)| self.trusted(*id, now))
-                .max_by_key(|(id, s)| (s.height, s.slot, std::cmp::Reverse(*id)))
-                .copied();
-            return match best {
-                Some((source, status)) => Some(Target { status, source }),
-                // Only this server holds it, and it is a majority (N = 1),
-                // or every other holder is distrusted: nothing to fetch.
-                None if self.own.balance_hash == hash => Some(Target {
-                    status: self.own,
-                    source: self.settings.me,
-                }),
-                None => None,
-            };
-        }
-        None
-    }
-
-    /// Decides the hash-compare round asked at `asked_at`.
-    fn compare(&mut self, asked_at: Millis, now: Millis, out: &mut Vec<Output>) {
-        let statuses = self.statuses_since(asked_at);
-        match self.majority_state(&statuses, now) {
-            Some(target) if self.matches(&target) => self.enter_sampling(now, out),
-            Some(target) => {
-                log::info!(
-                    "connector: a majority holds {} at height {}, this server {} at height {}",
-                    target.status.balance_hash.short(),
-                    target.status.height,
-                    self.own.balance_hash.short(),
-                    self.own.height
-                );
-                self.enter_fetch(target, now, out);
-            }
-            // Decided early, when every server has answered: ask again only
-            // when the round is due, or the servers would be asked as fast as
-            // they answer.
-            None if now < self.deadline => {}
-            None => {
-                log::info!(
-                    "connector: no majority state among {} answers; asking again",
-                    statuses.len()
-                );
-                self.enter_hash_compare(now, out);
-            }
-        }
-    }
-
-    /// Whether this server holds the target's state: its hash, and as many
-    /// blocks (the same last block at the same height) and as late a
-    /// committed slot. The slot matters on its own:
-    /// rounds without payments change neither hash nor height, and a
-    /// server that missed them cannot commit the rounds built on them
-    /// until it installs the state under their commit certificate.
-    fn matches(&self, target: &Target) -> bool {
-        let (own, target) = (&self.own, &target.status);
-        let blocks = own.height > target.height
-            || (own.height == target.height && own.block_hash == target.block_hash);
-        target.balance_hash == own.balance_hash && blocks && own.slot >= target.slot
     }
 
     /// A fetch from `source` failed: it timed out, the database it sent was
@@ -583,7 +505,23 @@ impl Machine {
                 status,
                 clock,
                 echo,
+                sitting_out,
             } => {
+                let peer = &mut self.peers[from.index()];
+                if std::mem::replace(&mut peer.sitting_out, sitting_out) != sitting_out {
+                    log::info!(
+                        "connector: server {from} {} its alpha slots",
+                        if sitting_out {
+                            "sits out"
+                        } else {
+                            "takes part in"
+                        }
+                    );
+                    out.push(Output::SitsOut {
+                        id: from,
+                        sitting_out,
+                    });
+                }
                 self.clocks.answered(from, clock, echo, now);
                 self.review_clocks(now, out);
                 self.on_status(from, status, now, out);
@@ -616,7 +554,7 @@ impl Machine {
                 }
             }
             // Decide early once every other server has answered this round.
-            Phase::HashCompare { asked_at } => {
+            Phase::HashCompare { asked_at, .. } => {
                 if self.statuses_since(asked_at).len() == self.settings.servers - 1 {
                     self.compare(asked_at, now, out);
                 }

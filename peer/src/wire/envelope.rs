@@ -176,6 +176,7 @@ mod tests {
                 params,
                 clock: 1_700_000_000_000,
                 echo: 0,
+                sitting_out: false,
                 status: CertifiedStatus {
                     status,
                     certified: None,
@@ -185,6 +186,7 @@ mod tests {
                 params,
                 clock: 1_700_000_000_001,
                 echo: 1_699_999_999_990,
+                sitting_out: false,
                 status: CertifiedStatus {
                     status,
                     certified: None,

@@ -2,7 +2,10 @@
 //! status: the sender's chain parameters and its clock.
 //!
 //! ```text
-//! hello   = params (68) | clock u64 (8) | echo u64 (8) | certified status
+//! hello   = params (68) | clock u64 (8) | echo u64 (8) | flags u8 (1) |
+//!           certified status
+//! flags   = bit 0: the sender sits its alpha slots out (its clock is off);
+//!           the other bits are 0
 //! params  = version u32 | servers u32 | slot_ms u64 | blackout_ms u64 |
 //!           tolerance_ms u64 | difficulty u32 | servers digest (16) |
 //!           genesis digest (16)
@@ -162,11 +165,18 @@ pub struct Hello {
     pub clock: Millis,
     /// In an answer, the clock of the request it answers; 0 in a request.
     pub echo: Millis,
+    /// The sender's clock is off the others' by more than the tolerance,
+    /// and it sits its alpha slots out: the others do not forward or hold
+    /// payments for it.
+    pub sitting_out: bool,
     pub status: CertifiedStatus,
 }
 
 /// Bytes of a hello before its certified status.
-pub const HELLO_PREFIX_LEN: usize = PARAMS_LEN + 16;
+pub const HELLO_PREFIX_LEN: usize = PARAMS_LEN + 17;
+
+/// The flag bit of a sender that sits its alpha slots out.
+const SITTING_OUT: u8 = 1;
 
 impl Hello {
     pub fn encode(&self) -> Vec<u8> {
@@ -174,6 +184,7 @@ impl Hello {
         out.extend_from_slice(&self.params.encode());
         out.extend_from_slice(&self.clock.to_be_bytes());
         out.extend_from_slice(&self.echo.to_be_bytes());
+        out.push(if self.sitting_out { SITTING_OUT } else { 0 });
         out.extend_from_slice(&self.status.encode());
         out
     }
@@ -182,18 +193,28 @@ impl Hello {
     pub fn decode(bytes: &[u8], servers: usize) -> Result<Hello> {
         if bytes.len() < HELLO_PREFIX_LEN {
             return Err(Error::Invalid(format!(
-                "a hello is {PARAMS_LEN} bytes of parameters, an 8-byte clock, an 8-byte echo and \
-                 a status, got {} bytes",
+                "a hello is {PARAMS_LEN} bytes of parameters, an 8-byte clock, an 8-byte echo, a \
+                 flags byte and a status, got {} bytes",
                 bytes.len()
             )));
         }
         let (params, rest) = bytes.split_at(PARAMS_LEN);
         let (clock, rest) = rest.split_at(8);
-        let (echo, status) = rest.split_at(8);
+        let (echo, rest) = rest.split_at(8);
+        let (flags, status) = rest.split_at(1);
         let params: &[u8; PARAMS_LEN] = params.try_into().expect("split at PARAMS_LEN");
         let params = Params::decode(params);
         let clock = be_u64(clock, "hello clock")?;
         let echo = be_u64(echo, "hello echo")?;
+        let sitting_out = match flags[0] {
+            0 => false,
+            SITTING_OUT => true,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "a hello's flags are 0 or 1, got {other}"
+                )));
+            }
+        };
         // A sender with another server count is refused for its parameters,
         // which name the difference; its status, whose certificate is laid
         // out for that count, is not read.
@@ -206,6 +227,7 @@ impl Hello {
             params,
             clock,
             echo,
+            sitting_out,
             status,
         })
     }
@@ -218,6 +240,7 @@ pub struct Greeting {
     pub params: Params,
     pub clock: Millis,
     pub echo: Millis,
+    pub sitting_out: bool,
     pub status: Status,
 }
 
@@ -231,6 +254,7 @@ impl Hello {
             params: self.params,
             clock: self.clock,
             echo: self.echo,
+            sitting_out: self.sitting_out,
             status: self.status.verify(chain, servers, self.params.slot_ms)?,
         })
     }
@@ -294,11 +318,25 @@ mod tests {
             params: params(),
             clock: 1_700_000_000_123,
             echo: 1_700_000_000_100,
+            sitting_out: false,
             status: CertifiedStatus::default(),
         };
         let bytes = hello.encode();
         assert_eq!(bytes.len(), HELLO_PREFIX_LEN + 80);
         assert_eq!(Hello::decode(&bytes, 2).unwrap(), hello);
+        // The flags byte follows the echo: bit 0 says the sender sits out.
+        assert_eq!(bytes[HELLO_PREFIX_LEN - 1], 0);
+        let sitting = Hello {
+            sitting_out: true,
+            ..hello.clone()
+        };
+        let flagged = sitting.encode();
+        assert_eq!(flagged[HELLO_PREFIX_LEN - 1], 1);
+        assert_eq!(Hello::decode(&flagged, 2).unwrap(), sitting);
+        let mut unknown = flagged.clone();
+        unknown[HELLO_PREFIX_LEN - 1] = 2;
+        let err = Hello::decode(&unknown, 2).unwrap_err().to_string();
+        assert!(err.contains("flags are 0 or 1, got 2"), "{err}");
         let err = Hello::decode(&bytes[..70], 2).unwrap_err().to_string();
         assert!(err.contains("got 70 bytes"), "{err}");
         // Decoded on a chain of another size, its parameters are read and

@@ -61,13 +61,7 @@ impl Core {
         if !self.schedule.timestamp_ok(tx.timestamp(), now) {
             return (Err(self.timestamp_refusal(tx.timestamp(), now)), Vec::new());
         }
-        if self.peers.get(&alpha) == Some(&false) {
-            let refusal = Refusal::AlphaDown {
-                slot,
-                alpha,
-                next: slot + 1,
-                opens_ms: self.schedule.start(slot + 1),
-            };
+        if let Some(refusal) = self.alpha_unavailable(slot) {
             return (Err(refusal), Vec::new());
         }
         self.tracked.insert(tx.id(), Tracked::Pending { slot });
@@ -168,6 +162,33 @@ impl Core {
         Ok(())
     }
 
+    /// Why no payment can go to the alpha of `slot`, another server: the
+    /// connector found it failed, or it says it sits its slots out. A
+    /// payment forwarded or held for it then would only be lost.
+    fn alpha_unavailable(&self, slot: Slot) -> Option<Refusal> {
+        let alpha = self.schedule.alpha(slot);
+        let (next, opens_ms) = (slot + 1, self.schedule.start(slot + 1));
+        if alpha == self.me {
+            None
+        } else if self.peers.get(&alpha) == Some(&false) {
+            Some(Refusal::AlphaDown {
+                slot,
+                alpha,
+                next,
+                opens_ms,
+            })
+        } else if self.sitting.contains(&alpha) {
+            Some(Refusal::AlphaSitsOut {
+                slot,
+                alpha,
+                next,
+                opens_ms,
+            })
+        } else {
+            None
+        }
+    }
+
     /// Keeps a payment through the blackout for the next alpha.
     fn hold(&mut self, tx: VerifiedTx, now: Millis) -> Result<Disposition, Refusal> {
         let next = self.schedule.slot_at(now) + 1;
@@ -181,13 +202,8 @@ impl Core {
                 slot: next,
             });
         }
-        if self.peers.get(&alpha) == Some(&false) {
-            return Err(Refusal::AlphaDown {
-                slot: next,
-                alpha,
-                next: next + 1,
-                opens_ms: self.schedule.start(next + 1),
-            });
+        if let Some(refusal) = self.alpha_unavailable(next) {
+            return Err(refusal);
         }
         if self.held.len() >= MAX_HELD {
             return Err(Refusal::HoldFull);

@@ -52,7 +52,7 @@ mod refusal;
 mod rounds;
 mod states;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 
@@ -175,6 +175,9 @@ pub struct Core {
     /// What the connector last reported of each other server: alive
     /// (true) or failed (false). Payments are not forwarded to a failed one.
     peers: BTreeMap<ServerId, bool>,
+    /// The other servers whose hellos say they sit their alpha slots out:
+    /// payments are not forwarded or held for them either.
+    sitting: BTreeSet<ServerId>,
     /// The payments this server took, until their fate is known and
     /// TRACK_SLOTS after. Ordered by id, so that the events a commit
     /// publishes for them leave in the same order on every run and every
@@ -225,6 +228,7 @@ impl Core {
             opened_through: None,
             held: Vec::new(),
             peers: BTreeMap::new(),
+            sitting: BTreeSet::new(),
             tracked: BTreeMap::new(),
             tracked_pruned: 0,
             role: Role::Follower,
@@ -406,6 +410,20 @@ impl Core {
         if synced {
             self.open_window(now);
         }
+    }
+
+    /// Server `id` (another) says it sits its alpha slots out, or no longer.
+    pub fn set_peer_sitting_out(&mut self, id: ServerId, sitting_out: bool) {
+        if sitting_out {
+            self.sitting.insert(id);
+        } else {
+            self.sitting.remove(&id);
+        }
+    }
+
+    /// The other servers that say they sit their alpha slots out.
+    pub fn peers_sitting_out(&self) -> &BTreeSet<ServerId> {
+        &self.sitting
     }
 
     /// The connector's clock verdict: this server's skew when it is past

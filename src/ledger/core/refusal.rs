@@ -52,6 +52,17 @@ pub enum Refusal {
         next: Slot,
         opens_ms: Millis,
     },
+    #[error(
+        "{ALPHA_DOWN}: server {alpha}, the alpha of slot {slot}, sits its slots out (its clock \
+         is off the others'); no server takes payments until slot {next} opens at {opens_ms} \
+         ms: send it again then"
+    )]
+    AlphaSitsOut {
+        slot: Slot,
+        alpha: ServerId,
+        next: Slot,
+        opens_ms: Millis,
+    },
     #[error("a payment with this id is already in the round")]
     Duplicate,
     #[error("{0}")]

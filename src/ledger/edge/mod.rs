@@ -189,6 +189,7 @@ impl Edge {
             params: self.params,
             clock: now,
             echo,
+            sitting_out: self.core.sitting_out().is_some(),
             status: self.status(),
         }
     }
@@ -471,6 +472,12 @@ impl Edge {
                     .collect(),
                 skew_ms: self.clocks.skew,
                 sitting_out: self.clocks.sitting_out,
+                others_sitting_out: self
+                    .core
+                    .peers_sitting_out()
+                    .iter()
+                    .map(|id| id.0)
+                    .collect(),
             },
         }
     }
@@ -485,6 +492,10 @@ impl Edge {
                     state: state.into(),
                 };
                 self.publish(event, now);
+                Vec::new()
+            }
+            ConnectorEvent::SitsOut { id, sitting_out } => {
+                self.core.set_peer_sitting_out(id, sitting_out);
                 Vec::new()
             }
             ConnectorEvent::Peer { id, alive } => {
@@ -509,8 +520,14 @@ impl Edge {
                 }
             },
             ConnectorEvent::Blocks(blocks) => {
+                let started = std::time::Instant::now();
                 match self.store.append_fetched(&blocks) {
                     Ok(Appended::Tip(tip)) => {
+                        log::debug!(
+                            "fetched blocks up to {} stored in {} ms",
+                            tip.height,
+                            started.elapsed().as_millis()
+                        );
                         self.tip = tip;
                         self.send_own();
                     }
@@ -602,7 +619,18 @@ impl Edge {
                     }
                     self.store.journal_append(&records)
                 }
-                Action::Persist(Persist::Commit(commit)) => self.commit(commit, now),
+                Action::Persist(Persist::Commit(commit)) => {
+                    let (started, installed) = (std::time::Instant::now(), commit.installed);
+                    let slot = commit.slot;
+                    let done = self.commit(commit, now);
+                    if installed {
+                        log::debug!(
+                            "the database of slot {slot} installed in {} ms",
+                            started.elapsed().as_millis()
+                        );
+                    }
+                    done
+                }
                 Action::Publish(event) => {
                     self.publish(event, now);
                     Ok(())

@@ -76,6 +76,14 @@ impl Files {
         Ok(())
     }
 
+    /// Writes the database file from `packed`, whose archive copy is
+    /// written already, then prunes the archive.
+    pub fn write_database(&self, packed: &[u8]) -> Result<()> {
+        self.disk.write_file(BALANCES, packed)?;
+        self.prune_archive();
+        Ok(())
+    }
+
     /// Writes the archive copy of `committed` alone, named by its hash and
     /// the Unix seconds of its slot.
     pub fn write_archive_copy(&self, committed: &Committed, packed: &[u8]) -> Result<()> {

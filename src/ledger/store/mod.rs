@@ -411,22 +411,28 @@ impl Store {
         };
         let replayable =
             !installed && blocks.last().map(|b| b.header.balance_hash) == Some(committed.hash);
+        let mut packed = None;
         if changed && !replayable {
             // Nothing older may land on the files after this state.
             self.writer.flush();
-            if installed {
+            // The state an install replaces goes to the archive, unless it
+            // is the genesis, which the genesis file holds (a server whose
+            // data directory was emptied would archive a copy of it).
+            let from_genesis = before.is_none_or(|m| m.slot == 0) && !damaged;
+            if installed && !from_genesis {
                 self.files
                     .archive_current(self.files.slot_seconds(before.map_or(0, |m| m.slot)));
             }
-            self.files
-                .write_archive_copy(committed, &committed.snapshot.pack())?;
+            let bytes = committed.snapshot.pack();
+            self.files.write_archive_copy(committed, &bytes)?;
+            packed = Some(bytes);
         }
         self.record(slot, committed.hash, previous, blocks, consensus)?;
         if changed {
-            if replayable {
-                self.writer.write(&self.files, committed)?;
-            } else {
-                self.files.write(committed)?;
+            match packed {
+                None => self.writer.write(&self.files, committed)?,
+                // Its archive copy is written: the database file alone.
+                Some(bytes) => self.files.write_database(&bytes)?,
             }
             self.damaged
                 .store(false, std::sync::atomic::Ordering::Relaxed);
