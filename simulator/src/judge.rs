@@ -26,6 +26,7 @@
 use rota::events::{Event as Published, Outcome};
 use rota::ledger::edge::{Exit, Response};
 use rota_connector::machine::State;
+use rota_connector::machine::clock::skew;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::{PeerMessage, majority};
 use rota_peer::{Millis, ServerId};
@@ -33,7 +34,7 @@ use rota_peer::{Millis, ServerId};
 use crate::clients::{Asked, Clients, Told};
 use crate::invariants::{Invariant, Signed};
 use crate::network::{Endpoint, Payload};
-use crate::server::Life;
+use crate::server::{Life, SimServer};
 use crate::world::{Event, World};
 
 /// Refusals a timely payment may get: the words of the rules that judge
@@ -306,7 +307,7 @@ impl World {
         let alpha_off = off(at).max(off(self.now));
         // Past the tolerance (less the estimate's error) it sits its
         // window out, saying so, and takes it again within four fifths.
-        let in_line = self.in_line(self.true_skew(server));
+        let in_line = self.in_line(self.skews(server).1);
         self.healed
             && at >= self.heal_at + 2 * self.p.heartbeat_ms + self.p.jump_max_ms
             && self.p.client_skew_ms + alpha_off < self.p.tolerance_ms
@@ -325,17 +326,47 @@ impl World {
         skew.unsigned_abs() + SKEW_SLACK_MS < self.p.tolerance_ms * 4 / 5
     }
 
-    /// Server `id`'s skew as the node works it out, from the true clocks
-    /// of the servers up: its clock minus their median.
-    fn true_skew(&self, id: ServerId) -> i64 {
+    /// Server `id`'s skew as the node works it out, from the clocks of the
+    /// servers up: its clock minus their median, as the smallest and the
+    /// largest it can be in size. They are the same, the true skew, unless
+    /// the dishonest server (up, and another) lies about its clock: its
+    /// offset can then be anything, and the median with it lies between
+    /// bounds that one of a few offsets reaches (far below and far above
+    /// every other, zero, each other offset and either side of it: the
+    /// median of an even count, the one nearer zero of the middle two, is
+    /// the liar's own offset only when that is nearer zero).
+    fn skews(&self, id: ServerId) -> (i64, i64) {
         let own = self.servers[id.index()].clock.local(self.now) as i64;
-        let offsets = self
-            .servers
-            .iter()
-            .filter(|s| s.is_up())
-            .map(|s| s.clock.local(self.now) as i64 - own)
+        let offset = |s: &SimServer| s.clock.local(self.now) as i64 - own;
+        let up = |s: &&SimServer| s.is_up();
+        let liar = (self.p.lie_clock > 0.0)
+            .then(|| {
+                self.servers
+                    .iter()
+                    .position(|s| !s.honest && s.is_up() && s.id != id)
+            })
+            .flatten();
+        let Some(liar) = liar else {
+            let skew = skew(self.servers.iter().filter(up).map(offset).collect());
+            return (skew, skew);
+        };
+        let others: Vec<i64> = (self.servers.iter().enumerate())
+            .filter(|(i, s)| *i != liar && s.is_up())
+            .map(|(_, s)| offset(s))
             .collect();
-        rota_connector::machine::clock::skew(offsets)
+        let far = i64::from(u32::MAX);
+        let mut told = vec![-far, far, 0];
+        told.extend(others.iter().flat_map(|o| [o - 1, *o, o + 1]));
+        let sizes = told.into_iter().map(|lie| {
+            let mut offsets = others.clone();
+            offsets.push(lie);
+            skew(offsets)
+        });
+        let (low, high) = sizes.fold((i64::MAX, 0), |(low, high), s| {
+            let size = s.saturating_abs();
+            (low.min(size), high.max(size))
+        });
+        (low, high)
     }
 
     /// At each slot after the heal has settled (the heal sets jumped clocks
@@ -360,9 +391,10 @@ impl World {
             }
             let says = node.edge.clocks().sitting_out;
             let id = ServerId::from_index(index);
-            let skew = self.true_skew(id);
-            let off = skew.unsigned_abs() > tolerance + SKEW_SLACK_MS;
-            let in_line = self.in_line(skew);
+            let (least, most) = self.skews(id);
+            let skew = if says { least } else { most };
+            let off = least.unsigned_abs() > tolerance + SKEW_SLACK_MS;
+            let in_line = self.in_line(most);
             if off && says {
                 self.sat_out += 1;
             }

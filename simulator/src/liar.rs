@@ -436,13 +436,16 @@ impl Liar {
     fn answer(&mut self, response: Response, p: &Profile) -> Option<Response> {
         match response {
             Response::Sign { slot, message } => {
-                let lie = matches!(*message, PeerMessage::Register(_) | PeerMessage::Heart(_))
-                    && self.rng.chance(p.lie_status);
+                let hello = matches!(*message, PeerMessage::Register(_) | PeerMessage::Heart(_));
+                let lie = hello && self.rng.chance(p.lie_status);
+                let clock = hello && self.rng.chance(p.lie_clock);
+                let mut tell = |hello: Hello| {
+                    let hello = if lie { self.inflate(hello) } else { hello };
+                    if clock { self.mistime(hello, p) } else { hello }
+                };
                 let message = match *message {
-                    PeerMessage::Register(status) if lie => {
-                        PeerMessage::Register(self.inflate(status))
-                    }
-                    PeerMessage::Heart(status) if lie => PeerMessage::Heart(self.inflate(status)),
+                    PeerMessage::Register(hello) => PeerMessage::Register(tell(hello)),
+                    PeerMessage::Heart(hello) => PeerMessage::Heart(tell(hello)),
                     other => other,
                 };
                 Some(Response::Sign {
@@ -464,14 +467,27 @@ impl Liar {
         }
     }
 
-    /// A status claiming 1000 blocks more than it has: its certificate
-    /// vouches for its slot and balance hash, not for its blocks, so this
-    /// lie passes every check but the blocks' own (a lie about the slot or
-    /// hash is refused where the status is decoded, `CertifiedStatus`).
+    /// A status claiming 1000 blocks more than it has. Its certificate
+    /// vouches for its blocks too (the certified header names the chain of
+    /// blocks after its round), so the answer is refused where it is
+    /// decoded (`CertifiedStatus::verify`), as a lie about the slot or the
+    /// hash is: it costs the asker an answer, nothing more.
     fn inflate(&mut self, mut claim: Hello) -> Hello {
         self.lie("status");
         claim.status.status.height += 1_000;
         claim.status.status.block_hash = Hash(self.rng.bytes32());
+        claim
+    }
+
+    /// A hello whose clock is up to ten tolerances off the liar's own, and
+    /// which says at random that it sits its slots out. The echo stays
+    /// true, or the answer would not count at all. The judge's clock
+    /// watch allows for any clock the liar gives (`Judge::skews`).
+    fn mistime(&mut self, mut claim: Hello, p: &Profile) -> Hello {
+        self.lie("clock");
+        let off = self.rng.signed(p.tolerance_ms.saturating_mul(10));
+        claim.clock = claim.clock.saturating_add_signed(off);
+        claim.sitting_out = self.rng.chance(0.5);
         claim
     }
 

@@ -131,6 +131,7 @@ knobs! {
     lie_status: f64 = 0.0, "lie-status", "Chance the dishonest server's status claims 1000 blocks more than it has.";
     lie_withhold: f64 = 0.0, "lie-withhold", "Chance the dishonest server never answers a D or B request.";
     lie_blocks: f64 = 0.0, "lie-blocks", "Chance the dishonest server answers B with a made-up block that chains on its own.";
+    lie_clock: f64 = 0.0, "lie-clock", "Chance the dishonest server's answer to a register or heart gives a clock up to ten tolerances off its own, and says it sits its slots out or not at random.";
     accounts: usize = 4, "accounts", "Client accounts in the genesis.";
     balance: u32 = 1_000, "balance", "Each account's genesis balance.";
     payments: f64 = 2.0, "payments", "Payments submitted per slot, on average, each to a random server.";
@@ -168,6 +169,7 @@ impl Profile {
         p.lie_status = 0.0;
         p.lie_withhold = 0.0;
         p.lie_blocks = 0.0;
+        p.lie_clock = 0.0;
         p
     }
 
@@ -203,6 +205,7 @@ impl Profile {
         p.lie_status = 0.1;
         p.lie_withhold = 0.1;
         p.lie_blocks = 0.1;
+        p.lie_clock = 0.1;
         p
     }
 

@@ -119,6 +119,31 @@ fn a_server_whose_clock_is_off_sits_out_and_says_so() {
     assert!(summary.rounds.sat_out > 0, "{:?}", summary.rounds);
 }
 
+/// The same with a dishonest server whose hellos lie about its clock and
+/// about sitting out: the skewed honest server still sits out whenever the
+/// clocks it can trust put it off, and takes its slots whenever they put
+/// it in line (`Judge::skews` allows for any clock the liar gives).
+#[test]
+fn a_lying_clock_keeps_no_honest_server_out_of_its_slots_nor_in() {
+    let mut p = Profile::quiet();
+    p.servers_min = 3;
+    p.servers_max = 5;
+    p.skew_one_ms = 1_500;
+    p.dishonest = true;
+    p.lie_clock = 0.3;
+    let summary = assert_holds(
+        "quiet --servers-max 5 --skew-one-ms 1500 --dishonest true --lie-clock 0.3",
+        &p,
+        12,
+    );
+    assert!(summary.rounds.sat_out > 0, "{:?}", summary.rounds);
+    assert!(
+        summary.lies.get("clock").is_some_and(|n| *n > 0),
+        "{:?}",
+        summary.lies
+    );
+}
+
 /// The dishonest server tells every lie of its repertoire but the catch-up
 /// lies of issue 10, and the honest servers see its second headers.
 #[test]
