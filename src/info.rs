@@ -16,6 +16,10 @@ use crate::events::{ConnectorState, PeerState, Role, server_id};
 pub struct Info {
     /// The rota version, e.g. `0.1.0`.
     pub version: String,
+    /// The protocol version: the layout of peer messages, round headers
+    /// and blocks (docs/PROTOCOL.md §10.5). 0 from a node too old to say.
+    #[serde(default)]
+    pub protocol: u32,
     pub chain: String,
     pub public_key: PublicKey,
     /// This server's position in the conf's server list.
@@ -162,6 +166,7 @@ mod tests {
     fn sample() -> Info {
         Info {
             version: "0.1.0".into(),
+            protocol: 2,
             chain: "local".into(),
             public_key: PublicKey([0x98; 32]),
             identifier: ServerId(1),
@@ -225,7 +230,7 @@ mod tests {
              \"params_hash\":\"{params}\",\
              \"peering\":{{\"accepted\":2,\"open\":2,\"refused\":0,\"requests\":14}},\
              \"peers\":{{\"2\":\"alive\",\"3\":\"failed\"}},\"pending\":0,\
-             \"public_key\":\"{key}\",\"refused\":0,\
+             \"protocol\":2,\"public_key\":\"{key}\",\"refused\":0,\
              \"requests\":21,\"role\":\"alpha\",\"servers\":3,\"slot\":897659580,\"slot_ms\":2000,\"supply\":3000000,\
              \"tolerance_ms\":200,\"uptime_ms\":4980,\"version\":\"0.1.0\",\"window_open\":true}}"
         );

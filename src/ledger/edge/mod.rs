@@ -426,6 +426,7 @@ impl Edge {
             .collect();
         Info {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            protocol: rota_peer::wire::PROTOCOL_VERSION,
             chain: self.chain.clone(),
             public_key: self.public_key,
             identifier: self.core.me,
