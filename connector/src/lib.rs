@@ -437,6 +437,15 @@ impl Connector {
                 packed,
             },
             Reply::Block(bytes) => {
+                // Checked only if it is one the fetch waits for: its
+                // number is the header's first 8 bytes.
+                let number = bytes
+                    .get(..8)
+                    .map(|n| u64::from_be_bytes(n.try_into().expect("8 bytes")));
+                if number.is_some_and(|n| !self.machine.wants_block(n)) {
+                    log::debug!("server {from}: block {number:?} unasked or late; not checked");
+                    return Answer::Refused("a block not asked for".into());
+                }
                 let started = std::time::Instant::now();
                 match check_block(
                     &self.config.chain,
@@ -584,17 +593,27 @@ const SPLIT_FROM: usize = 4_096;
 /// A large block's payments are checked in one batch per core, each on a
 /// thread of its own.
 fn first_bad_payment(chain: &str, txs: &[Transaction]) -> Option<rota_peer::Error> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    first_bad_payment_in(chain, txs, cores)
+}
+
+/// [`first_bad_payment`] in `parts` batches, each on a thread of its own
+/// (one batch below [`SPLIT_FROM`] payments).
+fn first_bad_payment_in(
+    chain: &str,
+    txs: &[Transaction],
+    parts: usize,
+) -> Option<rota_peer::Error> {
     let check = |part: &[Transaction]| {
         Verifier::new(chain)
             .verify_batch(part)
             .into_iter()
             .find_map(Result::err)
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if txs.len() < SPLIT_FROM || cores < 2 {
+    if txs.len() < SPLIT_FROM || parts < 2 {
         return check(txs);
     }
-    let part = txs.len().div_ceil(cores);
+    let part = txs.len().div_ceil(parts);
     std::thread::scope(|scope| {
         let checks: Vec<_> = txs
             .chunks(part)
@@ -631,17 +650,30 @@ mod tests {
 
     #[test]
     fn a_forged_payment_is_found_in_a_block_checked_on_every_core() {
-        for count in [10, SPLIT_FROM + 7] {
+        // One part, two and three (whatever cores this machine has).
+        for (count, parts) in [
+            (10, 2),
+            (SPLIT_FROM + 7, 1),
+            (SPLIT_FROM + 7, 2),
+            (SPLIT_FROM, 3),
+        ] {
             let mut txs = payments(count);
-            assert!(first_bad_payment("test", &txs).is_none(), "{count}");
+            assert!(
+                first_bad_payment_in("test", &txs, parts).is_none(),
+                "{count}"
+            );
             // Last, so that it sits in the last part when the check splits.
             let last = txs.len() - 1;
             txs[last] = forge(&txs[last]);
-            assert!(first_bad_payment("test", &txs).is_some(), "{count}");
             assert!(
-                first_bad_payment("other chain", &payments(count)).is_some(),
+                first_bad_payment_in("test", &txs, parts).is_some(),
+                "{count}"
+            );
+            assert!(
+                first_bad_payment_in("other chain", &payments(count), parts).is_some(),
                 "signed for another chain: {count}"
             );
         }
+        assert!(first_bad_payment("test", &payments(3)).is_none());
     }
 }

@@ -689,6 +689,44 @@ fn blocks_asked_with_the_database_are_held_until_it_is_installed() {
 }
 
 #[test]
+fn another_last_block_at_the_same_height_is_asked_for_once_then_times_out() {
+    // A majority holds this server's hash and height, with another block
+    // id at that height (a server's block differs from the certified one,
+    // or a liar claims one): hash-compare does not find it in step, and the
+    // fetch asks the source for that block once instead of going back to
+    // hash-compare as fast as the servers answer.
+    let own = status(3, 1, 5);
+    let theirs = Status {
+        block_hash: hash(0xbb),
+        ..own
+    };
+    let (mut rig, out) = fetching(own, theirs);
+    let asked = block_requests(&out);
+    assert_eq!(asked.len(), 1, "{out:?}");
+    assert_eq!(asked[0].1, 5, "the block at the shared height");
+    assert!(rig.machine.wants_block(5) && !rig.machine.wants_block(6));
+    // The ledger reports no change (the block it got is its own): nothing
+    // is asked again, and the fetch times out.
+    assert_eq!(sends(&rig.own(own, 600)), []);
+    assert_eq!(rig.state(), State::FetchSnapshot);
+    let out = rig.tick(FETCH_AT + 2_000);
+    assert_eq!(states(&out), [State::HashCompare], "{out:?}");
+}
+
+#[test]
+fn a_fork_reported_before_the_install_asks_for_nothing() {
+    let own = status(3, 1, 5);
+    let target = status(9, 2, 40);
+    let (mut rig, _) = fetching(own, target);
+    assert_eq!(rig.step(Input::Fork { from: 3 }, 525), []);
+    assert!(
+        !rig.machine.wants_block(3),
+        "only the early window is wanted"
+    );
+    assert!(rig.machine.wants_block(6));
+}
+
+#[test]
 fn a_block_outside_the_window_asked_for_is_dropped() {
     let own = status(3, 1, 5);
     let target = status(9, 2, 40);

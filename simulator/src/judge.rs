@@ -329,7 +329,7 @@ impl World {
     /// Server `id`'s skew as the node works it out, from the clocks of the
     /// servers up: its clock minus their median, as the smallest and the
     /// largest it can be in size. They are the same, the true skew, unless
-    /// the dishonest server (up, and another) lies about its clock: its
+    /// the dishonest server (another; up or lately down) lies about its clock: its
     /// offset can then be anything, and the median with it lies between
     /// bounds that one of a few offsets reaches (far below and far above
     /// every other, zero, each other offset and either side of it: the
@@ -341,9 +341,9 @@ impl World {
         let up = |s: &&SimServer| s.is_up();
         let liar = (self.p.lie_clock > 0.0)
             .then(|| {
-                self.servers
-                    .iter()
-                    .position(|s| !s.honest && s.is_up() && s.id != id)
+                // Down, the offset it last told may still count for a while
+                // (the median without it is within the same bounds).
+                self.servers.iter().position(|s| !s.honest && s.id != id)
             })
             .flatten();
         let Some(liar) = liar else {

@@ -118,13 +118,49 @@ impl Machine {
         if !self.holds(&target) {
             return;
         }
-        if self.own.height >= target.status.height {
+        if self.matches(&target) {
             self.enter_hash_compare(now, out);
+            return;
+        }
+        let height = target.status.height;
+        if self.own.height >= height {
+            // As many blocks, but another last one: ask the source for its
+            // block at that height, once. The certified one replaces this
+            // server's (`Store::append_fetched`); a source that sends none
+            // times out and is distrusted, as one that lied about it.
+            let asked = matches!(
+                self.phase,
+                Phase::FetchSnapshot {
+                    fetching: Fetching::Blocks { from, .. },
+                    ..
+                } if from == height
+            );
+            if !asked {
+                self.request_blocks(target, height, now, out);
+            }
             return;
         }
         // Ask for the next window once the last block asked for is in.
         if self.own.height >= through {
             self.request_blocks(target, self.own.height + 1, now, out);
+        }
+    }
+
+    /// Whether block `number`, from a `B` answer, is one this fetch asked
+    /// for and still waits for: only those are worth checking (a server
+    /// that sends blocks nobody asked for must not cost this one their
+    /// signature checks).
+    pub fn wants_block(&self, number: BlockNumber) -> bool {
+        match self.phase {
+            Phase::FetchSnapshot {
+                fetching: Fetching::Blocks { from, through },
+                ..
+            } => (from..=through).contains(&number),
+            Phase::FetchSnapshot {
+                fetching: Fetching::Database { through } | Fetching::Installing { through },
+                ..
+            } => number > self.own.height && number <= through,
+            Phase::Connecting { .. } | Phase::HashCompare { .. } | Phase::Sampling { .. } => false,
         }
     }
 

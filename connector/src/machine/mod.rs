@@ -387,11 +387,21 @@ impl Machine {
             },
             // Fetched blocks did not link: fetch from further back.
             Input::Fork { from } => match self.phase {
-                Phase::FetchSnapshot { target, .. } => {
+                Phase::FetchSnapshot {
+                    target,
+                    fetching: Fetching::Blocks { .. },
+                } => {
                     self.request_blocks(target, from, now, &mut out);
                 }
-                // No blocks were asked for.
-                Phase::Connecting { .. } | Phase::HashCompare { .. } | Phase::Sampling { .. } => {}
+                // No blocks went to the ledger since this fetch began (the
+                // early ones wait for the install): a late report.
+                Phase::FetchSnapshot {
+                    fetching: Fetching::Database { .. } | Fetching::Installing { .. },
+                    ..
+                }
+                | Phase::Connecting { .. }
+                | Phase::HashCompare { .. }
+                | Phase::Sampling { .. } => {}
             },
         }
         out

@@ -173,6 +173,13 @@ impl CertifiedStatus {
         let status = self.status;
         let Some(certified) = &self.certified else {
             if status.slot == 0 {
+                // Vouched for by nothing: no block either.
+                if (status.height, status.block_hash) != (0, Hash::default()) {
+                    return Err(Error::Invalid(format!(
+                        "a status of slot 0 vouches for no block, and claims height {}",
+                        status.height
+                    )));
+                }
                 return Ok(status);
             }
             return Err(Error::Invalid(format!(

@@ -242,7 +242,17 @@ impl Core {
                 continue;
             }
             if alpha != self.me {
-                forward.push(held.tx);
+                // One that went down or began to sit out since the payment
+                // was held would not take it: it stays pending until a
+                // commit decides its slot, as one the alpha refused.
+                if let Some(refusal) = self.alpha_unavailable(slot) {
+                    log::info!(
+                        "held payment {} not handed over at slot {slot}: {refusal}",
+                        id.short()
+                    );
+                } else {
+                    forward.push(held.tx);
+                }
                 continue;
             }
             match self.accept(held.tx, now) {

@@ -10,57 +10,11 @@ use crate::ledger::core::{Commit, Committed, CommittedRound};
 use crate::ledger::store::Tip;
 
 impl Edge {
-    /// The blocks of a commit's rounds that extend this server's chain.
-    /// Each round's certified header fixes its block, number and previous
-    /// id included (`Header::block`), so a block is built only where it
-    /// follows this server's last one exactly:
-    /// - a block at or below the last one is already here (fetched from
-    ///   another server while this one caught up; the store refuses a
-    ///   fetched block that is not the certified one), and gets no second
-    ///   copy;
-    /// - a block above the next one leaves a hole: this server's blocks
-    ///   stop short of its state (it installed a database and has not
-    ///   fetched them all), and it builds none until its connector has
-    ///   fetched the rest. Numbering the next block as the missing one
-    ///   forked the block store once (the simulator's `torn-fork` seed).
-    ///
-    /// A server that commits rounds while it is catching up (after a
-    /// restart) builds their blocks like every other server, in sync or
-    /// not: skipping them left a hole its next block filled with the wrong
-    /// round (`blockless-commit`).
-    fn blocks_of(&self, commit: &Commit) -> Vec<Block> {
-        let mut tip = self.tip;
-        let mut blocks = Vec::new();
-        for round in &commit.rounds {
-            let Some(block) = build_block(round) else {
-                continue;
-            };
-            let header = block.header;
-            if header.number <= tip.height {
-                continue;
-            }
-            if (header.number - 1, header.previous) != (tip.height, tip.hash) {
-                log::info!(
-                    "block {} waits: this server's blocks stop at {}",
-                    header.number,
-                    tip.height
-                );
-                break;
-            }
-            tip = Tip {
-                height: header.number,
-                hash: header.hash(),
-            };
-            blocks.push(block);
-        }
-        blocks
-    }
-
     /// Persists a commit: a block for each round with payments that extends
     /// this server's chain, the database, the certificate and the journal,
     /// in one commit point.
     pub(super) fn commit(&mut self, commit: Commit, now: Millis) -> crate::Result<()> {
-        let blocks = self.blocks_of(&commit);
+        let blocks = blocks_of(self.tip, &commit.rounds);
         let committed = Committed {
             slot: commit.slot,
             hash: commit.hash,
@@ -109,4 +63,117 @@ pub fn build_block(round: &CommittedRound) -> Option<Block> {
         transactions: round.transactions.iter().map(|tx| *tx.tx()).collect(),
         proof: round.proof.clone(),
     })
+}
+
+/// The blocks of a commit's rounds that extend this server's chain,
+/// whose last block is `tip`. Each round's certified header fixes its block, number and previous
+/// id included (`Header::block`), so a block is built only where it
+/// follows this server's last one exactly:
+/// - a block at or below the last one is already here (fetched from
+///   another server while this one caught up; the store refuses a
+///   fetched block that is not the certified one), and gets no second
+///   copy;
+/// - a block above the next one leaves a hole: this server's blocks
+///   stop short of its state (it installed a database and has not
+///   fetched them all), and it builds none until its connector has
+///   fetched the rest. Numbering the next block as the missing one
+///   forked the block store once (the simulator's `torn-fork` seed).
+///
+/// A server that commits rounds while it is catching up (after a
+/// restart) builds their blocks like every other server, in sync or
+/// not: skipping them left a hole its next block filled with the wrong
+/// round (`blockless-commit`).
+fn blocks_of(mut tip: Tip, rounds: &[CommittedRound]) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    for round in rounds {
+        let Some(block) = build_block(round) else {
+            continue;
+        };
+        let header = block.header;
+        if header.number <= tip.height {
+            continue;
+        }
+        if (header.number - 1, header.previous) != (tip.height, tip.hash) {
+            log::info!(
+                "block {} waits: this server's blocks stop at {}",
+                header.number,
+                tip.height
+            );
+            break;
+        }
+        tip = Tip {
+            height: header.number,
+            hash: header.hash(),
+        };
+        blocks.push(block);
+    }
+    blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use rota_peer::Hash;
+    use rota_peer::block::BlockHeader;
+
+    use super::*;
+
+    /// A committed round of `slot`; with `block`, the block it makes.
+    fn round(slot: u64, block: Option<(u64, Hash)>) -> CommittedRound {
+        CommittedRound {
+            slot,
+            hash: Hash([slot as u8; 32]),
+            block: block.map(|(number, previous)| BlockHeader {
+                number,
+                previous,
+                slot,
+                timestamp: slot * 1_000,
+                merkle_root: Hash([0xaa; 32]),
+                balance_hash: Hash([slot as u8; 32]),
+                difficulty: 0,
+                nonce: 0,
+            }),
+            transactions: Vec::new(),
+            proof: Vec::new(),
+        }
+    }
+
+    fn numbers(blocks: &[Block]) -> Vec<u64> {
+        blocks.iter().map(|b| b.header.number).collect()
+    }
+
+    #[test]
+    fn a_commit_builds_the_blocks_that_follow_the_last_one_and_only_those() {
+        let genesis = Tip::default();
+        let first = round(10, Some((1, Hash::default())));
+        let one = Tip {
+            height: 1,
+            hash: first.block.unwrap().hash(),
+        };
+        let empty = round(11, None);
+        let second = round(12, Some((2, one.hash)));
+        let rounds = [first.clone(), empty, second.clone()];
+        // From the genesis: both blocks, the empty round making none.
+        assert_eq!(numbers(&blocks_of(genesis, &rounds)), [1, 2]);
+        // Block 1 fetched already: only block 2.
+        assert_eq!(numbers(&blocks_of(one, &rounds)), [2]);
+        // Both here: none again.
+        let two = Tip {
+            height: 2,
+            hash: second.block.unwrap().hash(),
+        };
+        assert_eq!(numbers(&blocks_of(two, &rounds)), Vec::<u64>::new());
+        // Blocks stopping short of the state (a database installed, block
+        // 1 not fetched): block 2 waits, and takes no other number.
+        assert_eq!(
+            numbers(&blocks_of(genesis, std::slice::from_ref(&second))),
+            Vec::<u64>::new()
+        );
+        // Another block 1 here than the certified one: block 2 does not
+        // follow it, and waits for the certified one to be fetched.
+        let other = Tip {
+            height: 1,
+            hash: Hash([0xee; 32]),
+        };
+        assert_eq!(numbers(&blocks_of(other, &[second])), Vec::<u64>::new());
+    }
 }

@@ -29,12 +29,13 @@ use rota_connector::machine::State;
 use rota_connector::{Clocks, ConnectorEvent, ConnectorInput};
 use rota_listener::{Inbound, PeerInput, Stats};
 use rota_peer::balances::Balances;
+use rota_peer::block::Position;
 use rota_peer::schedule::Schedule;
 use rota_peer::wire::consensus::Certified;
 use rota_peer::wire::{
     CertifiedStatus, Hello, Params, PeerMessage, Reply, Request, ServerList, Status, TxStatus,
 };
-use rota_peer::{Hash, Millis, PublicKey, ServerId, Slot};
+use rota_peer::{BlockNumber, Hash, Millis, PublicKey, ServerId, Slot};
 
 mod commit;
 
@@ -194,18 +195,55 @@ impl Edge {
         }
     }
 
-    /// This server's committed state, as heartbeats report it.
+    /// This server's committed state, as heartbeats report it, with the
+    /// commit certificate that vouches for it. The blocks it reports are
+    /// the ones the certificate vouches for (`CertifiedStatus::verify`):
+    /// none without one; at most the height it names, and there only its
+    /// block. A block held past it (fetched ahead of the state) is not
+    /// reported, and one that differs from the certified block at its
+    /// height is reported as missing, so that the connector fetches the
+    /// certified one in its place, and the others do not refuse every
+    /// hello of this server.
     pub fn status(&self) -> CertifiedStatus {
         let committed = self.core.committed();
+        let certified = self.core.certified();
+        let (height, block_hash) = match certified {
+            None => (0, Hash::default()),
+            Some(c) => self.vouched_tip(c.header.header.after(self.core.schedule.slot_ms)),
+        };
         CertifiedStatus {
             status: Status {
                 slot: committed.slot,
                 balance_hash: committed.hash,
-                height: self.tip.height,
-                block_hash: self.tip.hash,
+                height,
+                block_hash,
             },
-            certified: self.core.certified().map(|c| c.clone().into_inner()),
+            certified: certified.map(|c| c.clone().into_inner()),
         }
+    }
+
+    /// The last block of this server's that the chain position `after`
+    /// (its certificate's) vouches for: its number and id.
+    fn vouched_tip(&self, after: Position) -> (BlockNumber, Hash) {
+        let tip = self.tip;
+        if tip.height < after.height || (tip.height, tip.hash) == (after.height, after.block) {
+            return (tip.height, tip.hash);
+        }
+        let mut height = after.height;
+        let held = self.store.block_hash(height).ok().flatten();
+        if held != Some(after.block) {
+            log::error!(
+                "block {height} here is not the one the commit certificate vouches for ({}): \
+                 reported missing, to be fetched again",
+                after.block.short()
+            );
+            height = height.saturating_sub(1);
+        }
+        let id = match height {
+            0 => Hash::default(),
+            h => self.store.block_hash(h).ok().flatten().unwrap_or_default(),
+        };
+        (height, id)
     }
 
     /// The next moment the core needs a tick.

@@ -604,12 +604,20 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
             .is_err()
     );
     assert!(good.verify(CHAIN, &list(&keys(5)), SLOT_MS).is_err());
-    // Slot 0 vouches for nothing and carries nothing.
+    // Slot 0 vouches for nothing and carries nothing, blocks included.
     assert_eq!(
         claim(Status::default(), None)
             .verify(CHAIN, &servers, SLOT_MS)
             .unwrap(),
         Status::default()
+    );
+    let blocks_at_genesis = Status {
+        height: 1_000,
+        ..Status::default()
+    };
+    assert!(
+        refused(claim(blocks_at_genesis, None))
+            .contains("a status of slot 0 vouches for no block, and claims height 1000")
     );
     // Truncated bytes refuse; a status alone decodes with no certificate.
     assert!(CertifiedStatus::decode(&bytes[..79], 3).is_err());
