@@ -17,6 +17,7 @@ pub mod events;
 pub mod genesis;
 pub mod info;
 pub mod ledger;
+pub mod mining;
 pub mod node;
 pub mod supervisor;
 pub mod testnet;
