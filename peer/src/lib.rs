@@ -11,6 +11,7 @@ pub mod block;
 pub mod error;
 pub mod keys;
 pub mod schedule;
+pub mod seal;
 pub mod signature;
 pub mod transaction;
 pub mod types;
