@@ -363,7 +363,7 @@ fn connecting_asks_unanswered_servers_again_with_a_growing_capped_backoff() {
 
     let mut last = 0;
     let mut gaps = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..12 {
         let due = rig.machine.next_deadline();
         assert_eq!(rig.tick(due - 1), [], "nothing before {due} ms");
         let out = rig.tick(due);
@@ -374,21 +374,13 @@ fn connecting_asks_unanswered_servers_again_with_a_growing_capped_backoff() {
         last = due;
     }
     // Doubling from the first retry, then held at eight heartbeats.
-    let first = rota_connector::machine::FIRST_RETRY_MS;
-    assert_eq!(
-        gaps,
-        [
-            first,
-            2 * first,
-            4 * first,
-            8 * first,
-            16 * first,
-            32 * first,
-            64 * first,
-            8 * HEARTBEAT,
-            8 * HEARTBEAT
-        ]
-    );
+    let doubling = std::iter::successors(Some(FIRST_RETRY_MS), |gap| Some(gap * 2));
+    let expected: Vec<u64> = doubling
+        .map(|gap| gap.min(8 * HEARTBEAT))
+        .take(gaps.len())
+        .collect();
+    assert_eq!(gaps, expected);
+    assert_eq!(gaps.last(), Some(&(8 * HEARTBEAT)), "the cap is reached");
 }
 
 // --- hash-compare ----------------------------------------------------------
@@ -522,15 +514,20 @@ fn hash_compare_asks_a_silent_server_again_soon_and_decides_on_its_answer() {
         })
     })
     .collect();
-    let first = FIRST_RETRY_MS;
-    assert_eq!(
-        retries,
-        [500 + first, 500 + 3 * first, 500 + 7 * first],
-        "after 100 ms, then doubling, within the round"
-    );
+    // After the first retry, then doubling, within the round.
+    let expected: Vec<u64> = std::iter::successors(Some(FIRST_RETRY_MS), |gap| Some(gap * 2))
+        .scan(500, |at, gap| {
+            *at += gap;
+            Some(*at)
+        })
+        .take_while(|at| *at < 500 + HEARTBEAT)
+        .collect();
+    assert!(expected.len() >= 3, "{expected:?}");
+    assert_eq!(retries, expected);
     // Server 3 answers the last retry: the round decides at once, not a
     // heartbeat after it began.
-    let out = rig.status_from(3, theirs, 500 + 7 * first + 5);
+    let last = *retries.last().unwrap();
+    let out = rig.status_from(3, theirs, last + 5);
     assert_eq!(states(&out), [State::FetchSnapshot]);
 }
 

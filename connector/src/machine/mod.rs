@@ -20,7 +20,7 @@
 //! - **hash-compare** `{ asked_at, retry }`: ask every server for its
 //!   committed state (slot, balance hash, height, last block id); only
 //!   answers that came at or after `asked_at` count, and the servers that
-//!   have not answered are asked again after `retry` (100 ms, doubling)
+//!   have not answered are asked again after `retry` (20 ms, doubling)
 //!   until the round is due a heartbeat after `asked_at`. If a majority holds this server's balance hash, no
 //!   more blocks and no later committed slot, go to sampling; if a majority
 //!   holds another hash, more blocks, or the same state at a later slot
@@ -255,7 +255,7 @@ impl Phase {
 /// The first registration retry. A server just started sends its first
 /// registrations before its connections are up, so those are lost; the
 /// retries then back off, doubling, to eight heartbeats.
-pub const FIRST_RETRY_MS: u64 = 100;
+pub const FIRST_RETRY_MS: u64 = 20;
 
 /// The connector state machine. See the module documentation.
 pub struct Machine {
