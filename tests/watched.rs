@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::Net;
+use rota_peer::PublicKey;
 use rota_peer::keys::Keypair;
 
 const SLOT_MS: u64 = 2_000;
@@ -64,26 +65,9 @@ fn a_server_with_a_skewed_clock_says_so_and_sits_out_until_it_is_fixed() {
     // Sent to it in its own window: not taken, but held for the next
     // alpha or refused saying why. A client that starts too late for the
     // window is forwarded; it tries again in the next rotation.
-    let text = (0..3)
-        .map(|_| {
-            net.wait_for("server 3's own slot", secs(10), || {
-                net.field(3, "alpha")
-                    .is_some_and(|a| a == 3 && net.field(3, "window_open") == Some(true.into()))
-            });
-            let out = net.client_command(&[
-                "pay",
-                "--to",
-                &payee.to_string(),
-                "--amount",
-                "1",
-                "--server",
-                "3",
-                "--json",
-            ]);
-            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-        })
-        .find(|text| !text.contains("\"disposition\":\"forwarded\""))
-        .expect("a payment sent to server 3 in its own window within three rotations");
+    let text = pay_in_window_of(&net, 3, 3, &payee, &[], |text| {
+        !text.contains("\"disposition\":\"forwarded\"")
+    });
     assert!(
         !text.contains("\"disposition\":\"accepted\""),
         "a sitting-out alpha took a payment: {text}"
@@ -101,28 +85,9 @@ fn a_server_with_a_skewed_clock_says_so_and_sits_out_until_it_is_fixed() {
                 .is_some_and(|clock| clock["others_sitting_out"] == serde_json::json!([3]))
         });
     }
-    let text = (0..3)
-        .map(|_| {
-            net.wait_for("server 3's own slot", secs(10), || {
-                net.field(1, "alpha")
-                    .is_some_and(|a| a == 3 && net.field(1, "window_open") == Some(true.into()))
-            });
-            let out = net.client_command(&[
-                "pay",
-                "--to",
-                &payee.to_string(),
-                "--amount",
-                "1",
-                "--server",
-                "1",
-                "--wait",
-                "--json",
-            ]);
-            assert!(out.status.success(), "{out:?}");
-            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-        })
-        .find(|text| text.contains("sits its slots out"))
-        .expect("a payment sent to server 1 in server 3's window within three rotations");
+    let text = pay_in_window_of(&net, 3, 1, &payee, &["--wait"], |text| {
+        text.contains("sits its slots out")
+    });
     assert!(text.contains("alpha down: server 3"), "{text}");
     assert!(text.contains("\"status\":\"committed\""), "{text}");
 
@@ -141,6 +106,36 @@ fn a_server_with_a_skewed_clock_says_so_and_sits_out_until_it_is_fixed() {
                 .is_some_and(|clock| clock["others_sitting_out"] == serde_json::json!([]))
         });
     }
+}
+
+/// Pays 1 to `payee` through server `via` while server `alpha`'s window is
+/// open (as `via` sees it), up to three rotations, until the client's output
+/// (stdout and stderr) is `wanted`; returns that output. A client that
+/// starts too late for the window sees another outcome and tries again.
+fn pay_in_window_of(
+    net: &Net,
+    alpha: usize,
+    via: usize,
+    payee: &PublicKey,
+    extra: &[&str],
+    wanted: impl Fn(&str) -> bool,
+) -> String {
+    let (payee, server) = (payee.to_string(), via.to_string());
+    (0..3)
+        .map(|_| {
+            net.wait_for("the alpha's window", secs(10), || {
+                net.field(via, "alpha").is_some_and(|a| {
+                    a == alpha as u64 && net.field(via, "window_open") == Some(true.into())
+                })
+            });
+            let mut args = vec!["pay", "--to", &payee, "--amount", "1", "--server", &server];
+            args.extend_from_slice(extra);
+            args.push("--json");
+            let out = net.client_command(&args);
+            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+        })
+        .find(|text| wanted(text))
+        .unwrap_or_else(|| panic!("no payment via server {via} in server {alpha}'s window"))
 }
 
 /// Starts a network whose server 3 runs with its conf changed by `edit`,

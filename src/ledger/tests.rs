@@ -930,6 +930,39 @@ fn no_payment_is_forwarded_or_held_for_an_alpha_that_sits_out() {
 }
 
 #[test]
+fn a_held_payment_is_not_handed_to_an_alpha_that_began_to_sit_out() {
+    let forwards = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a,
+                    Action::Send {
+                        message: PeerMessage::Forward { .. },
+                        ..
+                    }
+                )
+            })
+            .count()
+    };
+    for sits_out in [false, true] {
+        let mut holder = core(3, 3, &genesis());
+        let tx = payment(1, key(9), 5, T0 + SLOT);
+        let (held, _) = holder.submit(tx, T0 + 950);
+        assert_eq!(held, Ok(Disposition::Held(ServerId(2))));
+        // Server 2 says it sits out only after the payment was held.
+        holder.set_peer_sitting_out(ServerId(2), sits_out);
+        let actions = holder.tick(T0 + SLOT + 1);
+        assert_eq!(holder.held_count(), 0, "released either way");
+        assert_eq!(
+            forwards(&actions),
+            usize::from(!sits_out),
+            "forwarded only to an alpha that takes part: {actions:?}"
+        );
+    }
+}
+
+#[test]
 fn a_stale_forward_is_refused() {
     let mut core = core(1, 3, &genesis());
     let err = core

@@ -1,8 +1,8 @@
 //! Persisting a commit: the blocks of its rounds that extend this
 //! server's chain, then the store's commit point.
 
-use rota_peer::Millis;
-use rota_peer::block::Block;
+use rota_peer::block::{Block, Position};
+use rota_peer::{BlockNumber, Hash, Millis};
 
 use super::Edge;
 use crate::events::Event;
@@ -110,6 +110,36 @@ fn blocks_of(mut tip: Tip, rounds: &[CommittedRound]) -> Vec<Block> {
     blocks
 }
 
+/// The last block of a server whose last block is `tip` that the chain
+/// position `after` (its commit certificate's) vouches for, as its status
+/// reports it: its number and id. `block_hash` reads a stored block's id.
+/// A block held past `after` is not reported; one that differs from the
+/// certified block at its height is reported missing (the one below it is
+/// the last), so that the connector fetches the certified one in its place.
+pub(super) fn vouched_tip(
+    tip: Tip,
+    after: Position,
+    block_hash: impl Fn(BlockNumber) -> Option<Hash>,
+) -> (BlockNumber, Hash) {
+    if tip.height < after.height || (tip.height, tip.hash) == (after.height, after.block) {
+        return (tip.height, tip.hash);
+    }
+    let mut height = after.height;
+    if block_hash(height) != Some(after.block) {
+        log::error!(
+            "block {height} here is not the one the commit certificate vouches for ({}): \
+             reported missing, to be fetched again",
+            after.block.short()
+        );
+        height = height.saturating_sub(1);
+    }
+    let id = match height {
+        0 => Hash::default(),
+        h => block_hash(h).unwrap_or_default(),
+    };
+    (height, id)
+}
+
 #[cfg(test)]
 mod tests {
     use rota_peer::Hash;
@@ -175,5 +205,29 @@ mod tests {
             hash: Hash([0xee; 32]),
         };
         assert_eq!(numbers(&blocks_of(other, &[second])), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn a_status_reports_only_the_blocks_its_certificate_vouches_for() {
+        let id = |n: u64| Hash([n as u8; 32]);
+        let stored = |n: u64| (1..=5).contains(&n).then(|| id(n));
+        let tip = |height: u64| Tip {
+            height,
+            hash: id(height),
+        };
+        let at = |height: u64, block: Hash| Position { height, block };
+        // Behind the certified position (still fetching), or at it: as held.
+        assert_eq!(vouched_tip(tip(2), at(4, id(4)), stored), (2, id(2)));
+        assert_eq!(vouched_tip(tip(4), at(4, id(4)), stored), (4, id(4)));
+        // Blocks held past it (fetched ahead of the state): not reported.
+        assert_eq!(vouched_tip(tip(5), at(4, id(4)), stored), (4, id(4)));
+        // Another block here at the certified height: reported missing,
+        // the one below is the last; with none below, height 0.
+        assert_eq!(vouched_tip(tip(4), at(4, id(9)), stored), (3, id(3)));
+        assert_eq!(vouched_tip(tip(5), at(4, id(9)), stored), (3, id(3)));
+        assert_eq!(
+            vouched_tip(tip(1), at(1, id(9)), stored),
+            (0, Hash::default())
+        );
     }
 }

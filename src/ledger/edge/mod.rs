@@ -29,13 +29,12 @@ use rota_connector::machine::State;
 use rota_connector::{Clocks, ConnectorEvent, ConnectorInput};
 use rota_listener::{Inbound, PeerInput, Stats};
 use rota_peer::balances::Balances;
-use rota_peer::block::Position;
 use rota_peer::schedule::Schedule;
 use rota_peer::wire::consensus::Certified;
 use rota_peer::wire::{
     CertifiedStatus, Hello, Params, PeerMessage, Reply, Request, ServerList, Status, TxStatus,
 };
-use rota_peer::{BlockNumber, Hash, Millis, PublicKey, ServerId, Slot};
+use rota_peer::{Hash, Millis, PublicKey, ServerId, Slot};
 
 mod commit;
 
@@ -209,7 +208,10 @@ impl Edge {
         let certified = self.core.certified();
         let (height, block_hash) = match certified {
             None => (0, Hash::default()),
-            Some(c) => self.vouched_tip(c.header.header.after(self.core.schedule.slot_ms)),
+            Some(c) => {
+                let after = c.header.header.after(self.core.schedule.slot_ms);
+                commit::vouched_tip(self.tip, after, |n| self.store.block_hash(n).ok().flatten())
+            }
         };
         CertifiedStatus {
             status: Status {
@@ -220,30 +222,6 @@ impl Edge {
             },
             certified: certified.map(|c| c.clone().into_inner()),
         }
-    }
-
-    /// The last block of this server's that the chain position `after`
-    /// (its certificate's) vouches for: its number and id.
-    fn vouched_tip(&self, after: Position) -> (BlockNumber, Hash) {
-        let tip = self.tip;
-        if tip.height < after.height || (tip.height, tip.hash) == (after.height, after.block) {
-            return (tip.height, tip.hash);
-        }
-        let mut height = after.height;
-        let held = self.store.block_hash(height).ok().flatten();
-        if held != Some(after.block) {
-            log::error!(
-                "block {height} here is not the one the commit certificate vouches for ({}): \
-                 reported missing, to be fetched again",
-                after.block.short()
-            );
-            height = height.saturating_sub(1);
-        }
-        let id = match height {
-            0 => Hash::default(),
-            h => self.store.block_hash(h).ok().flatten().unwrap_or_default(),
-        };
-        (height, id)
     }
 
     /// The next moment the core needs a tick.
