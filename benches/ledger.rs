@@ -57,6 +57,7 @@ const SCHEDULE: Schedule = Schedule {
     blackout_ms: 15_000,
     tolerance_ms: 5_000,
     servers: 1,
+    difficulty: 0,
 };
 const _: () = assert!(NOW % SCHEDULE.slot_ms < 40_000);
 

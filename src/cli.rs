@@ -14,7 +14,9 @@ use serde_json::json;
 use crate::client::{self, DEFAULT_TIMEOUT_MS, PayOptions};
 use crate::config::{Config, Role};
 use crate::ledger::Exit;
-use crate::testnet::{self, DEFAULT_NODES, DEFAULT_SLOT_MS, InitOptions};
+use crate::testnet::{
+    self, DEFAULT_DIFFICULTY_BITS, DEFAULT_NODES, DEFAULT_SLOT_MS, InitOptions,
+};
 
 /// Exit code of a server that stopped because consensus was lost.
 pub const EXIT_CONSENSUS_LOST: i32 = 3;
@@ -187,6 +189,11 @@ pub enum TestnetCommand {
         /// Slot length in milliseconds; blackout and tolerance are scaled to it.
         #[arg(long, default_value_t = DEFAULT_SLOT_MS)]
         slot_ms: u64,
+        /// Leading zero bits each block's seal needs, a chain parameter
+        /// (0 turns sealing off). Each bit doubles the search.
+        #[arg(long, default_value_t = DEFAULT_DIFFICULTY_BITS,
+              value_parser = clap::value_parser!(u32).range(0..=crate::config::MAX_DIFFICULTY_BITS as i64))]
+        difficulty_bits: u32,
         /// Use fixed ports from here instead of free ones.
         #[arg(long)]
         base_port: Option<u16>,
@@ -214,12 +221,14 @@ pub fn run(cli: Cli) -> Result<i32> {
             nodes,
             dir,
             slot_ms,
+            difficulty_bits,
             base_port,
         }) => {
             testnet::init(&InitOptions {
                 nodes,
                 dir: dir.clone(),
                 slot_ms,
+                difficulty_bits,
                 base_port,
             })?;
             print_init(&dir, nodes)?;
@@ -240,6 +249,7 @@ pub fn run(cli: Cli) -> Result<i32> {
                 accounts: args.accounts,
                 payers: args.payers,
                 slot_ms: args.slot_ms,
+                difficulty_bits: 0,
                 keep: args.keep,
                 flood: args.flood,
             })?;
@@ -406,6 +416,7 @@ fn testnet_up(dir: &std::path::Path) -> Result<i32> {
             nodes: DEFAULT_NODES,
             dir: dir.to_path_buf(),
             slot_ms: DEFAULT_SLOT_MS,
+            difficulty_bits: DEFAULT_DIFFICULTY_BITS,
             base_port: None,
         })?;
         print_init(dir, DEFAULT_NODES)?;

@@ -38,6 +38,7 @@ pub struct Config {
     pub listen: Option<Listen>,
     pub schedule: ScheduleConf,
     pub peering: Peering,
+    pub mining: Mining,
     pub archive: Archive,
     /// Bounds on what clients can make a server hold or do.
     pub limits: Limits,
@@ -91,6 +92,25 @@ pub struct Peering {
     pub max_message_bytes: i64,
 }
 
+/// Sealing blocks.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mining {
+    /// Leading zero bits a block's seal needs: a chain parameter, the same
+    /// on every server (0: blocks are not sealed).
+    pub difficulty_bits: u32,
+    /// This server's search threads (0: one per core). They run at the
+    /// lowest priority, so payments come first.
+    pub threads: usize,
+}
+
+/// The most `mining.difficulty_bits`: past it a seal is out of reach of
+/// the 2,000,000,000 nonces of a seal time for any chain of this kind.
+pub const MAX_DIFFICULTY_BITS: u32 = 48;
+
+/// The most `mining.threads`.
+pub const MAX_MINING_THREADS: usize = 256;
+
 /// Archive settings.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -128,6 +148,7 @@ impl Default for Config {
             listen: None,
             schedule: ScheduleConf::default(),
             peering: Peering::default(),
+            mining: Mining::default(),
             archive: Archive::default(),
             limits: Limits::default(),
             servers: Vec::new(),
@@ -163,6 +184,15 @@ impl Default for Peering {
             heartbeat_ms: 5_000,
             missed_heartbeats: 3,
             max_message_bytes: DEFAULT_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl Default for Mining {
+    fn default() -> Mining {
+        Mining {
+            difficulty_bits: 0,
+            threads: 0,
         }
     }
 }
@@ -241,6 +271,24 @@ impl Config {
         }
         if self.peering.missed_heartbeats == 0 {
             return Err(bad("peering.missed_heartbeats", "must be at least 1"));
+        }
+        if self.mining.difficulty_bits > MAX_DIFFICULTY_BITS {
+            return Err(bad(
+                "mining.difficulty_bits",
+                format!(
+                    "{} is too many; at most {MAX_DIFFICULTY_BITS} (0 turns sealing off)",
+                    self.mining.difficulty_bits
+                ),
+            ));
+        }
+        if self.mining.threads > MAX_MINING_THREADS {
+            return Err(bad(
+                "mining.threads",
+                format!(
+                    "{} is too many; at most {MAX_MINING_THREADS} (0: one per core)",
+                    self.mining.threads
+                ),
+            ));
         }
         if !self.seed_file.is_file() {
             return Err(bad(
@@ -548,6 +596,7 @@ impl Config {
             blackout_ms: self.schedule.blackout_ms,
             tolerance_ms: self.schedule.tolerance_ms,
             servers: self.servers.len(),
+            difficulty: self.mining.difficulty_bits,
         }
     }
 

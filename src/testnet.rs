@@ -39,6 +39,11 @@ pub const CHAIN: &str = "local";
 pub const DEFAULT_SLOT_MS: u64 = 5_000;
 /// The default number of servers.
 pub const DEFAULT_NODES: usize = 3;
+
+/// The seal difficulty a test network gets: about a million hashes a
+/// block, a fraction of a second of one core's search, so a laptop seals
+/// each block well within a slot.
+pub const DEFAULT_DIFFICULTY_BITS: u32 = 20;
 /// Funded client accounts written by `init`.
 pub const CLIENTS: usize = 3;
 /// The balance of each funded client.
@@ -50,6 +55,8 @@ pub struct InitOptions {
     pub nodes: usize,
     pub dir: PathBuf,
     pub slot_ms: u64,
+    /// Leading zero bits a block's seal needs (0: blocks are not sealed).
+    pub difficulty_bits: u32,
     /// Fixed ports from here instead of free ones picked at random: server
     /// N's client sockets on base + 2(N-1), its events on the next port, and
     /// its peering socket on base + 2 x nodes + (N-1), after all of those.
@@ -220,6 +227,7 @@ publish = {}
 
 fn server_conf(
     id: usize,
+    difficulty_bits: u32,
     timings: &Timings,
     ports: &Ports,
     ipv6: bool,
@@ -271,6 +279,14 @@ missed_heartbeats = 3
 # ROUND (36 + 140 bytes a payment) and a pushed database (36 bytes an
 # account) must fit.
 max_message_bytes = 67108864
+
+[mining]
+# Leading zero bits a block's seal needs: a chain parameter, the same on
+# every server (0 turns sealing off). Each bit doubles the search.
+difficulty_bits = {difficulty_bits}
+# This server's search threads (0: one per core). They run at the lowest
+# priority, so payments come first.
+threads = 0
 
 [archive]
 # How many archived databases (archive/<hash>.<seconds>) to keep.
@@ -394,7 +410,7 @@ pub fn init(options: &InitOptions) -> Result<()> {
     }
     for (i, ports) in ports.iter().enumerate() {
         let path = dir.join(format!("node-{}/rota.toml", i + 1));
-        fs::write(&path, server_conf(i + 1, &timings, ports, ipv6, &servers))
+        fs::write(&path, server_conf(i + 1, options.difficulty_bits, &timings, ports, ipv6, &servers))
             .map_err(|e| Error::io(&path, e))?;
     }
     let mut accounts = Vec::new();
@@ -574,6 +590,7 @@ mod tests {
             nodes: 3,
             dir: dir.path().to_path_buf(),
             slot_ms: 2_000,
+            difficulty_bits: 0,
             base_port: None,
         })
         .unwrap();

@@ -19,7 +19,7 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use rota_peer::balances::Balances;
-use rota_peer::block::Position;
+use rota_peer::block::{Position, Shape};
 use rota_peer::wire::ServerList;
 use rota_peer::wire::{CertifiedStatus, Status};
 use rota_peer::{BlockNumber, Hash, Slot, TxId};
@@ -139,8 +139,7 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
         problem_count: 0,
     };
     let mut trail = vec![genesis_hash];
-    let slot_ms = config.schedule().slot_ms;
-    let conf = (config.chain.as_str(), &servers, slot_ms);
+    let conf = (config.chain.as_str(), &servers, config.schedule().shape());
     let replayed = replay(&store, conf, genesis, &mut trail, &mut audit)?;
     let vouched = check_committed(&store, conf, &mut audit)?;
     if meta.slot == 0 && meta.hash != genesis_hash {
@@ -186,7 +185,7 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
 /// `trail` gets the balance hash each block leaves, after the genesis's.
 fn replay(
     store: &Store,
-    (chain, servers, slot_ms): (&str, &ServerList, u64),
+    (chain, servers, shape): (&str, &ServerList, Shape),
     mut balances: Balances,
     trail: &mut Vec<Hash>,
     audit: &mut Audit,
@@ -203,7 +202,7 @@ fn replay(
             ));
             break;
         };
-        let block = match rota_connector::check_block(chain, servers, slot_ms, &bytes) {
+        let block = match rota_connector::check_block(chain, servers, shape, &bytes) {
             Ok(block) => block,
             Err(e) => {
                 audit.problem(format!("block {number} does not check: {e}"));
@@ -277,7 +276,7 @@ fn replay(
 /// chain of blocks stands.
 fn check_committed(
     store: &Store,
-    (chain, servers, slot_ms): (&str, &ServerList, u64),
+    (chain, servers, shape): (&str, &ServerList, Shape),
     audit: &mut Audit,
 ) -> Result<Option<Position>> {
     let certified = match store.certified(servers.len()) {
@@ -287,7 +286,7 @@ fn check_committed(
             return Ok(None);
         }
     };
-    let after = certified.as_ref().map(|c| c.header.header.after(slot_ms));
+    let after = certified.as_ref().map(|c| c.header.header.after(shape));
     let committed = &audit.committed;
     // The blocks up to where the certificate says the chain stands; a
     // block held past it, or another one at its height, is a problem.
@@ -301,7 +300,7 @@ fn check_committed(
         },
         certified,
     };
-    match status.verify(chain, servers, slot_ms) {
+    match status.verify(chain, servers, shape) {
         Ok(_) => audit.committed.certified = committed.slot > 0,
         Err(e) => {
             audit.problem(format!(

@@ -42,6 +42,7 @@ fn schedule() -> Schedule {
         blackout_ms: 15_000,
         tolerance_ms: 5_000,
         servers: N,
+        difficulty: 0,
     }
 }
 
@@ -340,7 +341,7 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     assert_eq!(hex::encode(block.encode()), hex::encode(documented_block));
     let read = Block::decode(documented_block).expect("the documented block reads");
     assert_eq!(read, block);
-    read.verify(CHAIN, &servers(), schedule().slot_ms)
+    read.verify(CHAIN, &servers(), schedule().shape())
         .expect("the documented block proves itself");
 
     // The `want` of §10.2, signed by server 1.

@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use crossbeam_channel::{Receiver, Sender};
 pub use machine::Clocks;
 use machine::{Answer, Input, Machine, Output, Settings, State};
-use rota_peer::block::Block;
+use rota_peer::block::{Block, Shape};
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
@@ -450,7 +450,7 @@ impl Connector {
                 match check_block(
                     &self.config.chain,
                     &self.config.servers,
-                    self.config.slot_ms,
+                    self.config.params.shape(),
                     &bytes,
                 ) {
                     Ok(block) => {
@@ -563,18 +563,18 @@ fn event_name(event: &ConnectorEvent) -> &'static str {
 }
 
 /// A fetched block, taken only if it proves itself: its proof checks
-/// against the conf (`chain`, `servers`, `slot_ms`) and its round makes
-/// exactly this block (number, previous id, slot, merkle root, balance
-/// hash), and every payment's signature checks. Whether it extends this
+/// against the conf (`chain`, `servers`, the chain's `shape`) and its round
+/// makes exactly this block (number, previous id, slot, time, merkle root,
+/// balance hash, difficulty), and every payment's signature checks. Whether it extends this
 /// server's chain is the store's to check.
 pub fn check_block(
     chain: &str,
     servers: &ServerList,
-    slot_ms: u64,
+    shape: Shape,
     bytes: &[u8],
 ) -> rota_peer::Result<Block> {
     let block = Block::decode(bytes)?;
-    block.verify(chain, servers, slot_ms)?;
+    block.verify(chain, servers, shape)?;
     if let Some(e) = first_bad_payment(chain, &block.transactions) {
         return Err(rota_peer::Error::Invalid(format!(
             "block {}: a payment does not check: {e}",

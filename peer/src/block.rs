@@ -43,6 +43,15 @@ pub struct Position {
     pub block: Hash,
 }
 
+/// What a chain's blocks take from its parameters: the slot length (a
+/// block's time is the start of its round's slot) and the sealing
+/// difficulty every block header carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Shape {
+    pub slot_ms: u64,
+    pub difficulty: u32,
+}
+
 /// The fixed-size part of a block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockHeader {
@@ -114,12 +123,12 @@ impl Block {
 
     /// Checks that the block is its committed round: the proof checks
     /// against the conf, and this block's header is exactly the one its
-    /// round makes on a chain of `slot_ms` slots ([`Header::block`]): its
-    /// number and previous id (which the round's base names), slot, merkle
-    /// root and balance hash. The payments' signatures are checked apart.
+    /// round makes on a chain of this `shape` ([`Header::block`]): its
+    /// number and previous id (which the round's base names), slot, time,
+    /// merkle root, balance hash and difficulty. The payments' signatures are checked apart.
     ///
     /// [`Header::block`]: crate::wire::consensus::Header::block
-    pub fn verify(&self, chain: &str, servers: &ServerList, slot_ms: u64) -> Result<()> {
+    pub fn verify(&self, chain: &str, servers: &ServerList, shape: Shape) -> Result<()> {
         let number = self.header.number;
         let proof = Proof::decode(&self.proof, servers.len())
             .map_err(|e| Error::Invalid(format!("block {number}: {e}")))?;
@@ -127,10 +136,10 @@ impl Block {
             .verify(chain, servers)
             .map_err(|e| Error::Invalid(format!("block {number}: {e}")))?;
         let h = &round.header;
-        if h.block(slot_ms) != Some(self.header) {
+        if h.block(shape) != Some(self.header) {
             return Err(Error::Invalid(format!(
                 "block {number}: its proof is of round {} of slot {}, which makes another \
-                 block (number, previous id, slot, time, merkle root or balance hash)",
+                 block (number, previous id, slot, time, merkle root, balance hash or difficulty)",
                 round.digest().short(),
                 h.slot
             )));

@@ -16,6 +16,7 @@
 //! tolerance_ms`, the timestamps one alpha can accept and those the next can
 //! accept never overlap, so a transaction can be valid in one round only.
 
+use crate::block::Shape;
 use crate::types::{Millis, ServerId, Slot};
 
 /// The environment variable that sets a process's clock off by a signed
@@ -41,16 +42,27 @@ pub fn unix_now_ms() -> Millis {
     now.saturating_add_signed(offset)
 }
 
-/// Slot timings and the number of servers they rotate over.
+/// Slot timings and the number of servers they rotate over, with the
+/// sealing difficulty the blocks of their rounds carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
     pub slot_ms: u64,
     pub blackout_ms: u64,
     pub tolerance_ms: u64,
     pub servers: usize,
+    /// Leading zero bits a block's seal needs (0: blocks are not sealed).
+    pub difficulty: u32,
 }
 
 impl Schedule {
+    /// What the chain's blocks take from it.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            slot_ms: self.slot_ms,
+            difficulty: self.difficulty,
+        }
+    }
+
     /// The slot that holds the instant `now`.
     pub fn slot_at(&self, now: Millis) -> Slot {
         now / self.slot_ms
@@ -125,6 +137,7 @@ mod tests {
             blackout_ms: 15_000,
             tolerance_ms: 5_000,
             servers: 3,
+            difficulty: 0,
         }
     }
 

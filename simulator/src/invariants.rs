@@ -18,7 +18,7 @@ use std::fmt;
 
 use rota::ledger::edge::Edge;
 use rota::ledger::store::Tip;
-use rota_peer::block::Block;
+use rota_peer::block::{Block, Shape};
 use rota_peer::wire::{ServerList, TxStatus};
 use rota_peer::{BlockNumber, Hash, ServerId, Slot, TxId};
 
@@ -210,17 +210,17 @@ pub struct Checker {
     /// deciding it, and by whom.
     lost: BTreeMap<TxId, (Slot, ServerId)>,
     seen: Vec<Seen>,
-    /// The chain, its servers and its slot length, that blocks prove
-    /// themselves against.
+    /// The chain, its servers and its shape, that blocks prove themselves
+    /// against.
     chain: String,
     conf: ServerList,
-    slot_ms: u64,
+    shape: Shape,
 }
 
 impl Checker {
-    pub fn new(chain: &str, conf: ServerList, slot_ms: u64, supply: u64) -> Checker {
+    pub fn new(chain: &str, conf: ServerList, shape: Shape, supply: u64) -> Checker {
         Checker {
-            slot_ms,
+            shape,
             seen: vec![Seen::default(); conf.len()],
             chain: chain.into(),
             conf,
@@ -496,7 +496,7 @@ impl Checker {
                 ),
             );
         }
-        if let Err(e) = block.verify(&self.chain, &self.conf, self.slot_ms) {
+        if let Err(e) = block.verify(&self.chain, &self.conf, self.shape) {
             return broken(
                 Invariant::Proven,
                 format!("s{server}'s block {n} does not prove itself: {e}"),

@@ -106,7 +106,7 @@ impl Listener {
             return verdict.clone();
         }
         let verdict = CertifiedStatus::decode(&bytes, setup.servers.len())
-            .and_then(|claim| claim.verify(&setup.chain, &setup.servers, setup.schedule.slot_ms))
+            .and_then(|claim| claim.verify(&setup.chain, &setup.servers, setup.schedule.shape()))
             .map_err(|e| e.to_string());
         if self.statuses.len() >= KEPT {
             self.statuses.clear();

@@ -509,7 +509,7 @@ pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut L
             packed,
         },
         Response::Reply(Reply::Block(bytes)) => {
-            match check_block(&setup.chain, &setup.servers, setup.schedule.slot_ms, &bytes) {
+            match check_block(&setup.chain, &setup.servers, setup.schedule.shape(), &bytes) {
                 Ok(block) => Answer::Block(block),
                 Err(e) => Answer::Refused(e.to_string()),
             }

@@ -215,6 +215,7 @@ impl World {
             blackout_ms: p.blackout_ms,
             tolerance_ms: p.tolerance_ms,
             servers: n,
+            difficulty: 0,
         };
         let params = chain_params(&servers, &schedule, &genesis.clone().hash());
         let setup = Setup {
@@ -271,7 +272,7 @@ impl World {
                 )
             }),
             bounded,
-            checker: Checker::new(CHAIN, setup.servers.clone(), setup.schedule.slot_ms, supply),
+            checker: Checker::new(CHAIN, setup.servers.clone(), setup.schedule.shape(), supply),
             setup,
             servers,
             network,

@@ -70,6 +70,8 @@ pub struct BenchOptions {
     pub payers: usize,
     /// Slot length of the network.
     pub slot_ms: u64,
+    /// Seal difficulty of the network (0: blocks are not sealed).
+    pub difficulty_bits: u32,
     /// Keep the network directory afterwards.
     pub keep: bool,
     /// Clients flooding the alpha with `I` and `D` during a third round (0:
@@ -87,6 +89,7 @@ impl Default for BenchOptions {
             accounts: 1_000_000,
             payers: 1_000,
             slot_ms: 20_000,
+            difficulty_bits: 0,
             keep: false,
             flood: 0,
         }

@@ -39,6 +39,7 @@ impl Network {
             nodes: 3,
             dir: dir.clone(),
             slot_ms: options.slot_ms,
+            difficulty_bits: options.difficulty_bits,
             base_port: None,
         })?;
         let mut accounts: Vec<GenesisAccount> = (0..options.payers)

@@ -35,6 +35,7 @@ fn schedule(servers: usize) -> Schedule {
         blackout_ms: 300,
         tolerance_ms: 100,
         servers,
+        difficulty: 0,
     }
 }
 
@@ -508,7 +509,7 @@ fn three_servers_commit_the_same_round_and_block() {
         );
         let block = Block::decode(&block.encode()).unwrap();
         block
-            .verify(CHAIN, &servers(3), SLOT)
+            .verify(CHAIN, &servers(3), schedule(3).shape())
             .expect("its proof checks");
         // The round's certified header fixes every field of the block.
         let lies: [fn(&mut Block); 3] = [
@@ -520,7 +521,7 @@ fn three_servers_commit_the_same_round_and_block() {
             let mut lying = block.clone();
             lie(&mut lying);
             let err = lying
-                .verify(CHAIN, &servers(3), SLOT)
+                .verify(CHAIN, &servers(3), schedule(3).shape())
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("makes another"), "{err}");

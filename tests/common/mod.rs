@@ -75,6 +75,8 @@ impl Net {
             dir.path().to_str().unwrap(),
             "--slot-ms",
             &slot_ms.to_string(),
+            "--difficulty-bits",
+            "0",
         ]);
         assert!(
             out.status.success(),

@@ -20,6 +20,7 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::block::Shape;
 use crate::error::{Error, Result};
 use crate::types::{Hash, Millis, PublicKey, be_u64};
 use crate::wire::ServerList;
@@ -50,6 +51,14 @@ pub struct Params {
 }
 
 impl Params {
+    /// What the chain's blocks take from these parameters.
+    pub fn shape(&self) -> Shape {
+        Shape {
+            slot_ms: self.slot_ms,
+            difficulty: self.difficulty,
+        }
+    }
+
     /// The parameters of a chain of `keys` (in conf order) with these
     /// timings and genesis.
     pub fn new(
@@ -255,7 +264,7 @@ impl Hello {
             clock: self.clock,
             echo: self.echo,
             sitting_out: self.sitting_out,
-            status: self.status.verify(chain, servers, self.params.slot_ms)?,
+            status: self.status.verify(chain, servers, self.params.shape())?,
         })
     }
 }

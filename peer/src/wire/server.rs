@@ -10,6 +10,7 @@
 //! payload encoding ([`PeerMessage::payload`]) and decoding
 //! ([`PeerMessage::decode`]) list the commands in the same order.
 
+use crate::block::Shape;
 use crate::error::{Error, Result};
 use crate::transaction::{AsTransaction, TX_LEN, Transaction};
 use crate::types::{BlockNumber, Hash, Slot, be_u64, bytes32};
@@ -168,8 +169,8 @@ impl CertifiedStatus {
 
     /// The status, once its certificate checks against the conf and
     /// vouches for exactly its slot and balance hash and for its blocks
-    /// (on a chain of `slot_ms` slots); a status of slot 0 must carry none.
-    pub fn verify(&self, chain: &str, servers: &ServerList, slot_ms: u64) -> Result<Status> {
+    /// (on a chain of this `shape`); a status of slot 0 must carry none.
+    pub fn verify(&self, chain: &str, servers: &ServerList, shape: Shape) -> Result<Status> {
         let status = self.status;
         let Some(certified) = &self.certified else {
             if status.slot == 0 {
@@ -203,7 +204,7 @@ impl CertifiedStatus {
                 hash.short()
             )));
         }
-        let after = certified.header.header.after(slot_ms);
+        let after = certified.header.header.after(shape);
         let block_ok = status.height < after.height
             || (status.height == after.height && status.block_hash == after.block);
         if !block_ok {

@@ -154,6 +154,7 @@ fn the_resend_window_ends_at_the_close_or_when_the_timestamp_leaves_the_toleranc
         blackout_ms: 300,
         tolerance_ms: 100,
         servers: 3,
+        difficulty: 0,
     };
     let early = Times::of(&schedule, 2, 10, 10_050);
     assert_eq!(early.resend_until, 10_150);
@@ -164,6 +165,7 @@ fn the_resend_window_ends_at_the_close_or_when_the_timestamp_leaves_the_toleranc
     assert_eq!(late.resend_until, 10_700, "the close of slot 10");
     let alone = Schedule {
         servers: 1,
+        difficulty: 0,
         ..schedule
     };
     assert_eq!(Times::of(&alone, 1, 10, 10_050).deadline, 14_200);

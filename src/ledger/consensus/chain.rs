@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+use rota_peer::block::Shape;
 use rota_peer::wire::consensus::{Base, SignedHeader, Verified};
 use rota_peer::{Hash, Slot};
 
@@ -87,8 +88,8 @@ impl<P> Rounds<P> {
     }
 
     /// The header chain of `top` down to the committed state `committed`,
-    /// on a chain of `slot_ms` slots.
-    pub fn walk(&self, top: &SignedHeader, committed: &Base, slot_ms: u64) -> Walk {
+    /// on a chain of this `shape`.
+    pub fn walk(&self, top: &SignedHeader, committed: &Base, shape: Shape) -> Walk {
         let mut chain = vec![top.digest()];
         let mut header = top.header;
         loop {
@@ -120,7 +121,7 @@ impl<P> Rounds<P> {
             if parent.header.header.result != base.balance {
                 return Walk::Off(bad_balance(header.slot, &base));
             }
-            if parent.header.header.after(slot_ms) != base.chain {
+            if parent.header.header.after(shape) != base.chain {
                 return Walk::Off(bad_chain(header.slot, &base));
             }
             chain.push(base.digest);

@@ -75,7 +75,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         let digests = match self.rounds.walk(
             &certified.header,
             &self.committed.base,
-            self.config.timing.schedule.slot_ms,
+            self.config.timing.schedule.shape(),
         ) {
             Walk::Chain(digests) => digests,
             Walk::Missing { slot, digest } => return self.ask(slot, digest, out),
@@ -122,7 +122,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             rounds,
             from,
         }));
-        self.committed = Committed::round(certified, self.config.timing.schedule.slot_ms);
+        self.committed = Committed::round(certified, self.config.timing.schedule.shape());
         self.pending_commit = None;
         self.prune();
     }

@@ -88,7 +88,7 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rota_peer::block::Position;
+use rota_peer::block::{Position, Shape};
 use rota_peer::keys::Keypair;
 use rota_peer::wire::ServerList;
 use rota_peer::wire::consensus::{
@@ -146,15 +146,15 @@ impl Committed {
     }
 
     /// A committed round, vouched for by its commit certificate, on a chain
-    /// of `slot_ms` slots (which fixes the blocks after it).
-    pub fn round(certified: Verified<Certified>, slot_ms: u64) -> Committed {
+    /// of this `shape` (which fixes the blocks after it).
+    pub fn round(certified: Verified<Certified>, shape: Shape) -> Committed {
         let header = &certified.header;
         Committed {
             base: Base {
                 digest: header.digest(),
                 slot: header.slot(),
                 balance: header.header.result,
-                chain: header.header.after(slot_ms),
+                chain: header.header.after(shape),
             },
             certified: Some(certified),
         }

@@ -287,7 +287,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         let digests = match self.rounds.walk(
             &header,
             &self.committed.base,
-            self.config.timing.schedule.slot_ms,
+            self.config.timing.schedule.shape(),
         ) {
             Walk::Chain(digests) => digests,
             Walk::Missing { slot, digest } => return self.ask(slot, digest, out),

@@ -111,7 +111,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         let digests = match self.rounds.walk(
             &lock.header,
             &self.committed.base,
-            self.config.timing.schedule.slot_ms,
+            self.config.timing.schedule.shape(),
         ) {
             Walk::Chain(digests) => digests,
             Walk::Missing { slot, digest } => {
@@ -135,7 +135,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             digest: lock.header.digest(),
             slot: header.slot,
             balance: header.result,
-            chain: header.after(self.config.timing.schedule.slot_ms),
+            chain: header.after(self.config.timing.schedule.shape()),
         };
         (base, Some(lock.certificate()))
     }

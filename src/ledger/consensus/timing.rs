@@ -118,6 +118,7 @@ mod tests {
             blackout_ms,
             tolerance_ms,
             servers: 3,
+            difficulty: 0,
         })
     }
 

@@ -207,7 +207,7 @@ impl Core {
     ) -> rota_peer::Result<Core> {
         let schedule = config.timing.schedule;
         let base = match &certified {
-            Some(c) => consensus::Committed::round(c.clone(), schedule.slot_ms),
+            Some(c) => consensus::Committed::round(c.clone(), schedule.shape()),
             None => consensus::Committed::anchor(committed.slot, committed.hash),
         };
         let states = States::new(schedule, base.base.digest, committed.snapshot.clone());

@@ -193,7 +193,7 @@ impl Core {
             rounds.push(CommittedRound {
                 slot: kept.slot,
                 hash: kept.hash,
-                block: round.header.header.block(self.schedule.slot_ms),
+                block: round.header.header.block(self.schedule.shape()),
                 transactions: kept.valid,
                 proof: proof.encode(),
             });
@@ -316,7 +316,7 @@ impl Core {
         }
         let Some(outputs) = self.machine.install(consensus::Committed::round(
             certified.clone(),
-            self.schedule.slot_ms,
+            self.schedule.shape(),
         )) else {
             return Ok(Vec::new());
         };

@@ -174,6 +174,7 @@ mod tests {
             blackout_ms: 300,
             tolerance_ms: 100,
             servers: 3,
+            difficulty: 0,
         }
     }
 

@@ -110,7 +110,7 @@ pub fn chain_params(servers: &ServerList, schedule: &Schedule, genesis: &Hash) -
             schedule.blackout_ms,
             schedule.tolerance_ms,
         ),
-        0,
+        schedule.difficulty,
         genesis,
     )
 }
@@ -209,7 +209,7 @@ impl Edge {
         let (height, block_hash) = match certified {
             None => (0, Hash::default()),
             Some(c) => {
-                let after = c.header.header.after(self.core.schedule.slot_ms);
+                let after = c.header.header.after(self.core.schedule.shape());
                 commit::vouched_tip(self.tip, after, |n| self.store.block_hash(n).ok().flatten())
             }
         };

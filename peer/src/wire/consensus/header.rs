@@ -32,7 +32,7 @@
 
 use super::certificate::{Certificate, check_signature};
 use super::{Kind, Reader, Verified, statement};
-use crate::block::{BlockHeader, Position};
+use crate::block::{BlockHeader, Position, Shape};
 use crate::error::{Error, Result};
 use crate::keys::Keypair;
 use crate::types::{Hash, ServerId, Slot};
@@ -96,23 +96,23 @@ impl Header {
     /// pure function of the header and the chain's slot length, so every
     /// server builds the same one and a certificate on the header vouches
     /// for it.
-    pub fn block(&self, slot_ms: u64) -> Option<BlockHeader> {
+    pub fn block(&self, shape: Shape) -> Option<BlockHeader> {
         self.has_payments().then(|| BlockHeader {
             number: self.base.chain.height.saturating_add(1),
             previous: self.base.chain.block,
             slot: self.slot,
-            timestamp: self.slot.saturating_mul(slot_ms),
+            timestamp: self.slot.saturating_mul(shape.slot_ms),
             merkle_root: self.payments,
             balance_hash: self.result,
-            difficulty: 0,
+            difficulty: shape.difficulty,
             nonce: 0,
         })
     }
 
     /// The chain of blocks after this round: its block's, or its base's
     /// when it has no payments.
-    pub fn after(&self, slot_ms: u64) -> Position {
-        match self.block(slot_ms) {
+    pub fn after(&self, shape: Shape) -> Position {
+        match self.block(shape) {
             Some(block) => Position {
                 height: block.number,
                 block: block.hash(),

@@ -2,13 +2,21 @@
 //! module essays say, and verification refuses every forgery it should.
 
 use super::*;
-use crate::block::{BlockHeader, Position};
+use crate::block::{BlockHeader, Position, Shape};
 use crate::keys::Keypair;
 use crate::types::ServerId;
 use crate::wire::ServerList;
 
 const CHAIN: &str = "test";
 const SLOT_MS: u64 = 2_000;
+
+/// A chain of `slot_ms` slots whose blocks are not sealed.
+fn shape(slot_ms: u64) -> Shape {
+    Shape {
+        slot_ms,
+        difficulty: 0,
+    }
+}
 
 fn keys(n: usize) -> Vec<Keypair> {
     (0..n)
@@ -110,7 +118,7 @@ fn a_header_fixes_the_block_its_round_makes_and_where_the_chain_stands_after() {
         height: 6,
         block: Hash([4; 32]),
     };
-    let block = h.block(2_000).expect("a round with payments makes a block");
+    let block = h.block(shape(2_000)).expect("a round with payments makes a block");
     assert_eq!(
         block,
         BlockHeader {
@@ -125,18 +133,18 @@ fn a_header_fixes_the_block_its_round_makes_and_where_the_chain_stands_after() {
         }
     );
     assert_eq!(
-        h.after(2_000),
+        h.after(shape(2_000)),
         Position {
             height: 7,
             block: block.hash()
         }
     );
     // Another slot length names another time, so another block id.
-    assert_ne!(h.after(1_000), h.after(2_000));
+    assert_ne!(h.after(shape(1_000)), h.after(shape(2_000)));
     // A round with no payments makes no block: the chain stays.
     h.payments = Hash::default();
-    assert_eq!(h.block(2_000), None);
-    assert_eq!(h.after(2_000), h.base.chain);
+    assert_eq!(h.block(shape(2_000)), None);
+    assert_eq!(h.after(shape(2_000)), h.base.chain);
 }
 
 #[test]
@@ -528,7 +536,7 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
     };
     let commit = join(Kind::Precommit);
     // The round has payments: block 1 after it.
-    let after = header.header.after(SLOT_MS);
+    let after = header.header.after(shape(SLOT_MS));
     assert_eq!(after.height, 1);
     let status = Status {
         slot: 4,
@@ -542,11 +550,11 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
     };
     let bytes = good.encode();
     assert_eq!(CertifiedStatus::decode(&bytes, 3).unwrap(), good);
-    assert_eq!(good.verify(CHAIN, &servers, SLOT_MS).unwrap(), status);
+    assert_eq!(good.verify(CHAIN, &servers, shape(SLOT_MS)).unwrap(), status);
     let claim = |status, certified| CertifiedStatus { status, certified };
     let refused = |claim: CertifiedStatus| {
         claim
-            .verify(CHAIN, &servers, SLOT_MS)
+            .verify(CHAIN, &servers, shape(SLOT_MS))
             .unwrap_err()
             .to_string()
     };
@@ -560,7 +568,7 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
     };
     assert!(
         claim(fetching, Some(commit.clone()))
-            .verify(CHAIN, &servers, SLOT_MS)
+            .verify(CHAIN, &servers, shape(SLOT_MS))
             .is_ok()
     );
     let taller = Status {
@@ -579,7 +587,7 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
         );
     }
     // On another slot length the same round makes another block.
-    assert!(good.verify(CHAIN, &servers, SLOT_MS * 2).is_err());
+    assert!(good.verify(CHAIN, &servers, shape(SLOT_MS * 2)).is_err());
 
     let later = Status { slot: 5, ..status };
     let other = Status {
@@ -600,14 +608,14 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
     forged.certificate.signatures[0].1[0] ^= 1;
     assert!(
         claim(status, Some(forged))
-            .verify(CHAIN, &servers, SLOT_MS)
+            .verify(CHAIN, &servers, shape(SLOT_MS))
             .is_err()
     );
-    assert!(good.verify(CHAIN, &list(&keys(5)), SLOT_MS).is_err());
+    assert!(good.verify(CHAIN, &list(&keys(5)), shape(SLOT_MS)).is_err());
     // Slot 0 vouches for nothing and carries nothing, blocks included.
     assert_eq!(
         claim(Status::default(), None)
-            .verify(CHAIN, &servers, SLOT_MS)
+            .verify(CHAIN, &servers, shape(SLOT_MS))
             .unwrap(),
         Status::default()
     );

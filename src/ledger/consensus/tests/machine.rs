@@ -749,7 +749,7 @@ fn a_round_whose_payments_do_not_give_its_result_is_not_prevoted() {
 fn a_round_that_misplaces_its_block_in_the_chain_is_not_prevoted() {
     let k = Keys::new(3);
     let t = k.timing();
-    let slot_ms = t.schedule.slot_ms;
+    let shape = t.schedule.shape();
     // Slot 10 has payments: the chain stands at block 1 after it.
     let h10 = k.on_anchor(10, &vec![10]);
     assert_eq!(h10.header.base.chain.height, 0, "the anchor has no block");
@@ -762,7 +762,7 @@ fn a_round_that_misplaces_its_block_in_the_chain_is_not_prevoted() {
     };
     let c10 = k.certified(Kind::Prevote, &[1, 2], &h10);
     let good = k.on(11, &c10, &vec![11]);
-    assert_eq!(good.header.base.chain, h10.header.after(slot_ms));
+    assert_eq!(good.header.base.chain, h10.header.after(shape));
     assert_eq!(good.header.base.chain.height, 1);
     // The same round, placed as if slot 10 had made no block, or another.
     let placed = |chain| {

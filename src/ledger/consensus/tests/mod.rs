@@ -37,6 +37,7 @@ pub(super) fn schedule(n: usize) -> Schedule {
         blackout_ms: 600,
         tolerance_ms: 200,
         servers: n,
+        difficulty: 0,
     }
 }
 
@@ -196,7 +197,7 @@ impl Keys {
             digest: h.digest(),
             slot: h.slot(),
             balance: h.header.result,
-            chain: h.header.after(self.timing().schedule.slot_ms),
+            chain: h.header.after(self.timing().schedule.shape()),
         };
         self.header(slot, b, Some(base.certificate()), payments)
     }
@@ -282,7 +283,7 @@ impl Node {
         let committed = self.commits.last().map_or_else(anchor, |c| {
             Committed::round(
                 c.certified.clone(),
-                timing(keys.keys.len()).schedule.slot_ms,
+                timing(keys.keys.len()).schedule.shape(),
             )
         });
         let machine = Machine::restore(
