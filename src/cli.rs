@@ -14,9 +14,7 @@ use serde_json::json;
 use crate::client::{self, DEFAULT_TIMEOUT_MS, PayOptions};
 use crate::config::{Config, Role};
 use crate::ledger::Exit;
-use crate::testnet::{
-    self, DEFAULT_DIFFICULTY_BITS, DEFAULT_NODES, DEFAULT_SLOT_MS, InitOptions,
-};
+use crate::testnet::{self, DEFAULT_DIFFICULTY_BITS, DEFAULT_NODES, DEFAULT_SLOT_MS, InitOptions};
 
 /// Exit code of a server that stopped because consensus was lost.
 pub const EXIT_CONSENSUS_LOST: i32 = 3;

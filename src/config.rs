@@ -93,7 +93,7 @@ pub struct Peering {
 }
 
 /// Sealing blocks.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Mining {
     /// Leading zero bits a block's seal needs: a chain parameter, the same
@@ -184,15 +184,6 @@ impl Default for Peering {
             heartbeat_ms: 5_000,
             missed_heartbeats: 3,
             max_message_bytes: DEFAULT_MESSAGE_BYTES,
-        }
-    }
-}
-
-impl Default for Mining {
-    fn default() -> Mining {
-        Mining {
-            difficulty_bits: 0,
-            threads: 0,
         }
     }
 }

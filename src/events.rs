@@ -203,6 +203,20 @@ pub enum Event {
         /// `shutdown`, `consensus lost: ...` or `failed: ...`.
         reason: String,
     },
+    /// Block `number` (id `block`) is sealed: a committed round carried
+    /// this seal, the one that counts.
+    Seal {
+        number: BlockNumber,
+        block: Hash,
+        nonce: u64,
+        seal_time: Millis,
+    },
+    /// The server coordinating the search is now `leader`, as this server
+    /// sees it.
+    Leader {
+        #[serde(deserialize_with = "server_id")]
+        leader: ServerId,
+    },
 }
 
 impl Event {
@@ -216,6 +230,8 @@ impl Event {
             Event::Role { .. } => "role",
             Event::Evidence { .. } => "evidence",
             Event::Stop { .. } => "stop",
+            Event::Seal { .. } => "seal",
+            Event::Leader { .. } => "leader",
         }
     }
 }

@@ -84,6 +84,30 @@ pub struct Info {
     /// The clocks as this server sees them.
     #[serde(default)]
     pub clock: ClockView,
+    /// Sealing, as this server sees it.
+    #[serde(default)]
+    pub mining: MiningInfo,
+}
+
+/// Sealing: the chain's difficulty, how far blocks are sealed, and this
+/// server's part in the search.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MiningInfo {
+    /// Leading zero bits a block's seal needs (0: blocks are not sealed).
+    pub difficulty: u32,
+    /// Blocks 1 to this one are sealed, by committed rounds.
+    pub sealed_height: BlockNumber,
+    /// The server coordinating the search (the lowest live one, unless a
+    /// block waited too long), by this server's view; absent when the
+    /// chain is not sealed.
+    pub leader: Option<u32>,
+    /// The servers this server counts as live (heard from within the
+    /// missed heartbeats), itself included.
+    pub live: Vec<u32>,
+    /// The block whose seal is being searched for; absent when none is.
+    pub searching: Option<BlockNumber>,
+    /// This server's hashes a second, as last measured (0: not yet).
+    pub hash_rate: u64,
 }
 
 /// Each other server's clock offset, and this server's skew.
@@ -166,7 +190,7 @@ mod tests {
     fn sample() -> Info {
         Info {
             version: "0.1.0".into(),
-            protocol: 2,
+            protocol: 3,
             chain: "local".into(),
             public_key: PublicKey([0x98; 32]),
             identifier: ServerId(1),
@@ -213,6 +237,14 @@ mod tests {
                 sitting_out: false,
                 others_sitting_out: vec![3],
             },
+            mining: MiningInfo {
+                difficulty: 16,
+                sealed_height: 6,
+                leader: Some(1),
+                live: vec![1, 2, 3],
+                searching: Some(7),
+                hash_rate: 2_500_000,
+            },
         }
     }
 
@@ -227,10 +259,12 @@ mod tests {
              \"chain\":\"local\",\"clock\":{{\"offsets\":{{\"2\":3,\"3\":-12}},\"others_sitting_out\":[3],\"sitting_out\":false,\"skew_ms\":0}},\
              \"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
              \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\
+             \"mining\":{{\"difficulty\":16,\"hash_rate\":2500000,\"leader\":1,\"live\":[1,2,3],\
+             \"sealed_height\":6,\"searching\":7}},\
              \"params_hash\":\"{params}\",\
              \"peering\":{{\"accepted\":2,\"open\":2,\"refused\":0,\"requests\":14}},\
              \"peers\":{{\"2\":\"alive\",\"3\":\"failed\"}},\"pending\":0,\
-             \"protocol\":2,\"public_key\":\"{key}\",\"refused\":0,\
+             \"protocol\":3,\"public_key\":\"{key}\",\"refused\":0,\
              \"requests\":21,\"role\":\"alpha\",\"servers\":3,\"slot\":897659580,\"slot_ms\":2000,\"supply\":3000000,\
              \"tolerance_ms\":200,\"uptime_ms\":4980,\"version\":\"0.1.0\",\"window_open\":true}}"
         );

@@ -47,6 +47,8 @@ use crate::genesis::Genesis;
 use crate::ledger::core::Core;
 use crate::ledger::store::Store;
 use crate::ledger::{Channels, Exit, Inputs, LedgerThread};
+use crate::mining::miner::MinerConfig;
+use crate::mining::thread::{MINER_QUEUE, MinerThread};
 
 /// Verified batches queued from a lane's verifiers to the ledger; a
 /// verifier waits when it is full. (Decoded batches queued to the verifiers
@@ -294,6 +296,32 @@ pub fn run(config: &Config) -> Result<Exit> {
         Some(_) => lane.from_verifiers.clone(),
         None => never(),
     };
+    // The miner thread, when the chain is sealed: it sends its messages
+    // through the connector, and the ledger shares a view with it.
+    let (to_miner, miner) = if config.mining.difficulty_bits > 0 {
+        let (to_miner, from_ledger) = bounded(MINER_QUEUE);
+        let threads = match config.mining.threads {
+            0 => thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let miner = MinerThread::new(
+            MinerConfig {
+                me,
+                servers: servers.len(),
+                heartbeat_ms: config.peering.heartbeat_ms,
+                missed_heartbeats: config.peering.missed_heartbeats,
+                difficulty: config.mining.difficulty_bits,
+            },
+            threads,
+            config.schedule.slot_ms,
+            from_ledger,
+            to_connector_tx.clone(),
+            Waker::connect(&ctx, rota_connector::SIGNAL)?,
+        );
+        (Some(to_miner), Some(miner))
+    } else {
+        (None, None)
+    };
     let channels = Channels {
         inputs: Inputs {
             consensus: peering_lane(&consensus),
@@ -309,6 +337,7 @@ pub fn run(config: &Config) -> Result<Exit> {
         peering_waker: Waker::connect(&ctx, rota_listener::PEERING_SIGNAL)?,
         to_connector: to_connector_tx,
         connector_waker: Waker::connect(&ctx, rota_connector::SIGNAL)?,
+        to_miner,
     };
     let ledger = LedgerThread::new(
         core,
@@ -320,6 +349,10 @@ pub fn run(config: &Config) -> Result<Exit> {
         peering_stats.clone(),
     )?
     .with_limits(&config.limits);
+    let ledger = match &miner {
+        Some(miner) => ledger.with_mining(miner.view()),
+        None => ledger,
+    };
     let connector = Connector::new(
         &ctx,
         connector_config(config, &keypair, me, ledger.params()),
@@ -383,6 +416,11 @@ pub fn run(config: &Config) -> Result<Exit> {
     let ledger = spawn("ledger")
         .spawn(move || ledger.run())
         .map_err(|e| Error::io("ledger thread", e))?;
+    // It ends when the ledger ends, and with it the channel it reads.
+    let miner = miner
+        .map(|miner| spawn("miner").spawn(move || miner.run()))
+        .transpose()
+        .map_err(|e| Error::io("miner thread", e))?;
 
     let exit = ledger
         .join()
@@ -394,6 +432,9 @@ pub fn run(config: &Config) -> Result<Exit> {
     }
     signal_handle.close();
     join("connector", connector);
+    if let Some(miner) = miner {
+        join("miner", miner);
+    }
     join("listener", listener);
     if let Some(peering) = peering {
         join("peering", peering);

@@ -410,8 +410,18 @@ pub fn init(options: &InitOptions) -> Result<()> {
     }
     for (i, ports) in ports.iter().enumerate() {
         let path = dir.join(format!("node-{}/rota.toml", i + 1));
-        fs::write(&path, server_conf(i + 1, options.difficulty_bits, &timings, ports, ipv6, &servers))
-            .map_err(|e| Error::io(&path, e))?;
+        fs::write(
+            &path,
+            server_conf(
+                i + 1,
+                options.difficulty_bits,
+                &timings,
+                ports,
+                ipv6,
+                &servers,
+            ),
+        )
+        .map_err(|e| Error::io(&path, e))?;
     }
     let mut accounts = Vec::new();
     for k in 1..=CLIENTS {
@@ -474,12 +484,12 @@ pub fn up(dir: &Path, stop: Arc<AtomicBool>) -> Result<()> {
         );
     }
     println!("watching rounds; Ctrl-C stops the network");
-    let mut printed_blocks = BTreeSet::new();
+    let mut printed = Printed::default();
     let result = crate::client::watch(
         &client,
         None,
         &[],
-        |published| print_event(published, &mut printed_blocks),
+        |published| print_event(published, &mut printed),
         || {
             reap(&mut servers);
             stop.load(Ordering::Relaxed) || servers.all_exited()
@@ -511,10 +521,17 @@ fn stop_all(servers: &mut Supervisor) {
     }
 }
 
+/// The blocks and seals `testnet up` printed already.
+#[derive(Default)]
+struct Printed {
+    blocks: BTreeSet<u64>,
+    seals: BTreeSet<u64>,
+}
+
 /// Prints one event for `testnet up`: each round once (by its beta, or by
-/// any server that saw it end otherwise), each block once, and every peer,
-/// connector and stop event.
-fn print_event(published: &Published, blocks: &mut BTreeSet<u64>) {
+/// any server that saw it end otherwise), each block and seal once, and
+/// every peer, connector, leader and stop event.
+fn print_event(published: &Published, printed: &mut Printed) {
     let server = published.server;
     match &published.event {
         Event::Round {
@@ -544,7 +561,7 @@ fn print_event(published: &Published, blocks: &mut BTreeSet<u64>) {
             transactions,
             ..
         } => {
-            if blocks.insert(*number) {
+            if printed.blocks.insert(*number) {
                 println!(
                     "block {number} with {transactions} payments, hash {}",
                     hash.short()
@@ -557,6 +574,19 @@ fn print_event(published: &Published, blocks: &mut BTreeSet<u64>) {
         Event::Evidence { slot, alpha } => println!(
             "server {server}: server {alpha}, the alpha of slot {slot}, signed two headers"
         ),
+        Event::Seal {
+            number,
+            nonce,
+            seal_time,
+            ..
+        } => {
+            if printed.seals.insert(*number) {
+                println!("block {number} sealed: nonce {nonce}, seal time {seal_time}");
+            }
+        }
+        Event::Leader { leader } => {
+            println!("server {server}: the leader is now server {leader}")
+        }
         Event::Tx { .. } | Event::Role { .. } => {}
     }
 }

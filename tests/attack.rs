@@ -60,6 +60,7 @@ impl Heard {
             PeerMessage::Evidence(e) => Some(e.first.slot()),
             PeerMessage::Register(_)
             | PeerMessage::Heart(_)
+            | PeerMessage::Mine(_)
             | PeerMessage::Want { .. }
             | PeerMessage::Forward { .. } => None,
         }
@@ -218,9 +219,11 @@ impl Liar {
                 slot: base.header.slot(),
                 balance: base.header.header.result,
                 chain: Default::default(),
+                sealed: 0,
             },
             payments: merkle_root(&ids),
             result,
+            seal: None,
         };
         Verified::<SignedHeader>::sign_header(
             &self.key,

@@ -205,9 +205,11 @@ fn a_round_replayed_from_an_earlier_slot_is_refused() {
             slot: 0,
             balance: hash,
             chain: Default::default(),
+            sealed: 0,
         },
         payments: Hash::default(),
         result: hash,
+        seal: None,
     };
     let header =
         Verified::<SignedHeader>::sign_header(&net.server_key(alpha), "local", header, None);

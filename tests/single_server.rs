@@ -42,7 +42,7 @@ fn a_payment_through_the_client_is_committed_in_a_block_and_archived() {
         panic!("N")
     };
     assert!(height >= number);
-    let Ok(Reply::Block(bytes)) = net.request(1, &Request::Block(number)) else {
+    let Ok(Reply::Block { block: bytes, .. }) = net.request(1, &Request::Block(number)) else {
         panic!("B")
     };
     let block = Block::decode(&bytes).expect("a valid block");
@@ -138,7 +138,10 @@ fn a_kill_dash_nine_loses_nothing_committed() {
     assert_eq!(net.balance(1, &payee), Some(6));
     for number in heights {
         assert!(
-            matches!(net.request(1, &Request::Block(number)), Ok(Reply::Block(_))),
+            matches!(
+                net.request(1, &Request::Block(number)),
+                Ok(Reply::Block { .. })
+            ),
             "block {number}"
         );
     }

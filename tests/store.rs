@@ -55,6 +55,7 @@ fn build_block(tip: Tip, commit: &Commit, timestamp: Millis) -> Block {
             difficulty: 0,
             nonce: 0,
         }),
+        seal: None,
         transactions: commit.transactions.clone(),
         proof: Vec::new(),
     };
@@ -141,11 +142,11 @@ fn commit_round(store: &Store, commit: &Commit) -> Option<Block> {
     });
     store
         .commit(
-            commit.slot,
             &committed(commit),
             block.as_slice(),
             commit.installed,
             None,
+            &[],
             &[],
         )
         .expect("commit");
@@ -356,7 +357,7 @@ fn a_block_that_does_not_rebuild_its_balance_hash_stops_the_replay() {
         let mut block = build_block(store.tip().unwrap(), &second, 0);
         block.header.balance_hash = Hash::of(b"not what the payments give");
         store
-            .commit(second.slot, &committed(&second), &[block], false, None, &[])
+            .commit(&committed(&second), &[block], false, None, &[], &[])
             .unwrap();
     }
     fs::write(&balances_db, &before).unwrap();
@@ -854,11 +855,11 @@ fn run_until_crash(disk: &MemoryDisk) -> (Vec<Slot>, Option<Slot>) {
             build_block(tip, &commit, commit.slot * SLOT_MS)
         });
         let result = store.commit(
-            commit.slot,
             &committed(&commit),
             block.as_slice(),
             commit.installed,
             None,
+            &[],
             &[],
         );
         if result.is_err() {
@@ -971,9 +972,11 @@ fn header_of(commit: &Commit) -> Verified<SignedHeader> {
             slot: 0,
             balance: genesis_hash(),
             chain: Default::default(),
+            sealed: 0,
         },
         payments: merkle_root(&ids),
         result: commit.hash,
+        seal: None,
     };
     let alpha = &server_keys()[(commit.slot % SERVERS as u64) as usize];
     Verified::sign_header(alpha, "store", header, None)
@@ -1038,12 +1041,12 @@ fn commit_certified(
         build_block(tip, commit, commit.slot * SLOT_MS)
     });
     store.commit(
-        commit.slot,
         &committed(commit),
         block.as_slice(),
         commit.installed,
         Some(&commit_certificate(commit)),
         journal,
+        &[],
     )
 }
 
@@ -1119,14 +1122,7 @@ fn a_certificate_that_does_not_vouch_for_the_committed_state_is_refused_before_a
     for certificate in &wrong {
         let writes = disk.writes();
         let err = store
-            .commit(
-                first.slot,
-                &committed(first),
-                &[],
-                false,
-                Some(certificate),
-                &[],
-            )
+            .commit(&committed(first), &[], false, Some(certificate), &[], &[])
             .expect_err("a certificate for something else");
         assert!(err.to_string().contains("does not vouch"), "{err}");
         assert_eq!(disk.writes(), writes, "nothing was written");

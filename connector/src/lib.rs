@@ -27,6 +27,7 @@ use machine::{Answer, Input, Machine, Output, Settings, State};
 use rota_peer::block::{Block, Shape};
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::unix_now_ms;
+use rota_peer::seal::Seal;
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::consensus::Certified;
 use rota_peer::wire::{
@@ -88,6 +89,12 @@ pub enum ConnectorEvent {
         packed: Vec<u8>,
     },
     Blocks(Vec<Block>),
+    /// The seal a server served with a fetched block; it proves the block.
+    Seal {
+        number: BlockNumber,
+        block: Hash,
+        seal: Seal,
+    },
     /// The clocks after a heartbeat round: offsets to every server, and
     /// whether this one sits out its alpha slots.
     Clocks(Clocks),
@@ -436,7 +443,7 @@ impl Connector {
                 certified,
                 packed,
             },
-            Reply::Block(bytes) => {
+            Reply::Block { seal, block: bytes } => {
                 // Checked only if it is one the fetch waits for: its
                 // number is the header's first 8 bytes.
                 let number = bytes
@@ -460,6 +467,19 @@ impl Connector {
                             block.transactions.len(),
                             started.elapsed().as_millis()
                         );
+                        // A seal that proves the block goes to the ledger,
+                        // which keeps it for a block its certificate says
+                        // is sealed and that it holds no seal for.
+                        if let Some(seal) = seal.filter(|seal| seal.proves(&block.header)) {
+                            let event = ConnectorEvent::Seal {
+                                number: block.header.number,
+                                block: block.header.hash(),
+                                seal,
+                            };
+                            if self.to_ledger.try_send(event).is_err() {
+                                log::debug!("a fetched seal not passed on: the queue is full");
+                            }
+                        }
                         Answer::Block(block)
                     }
                     Err(e) => {
@@ -558,6 +578,7 @@ fn event_name(event: &ConnectorEvent) -> &'static str {
         ConnectorEvent::Install { .. } => "a database to install",
         ConnectorEvent::Blocks(_) => "fetched blocks",
         ConnectorEvent::Clocks(_) => "the clocks",
+        ConnectorEvent::Seal { .. } => "a fetched seal",
         ConnectorEvent::LostMajority { .. } => "a lost majority",
     }
 }

@@ -70,7 +70,7 @@ impl Lane {
                 | PeerCommand::Certified
                 | PeerCommand::Evidence
                 | PeerCommand::Want => Lane::Consensus,
-                PeerCommand::Forward => Lane::Bulk,
+                PeerCommand::Forward | PeerCommand::Mine => Lane::Bulk,
             }),
             Request::Database | Request::Block(_) => Ok(Lane::Bulk),
             Request::Info

@@ -50,7 +50,7 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::consensus::{Certified, Evidence, Precommit, Prevote, SignedHeader, Verified};
-use rota_peer::wire::{Greeting, PeerCommand, Reply, Request, ServerList};
+use rota_peer::wire::{Greeting, Mining, PeerCommand, Reply, Request, ServerList};
 use rota_peer::{Hash, ServerId, Slot};
 use rota_sockets::large::Body;
 use rota_sockets::{ClientLimits, Signal, SignalReceiver};
@@ -124,6 +124,8 @@ pub enum PeerInput {
     Heart(Greeting),
     /// `forward`: a payment for this server's round.
     Forward(VerifiedTx),
+    /// `mine`: a message of the nonce search.
+    Mine(Mining),
     /// A message of the round protocol (boxed: it carries signed headers
     /// and certificates, many times the size of the others).
     Consensus(Box<Consensus>),
@@ -136,6 +138,7 @@ impl PeerInput {
             PeerInput::Register(_) => PeerCommand::Register,
             PeerInput::Heart(_) => PeerCommand::Heart,
             PeerInput::Forward(_) => PeerCommand::Forward,
+            PeerInput::Mine(_) => PeerCommand::Mine,
             PeerInput::Consensus(message) => message.command(),
         }
     }

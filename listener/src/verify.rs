@@ -237,6 +237,9 @@ pub fn check_peer(
             let transaction = verifier.verify(transaction).map_err(Refusal::Forward)?;
             return Ok(PeerInput::Forward(transaction));
         }
+        // Signed by its sender (the envelope, checked already); what it
+        // claims is checked where it is acted on (`wire::mining`).
+        PeerMessage::Mine(mining) => return Ok(PeerInput::Mine(mining)),
         PeerMessage::Round {
             header,
             transactions,

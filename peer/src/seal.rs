@@ -12,7 +12,8 @@
 //!
 //! A seal proves itself when its hash begins with at least the block
 //! header's difficulty (offset 120) zero bits. Difficulty 0 needs no seal.
-//! Not sent or stored by the node yet (issue 11).
+
+use sha2::{Digest, Sha256};
 
 use crate::block::{BlockHeader, HEADER_LEN};
 use crate::types::{Hash, Millis};
@@ -38,6 +39,21 @@ impl Seal {
         out[..HEADER_LEN].copy_from_slice(&sealed.encode());
         out[HEADER_LEN..].copy_from_slice(&self.time.to_be_bytes());
         out
+    }
+
+    /// The stored form: nonce u64 | time u64, big-endian.
+    pub fn to_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.nonce.to_be_bytes());
+        out[8..].copy_from_slice(&self.time.to_be_bytes());
+        out
+    }
+
+    pub fn from_bytes(bytes: &[u8; 16]) -> Seal {
+        Seal {
+            nonce: u64::from_be_bytes(bytes[..8].try_into().expect("8 bytes")),
+            time: u64::from_be_bytes(bytes[8..].try_into().expect("8 bytes")),
+        }
     }
 
     /// The double SHA-256 of the sealed header.
@@ -66,9 +82,70 @@ pub fn zero_bits(hash: &Hash) -> u32 {
 /// The first nonce of `first..=last` that seals `header` at `time`, if
 /// any: one worker's search of one range.
 pub fn search(header: &BlockHeader, time: Millis, first: u64, last: u64) -> Option<Seal> {
-    (first..=last)
-        .map(|nonce| Seal { nonce, time })
-        .find(|seal| seal.proves(header))
+    Searcher::new(header, time).search(first, last, || false).0
+}
+
+/// Nonces tried between two looks at whether to stop.
+const STRIDE: u64 = 4_096;
+
+/// The search loop: the sealed header's bytes with the first 64 hashed
+/// once (its SHA-256 state after them), since the nonce is in the second
+/// 64. Each nonce then costs the rest of the first SHA-256 and the second.
+#[derive(Clone)]
+pub struct Searcher {
+    bytes: [u8; SEALED_LEN],
+    midstate: Sha256,
+    difficulty: u32,
+    time: Millis,
+}
+
+impl Searcher {
+    pub fn new(header: &BlockHeader, time: Millis) -> Searcher {
+        let bytes = Seal { nonce: 0, time }.sealed_header(header);
+        let mut midstate = Sha256::new();
+        midstate.update(&bytes[..64]);
+        Searcher {
+            bytes,
+            midstate,
+            difficulty: header.difficulty,
+            time,
+        }
+    }
+
+    /// The first nonce of `first..=last` that seals the header, and how
+    /// many nonces were tried. `stop` is asked every few thousand nonces;
+    /// when it says so the search ends early with no seal.
+    pub fn search(
+        &mut self,
+        first: u64,
+        last: u64,
+        mut stop: impl FnMut() -> bool,
+    ) -> (Option<Seal>, u64) {
+        let mut tried = 0;
+        let mut nonce = first;
+        while nonce <= last {
+            if tried % STRIDE == 0 && tried > 0 && stop() {
+                break;
+            }
+            self.bytes[124..132].copy_from_slice(&nonce.to_be_bytes());
+            let mut first_hash = self.midstate.clone();
+            first_hash.update(&self.bytes[64..]);
+            let hash: [u8; 32] = Sha256::digest(first_hash.finalize()).into();
+            tried += 1;
+            if zero_bits(&Hash(hash)) >= self.difficulty {
+                let seal = Seal {
+                    nonce,
+                    time: self.time,
+                };
+                return (Some(seal), tried);
+            }
+            let Some(next) = nonce.checked_add(1) else {
+                break;
+            };
+            nonce = next;
+        }
+        (None, tried)
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +208,13 @@ mod tests {
         assert!(!other_time.proves(&header));
         assert!(!seal.proves(&other_block));
         assert!(!seal.proves(&harder));
+        // The search loop agrees with the check, nonce for nonce, and
+        // stops when told to.
+        let (found, tried) = Searcher::new(&header, time).search(1, seal.nonce + 10, || false);
+        assert_eq!((found, tried), (Some(seal), seal.nonce));
+        let hard = self::header(64);
+        let (found, tried) = Searcher::new(&hard, time).search(1, 1_000_000, || true);
+        assert_eq!((found, tried), (None, STRIDE));
         // Difficulty 0: any seal proves it.
         assert!(Seal { nonce: 7, time }.proves(&self::header(0)));
     }

@@ -71,6 +71,7 @@ impl World {
             | PeerMessage::Precommit(_)
             | PeerMessage::Register(_)
             | PeerMessage::Heart(_)
+            | PeerMessage::Mine(_)
             | PeerMessage::Certified(_)
             | PeerMessage::Evidence(_)
             | PeerMessage::Want { .. }
@@ -126,6 +127,8 @@ impl World {
             }
             Published::Round { .. }
             | Published::Tx { .. }
+            | Published::Seal { .. }
+            | Published::Leader { .. }
             | Published::Block { .. }
             | Published::Peer { .. }
             | Published::Connector { .. }

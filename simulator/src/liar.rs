@@ -187,6 +187,7 @@ impl Liar {
                 | PeerMessage::Want { .. }
                 | PeerMessage::Forward { .. }
                 | PeerMessage::Register(_)
+                | PeerMessage::Mine(_)
                 | PeerMessage::Heart(_) => continue,
             };
             if self.rounds.get(&slot).is_some_and(is_split) {
@@ -453,15 +454,16 @@ impl Liar {
                     message: Box::new(message),
                 })
             }
-            Response::Reply(Reply::Database { .. } | Reply::Block(_))
+            Response::Reply(Reply::Database { .. } | Reply::Block { .. })
                 if self.rng.chance(p.lie_withhold) =>
             {
                 self.lie("withhold");
                 None
             }
-            Response::Reply(Reply::Block(bytes)) if self.rng.chance(p.lie_blocks) => {
+            Response::Reply(Reply::Block { seal, block }) if self.rng.chance(p.lie_blocks) => {
                 self.lie("blocks");
-                Some(Response::Reply(Reply::Block(self.forged_block(&bytes))))
+                let block = self.forged_block(&block);
+                Some(Response::Reply(Reply::Block { seal, block }))
             }
             other => Some(other),
         }
@@ -534,6 +536,7 @@ fn header_slot(message: &PeerMessage<VerifiedTx>) -> Option<Slot> {
         PeerMessage::Evidence(e) => Some(e.slot()),
         PeerMessage::Register(_)
         | PeerMessage::Heart(_)
+        | PeerMessage::Mine(_)
         | PeerMessage::Want { .. }
         | PeerMessage::Forward { .. } => None,
     }

@@ -303,6 +303,8 @@ impl SimServer {
                 match effect {
                     Effect::Publish(published) => outs.push(Out::Event(published.event)),
                     Effect::Connector(input) => work.push_back(Work::FromEdge(input)),
+                    // The simulated chain is not sealed: it runs no miner.
+                    Effect::Miner(_) => {}
                 }
             }
             let Some(next) = work.pop_front() else {
@@ -358,7 +360,7 @@ impl SimServer {
                 Effect::Connector(ConnectorInput::Send { to, slot, message }) => {
                     peer_sends(self.id, to, slot, *message, setup, &mut outs);
                 }
-                Effect::Connector(_) => {}
+                Effect::Connector(_) | Effect::Miner(_) => {}
             }
         }
         self.life = match &exit {
@@ -508,7 +510,7 @@ pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut L
             certified,
             packed,
         },
-        Response::Reply(Reply::Block(bytes)) => {
+        Response::Reply(Reply::Block { block: bytes, .. }) => {
             match check_block(&setup.chain, &setup.servers, setup.schedule.shape(), &bytes) {
                 Ok(block) => Answer::Block(block),
                 Err(e) => Answer::Refused(e.to_string()),

@@ -113,6 +113,7 @@ pub fn describe(payload: &Payload) -> String {
             PeerMessage::Prevote(p) => {
                 format!("prevote({}) {}", p.vote.slot, p.vote.digest.short())
             }
+            PeerMessage::Mine(mining) => format!("mine({slot}) {}", mining.name()),
             PeerMessage::Precommit(p) => {
                 format!("precommit({}) {}", p.vote.slot, p.vote.digest.short())
             }
@@ -143,7 +144,7 @@ pub fn describe(payload: &Payload) -> String {
         }
         Payload::Answer(Response::Reply(reply)) => match reply {
             Reply::Error(text) => format!("E {text:?}"),
-            Reply::Block(bytes) => format!("block ({} bytes)", bytes.len()),
+            Reply::Block { block, .. } => format!("block ({} bytes)", block.len()),
             Reply::Database { hash, slot, .. } => format!("database {} slot {slot}", hash.short()),
             other => format!("{other:?}"),
         },

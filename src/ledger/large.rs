@@ -21,6 +21,7 @@
 
 use std::sync::Arc;
 
+use rota_peer::seal::Seal;
 use rota_peer::wire::Reply;
 use rota_peer::{Hash, Millis};
 use rota_sockets::large::{Body, Gauge};
@@ -150,23 +151,27 @@ impl LargeReplies {
         })
     }
 
-    /// The `B` reply for a block that `read` fetches from the store (`None`
-    /// if there is no such block: `missing` is the answer then).
+    /// The `B` reply for a block that `read` fetches from the store with
+    /// its seal (`None` if there is no such block: `missing` is the answer
+    /// then).
     pub fn block(
         &mut self,
-        read: impl FnOnce() -> crate::Result<Option<Vec<u8>>>,
+        read: impl FnOnce() -> crate::Result<Option<(Option<Seal>, Vec<u8>)>>,
         missing: impl FnOnce() -> Reply,
         now: Millis,
     ) -> crate::Result<Answer> {
         if !self.budget.open(now) || self.full() {
             return Ok(Answer::Short(Reply::error(BUSY)));
         }
-        let Some(bytes) = read()? else {
+        let Some((seal, bytes)) = read()? else {
             return Ok(Answer::Short(missing()));
         };
         self.budget.spend(bytes.len());
         Ok(Answer::Large(Large {
-            head: head(Reply::Block(Vec::new())),
+            head: head(Reply::Block {
+                seal,
+                block: Vec::new(),
+            }),
             body: Body::new(bytes, &self.gauge),
         }))
     }
@@ -218,9 +223,17 @@ mod tests {
         let mut frames = head(database_reply(Hash([1; 32])));
         frames.push(packed);
         assert_eq!(frames, whole.encode());
-        let mut frames = head(Reply::Block(Vec::new()));
+        let seal = Some(rota_peer::seal::Seal { nonce: 5, time: 6 });
+        let mut frames = head(Reply::Block {
+            seal,
+            block: Vec::new(),
+        });
         frames.push(vec![9; 10]);
-        assert_eq!(frames, Reply::Block(vec![9; 10]).encode());
+        let whole = Reply::Block {
+            seal,
+            block: vec![9; 10],
+        };
+        assert_eq!(frames, whole.encode());
     }
 
     #[test]
@@ -263,7 +276,7 @@ mod tests {
     #[test]
     fn bodies_held_past_the_limit_make_new_ones_busy() {
         let mut replies = LargeReplies::new(&limits(100_000, 1 << 30), 0);
-        let block = |n: usize| move || Ok(Some(vec![1; n]));
+        let block = |n: usize| move || Ok(Some((None, vec![1; n])));
         let missing = || Reply::error("no such block");
         let held: Vec<Large> = (0..2)
             .map(|_| large(replies.block(block(60_000), missing, 0).unwrap()))

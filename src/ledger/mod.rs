@@ -49,6 +49,7 @@ pub use self::inbox::Inputs;
 use self::inbox::{Inbox, Input};
 use self::large::{Answer, LargeReplies};
 use self::store::Store;
+use crate::mining::thread::{MinerInput, MiningView};
 
 /// The most client and bulk requests answered before the core is ticked
 /// again. The inbox gives way to a server message after any one of them;
@@ -69,6 +70,8 @@ pub struct Channels {
     pub peering_waker: Waker,
     pub to_connector: Sender<ConnectorInput>,
     pub connector_waker: Waker,
+    /// The miner thread's input, when the chain is sealed.
+    pub to_miner: Option<Sender<MinerInput>>,
 }
 
 /// The ledger thread's state.
@@ -140,6 +143,12 @@ impl LedgerThread {
     /// rather than their defaults.
     pub fn with_limits(mut self, limits: &crate::config::Limits) -> Self {
         self.large = LargeReplies::new(limits, unix_now_ms());
+        self
+    }
+
+    /// Runs with a miner thread that shows `view`: the chain is sealed.
+    pub fn with_mining(mut self, view: Arc<std::sync::Mutex<MiningView>>) -> Self {
+        self.edge = self.edge.with_mining(view);
         self
     }
 
@@ -274,8 +283,12 @@ impl LedgerThread {
                 let store = self.edge.store();
                 let missing =
                     || Reply::error(format!("block {n} not found; the height is {height}"));
+                let read = || match store.block(*n)? {
+                    Some(block) => Ok(Some((store.seal(*n)?, block))),
+                    None => Ok(None),
+                };
                 large
-                    .block(|| store.block(*n), missing, now)
+                    .block(read, missing, now)
                     .unwrap_or_else(|e| Answer::Short(Reply::Error(e.to_string())))
             }
             Request::Info

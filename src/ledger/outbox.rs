@@ -76,6 +76,13 @@ impl LedgerThread {
                         outgoing,
                     );
                 }
+                Effect::Miner(input) => {
+                    if let Some(miner) = &self.channels.to_miner
+                        && miner.try_send(input).is_err()
+                    {
+                        log::debug!("the miner's queue is full: an input dropped");
+                    }
+                }
                 Effect::Connector(input) => {
                     send_waking(
                         &self.channels.to_connector,

@@ -188,7 +188,7 @@ impl Sim {
             let result = match receive(n, slot, &message) {
                 PeerInput::Consensus(message) => core.on_consensus(from, *message, now),
                 PeerInput::Forward(tx) => core.on_forward(from, slot, tx, now).map(|_| Vec::new()),
-                PeerInput::Register(_) | PeerInput::Heart(_) => Ok(Vec::new()),
+                PeerInput::Register(_) | PeerInput::Heart(_) | PeerInput::Mine(_) => Ok(Vec::new()),
             };
             match result {
                 Ok(actions) => self.perform(i, actions),
@@ -624,9 +624,11 @@ fn unchecked_header(
             slot: 0,
             balance: base.hash,
             chain: Default::default(),
+            sealed: 0,
         },
         payments: states.root(&payments.to_vec().into()),
         result,
+        seal: None,
     };
     let signed = Verified::<SignedHeader>::sign_header(&server_key(signer), CHAIN, header, None);
     // Through the bytes, as a receiver would get it.
@@ -1086,6 +1088,7 @@ fn one_server_thread(
         to_peering,
         peering_waker: waker(),
         to_connector,
+        to_miner: None,
         connector_waker: waker(),
     };
     let me = server_key(1);

@@ -9,6 +9,9 @@
 
 pub mod coordinator;
 pub mod leader;
+pub mod miner;
+pub mod thread;
+pub mod worker;
 
 /// The nonce range the search covers.
 pub const FIRST_NONCE: u64 = 1;

@@ -8,6 +8,7 @@
 
 use super::{Envelope, PeerCommand, expect_params, quote};
 use crate::error::{Error, Result};
+use crate::seal::Seal;
 use crate::transaction::Transaction;
 use crate::types::{Amount, BlockNumber, Hash, PublicKey, ServerId, Slot, TxId, be_u64, bytes32};
 
@@ -191,8 +192,9 @@ pub enum Reply {
     Info(String),
     /// `["N"][height u64]`
     Height(BlockNumber),
-    /// `["B"][block]`
-    Block(Vec<u8>),
+    /// `["B"][seal][block]`: the seal that counts for the block (nonce u64
+    /// | seal time u64), or an empty frame while it is not sealed.
+    Block { seal: Option<Seal>, block: Vec<u8> },
     /// `["H"][hash 32]`
     BlockHash(Hash),
     /// `["A"][balance u32]`
@@ -230,7 +232,11 @@ impl Reply {
         match self {
             Reply::Info(json) => vec![b"I".to_vec(), json.as_bytes().to_vec()],
             Reply::Height(n) => vec![b"N".to_vec(), n.to_be_bytes().to_vec()],
-            Reply::Block(bytes) => vec![b"B".to_vec(), bytes.clone()],
+            Reply::Block { seal, block } => vec![
+                b"B".to_vec(),
+                seal.map_or_else(Vec::new, |seal| seal.to_bytes().to_vec()),
+                block.clone(),
+            ],
             Reply::BlockHash(hash) => vec![b"H".to_vec(), hash.0.to_vec()],
             Reply::Account(balance) => vec![b"A".to_vec(), balance.to_be_bytes().to_vec()],
             Reply::Submitted { id, disposition } => vec![
@@ -315,8 +321,20 @@ impl Reply {
                 Ok(Reply::Height(be_u64(results[0], "the height")?))
             }
             b"B" => {
-                shape(1)?;
-                Ok(Reply::Block(results[0].to_vec()))
+                shape(2)?;
+                let seal = match results[0] {
+                    [] => None,
+                    seal => Some(Seal::from_bytes(seal.try_into().map_err(|_| {
+                        Error::Invalid(format!(
+                            "a block's seal is 16 bytes or none, got {}",
+                            seal.len()
+                        ))
+                    })?)),
+                };
+                Ok(Reply::Block {
+                    seal,
+                    block: results[1].to_vec(),
+                })
             }
             b"H" => {
                 shape(1)?;
@@ -487,7 +505,14 @@ mod tests {
         let replies = vec![
             Reply::Info("{}".into()),
             Reply::Height(9),
-            Reply::Block(vec![1, 2]),
+            Reply::Block {
+                seal: None,
+                block: vec![1, 2],
+            },
+            Reply::Block {
+                seal: Some(Seal { nonce: 3, time: 4 }),
+                block: vec![1, 2],
+            },
             Reply::BlockHash(Hash([1; 32])),
             Reply::Account(77),
             Reply::Submitted {

@@ -161,9 +161,11 @@ mod tests {
                     slot: 0,
                     balance: Hash([4; 32]),
                     chain: Default::default(),
+                    sealed: 0,
                 },
                 payments: Hash([5; 32]),
                 result: Hash([6; 32]),
+                seal: None,
             },
             None,
         )

@@ -27,7 +27,7 @@ use crate::wire::ServerList;
 use crate::wire::server::{CertifiedStatus, Status};
 
 /// The version of the peer protocol this build speaks (docs/PROTOCOL.md).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Length of encoded [`Params`].
 pub const PARAMS_LEN: usize = 68;
@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(
             here.differences(&there),
             [
-                "protocol version 3 there, 2 here",
+                "protocol version 4 there, 3 here",
                 "servers 3 there, 2 here"
             ]
         );

@@ -62,12 +62,14 @@ mod client;
 pub mod consensus;
 mod envelope;
 mod hello;
+mod mining;
 mod server;
 mod servers;
 
 pub use client::{ALPHA_DOWN, Disposition, ERROR, Reply, Request, TxStatus};
 pub use envelope::Envelope;
 pub use hello::{Greeting, HELLO_PREFIX_LEN, Hello, PARAMS_LEN, PROTOCOL_VERSION, Params};
+pub use mining::Mining;
 pub use server::{CertifiedStatus, PeerCommand, PeerMessage, STATUS_LEN, Status};
 pub use servers::{ServerList, majority};
 

@@ -1,4 +1,4 @@
-//! What servers say to each other: the nine [`PeerCommand`]s and the
+//! What servers say to each other: the ten [`PeerCommand`]s and the
 //! [`PeerMessage`] each one's payload decodes to, with the [`CertifiedStatus`]
 //! carried by `register` and `heart`. The round protocol's messages (`round`,
 //! `prevote`, `precommit`, `certified`, `evidence`) carry the values of
@@ -17,6 +17,7 @@ use crate::types::{BlockNumber, Hash, Slot, be_u64, bytes32};
 use crate::wire::ServerList;
 use crate::wire::consensus::{Certified, Evidence, Kind, Precommit, Prevote, SignedHeader};
 use crate::wire::hello::Hello;
+use crate::wire::mining::Mining;
 
 /// The server-to-server commands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -39,10 +40,12 @@ pub enum PeerCommand {
     Want,
     /// A transaction passed on to the alpha that will take it.
     Forward,
+    /// A message of the nonce search (`wire::mining`).
+    Mine,
 }
 
 impl PeerCommand {
-    pub const ALL: [PeerCommand; 9] = [
+    pub const ALL: [PeerCommand; 10] = [
         PeerCommand::Register,
         PeerCommand::Heart,
         PeerCommand::Round,
@@ -52,6 +55,7 @@ impl PeerCommand {
         PeerCommand::Evidence,
         PeerCommand::Want,
         PeerCommand::Forward,
+        PeerCommand::Mine,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +69,7 @@ impl PeerCommand {
             PeerCommand::Evidence => "evidence",
             PeerCommand::Want => "want",
             PeerCommand::Forward => "forward",
+            PeerCommand::Mine => "mine",
         }
     }
 
@@ -249,6 +254,8 @@ pub enum PeerMessage<Tx = Transaction> {
     Want { slot: Slot, digest: Hash },
     /// `forward`: payload = one transaction (140 bytes).
     Forward { transaction: Tx },
+    /// `mine`: payload = a message of the nonce search.
+    Mine(Mining),
 }
 
 impl<Tx> PeerMessage<Tx> {
@@ -263,6 +270,7 @@ impl<Tx> PeerMessage<Tx> {
             PeerMessage::Evidence(_) => PeerCommand::Evidence,
             PeerMessage::Want { .. } => PeerCommand::Want,
             PeerMessage::Forward { .. } => PeerCommand::Forward,
+            PeerMessage::Mine(_) => PeerCommand::Mine,
         }
     }
 }
@@ -296,6 +304,7 @@ impl<Tx: AsTransaction> PeerMessage<Tx> {
                 out
             }
             PeerMessage::Forward { transaction } => transaction.transaction().bytes().to_vec(),
+            PeerMessage::Mine(mining) => mining.encode(),
         }
     }
 }
@@ -334,6 +343,7 @@ impl PeerMessage {
             PeerCommand::Forward => Transaction::decode(payload)
                 .map(|transaction| PeerMessage::Forward { transaction })
                 .map_err(|e| wrong(e.to_string())),
+            PeerCommand::Mine => Mining::decode(payload).map(PeerMessage::Mine),
         }
     }
 }

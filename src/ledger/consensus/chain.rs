@@ -8,9 +8,10 @@
 //! that root ([`Rounds::walk`]). Every link below the top one is a
 //! certified round, because a header's base always carries a certificate.
 //! Each link is checked against the round below it: the base's balance
-//! hash is that round's result, and the base's chain of blocks is the one
-//! that round leaves (`Header::after`), so a header cannot misplace its
-//! block in the chain.
+//! hash is that round's result, and the base's chain of blocks and sealed
+//! height are the ones that round leaves (`Header::after`,
+//! `Header::sealed_after`), so a header cannot misplace its block in the
+//! chain, nor a seal.
 
 use std::collections::BTreeMap;
 
@@ -106,7 +107,7 @@ impl<P> Rounds<P> {
                 if base.balance != committed.balance {
                     return Walk::Off(bad_balance(header.slot, &base));
                 }
-                if base.chain != committed.chain {
+                if base.chain != committed.chain || base.sealed != committed.sealed {
                     return Walk::Off(bad_chain(header.slot, &base));
                 }
                 chain.reverse();
@@ -121,7 +122,10 @@ impl<P> Rounds<P> {
             if parent.header.header.result != base.balance {
                 return Walk::Off(bad_balance(header.slot, &base));
             }
-            if parent.header.header.after(shape) != base.chain {
+            let parent_header = &parent.header.header;
+            if parent_header.after(shape) != base.chain
+                || parent_header.sealed_after() != base.sealed
+            {
                 return Walk::Off(bad_chain(header.slot, &base));
             }
             chain.push(base.digest);
@@ -190,10 +194,11 @@ fn bad_balance(slot: Slot, base: &Base) -> String {
 
 fn bad_chain(slot: Slot, base: &Base) -> String {
     format!(
-        "the header of slot {slot} places its block after height {} (block {}), which is not \
-         where its base (slot {}) leaves the chain",
+        "the header of slot {slot} places its block after height {} (block {}, sealed height \
+         {}), which is not where its base (slot {}) leaves the chain",
         base.chain.height,
         base.chain.block.short(),
+        base.sealed,
         base.slot
     )
 }

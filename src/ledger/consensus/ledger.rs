@@ -21,8 +21,10 @@
 
 use std::fmt;
 
+use rota_peer::block::BlockHeader;
+use rota_peer::seal::Seal;
 use rota_peer::wire::consensus::Base;
-use rota_peer::{Hash, Slot};
+use rota_peer::{BlockNumber, Hash, Slot};
 
 /// The application under the consensus machine: the ledger core.
 pub trait Ledger {
@@ -55,4 +57,12 @@ pub trait Ledger {
 
     /// Keeps `state` as the state after the round whose header is `digest`.
     fn keep(&mut self, digest: Hash, state: Self::State);
+
+    /// The header of committed block `number`, if it is one this server
+    /// holds and has not seen sealed (the blocks a round's seal may seal).
+    fn block(&self, number: BlockNumber) -> Option<BlockHeader>;
+
+    /// A seal found for `block` that proves it, if this server knows one:
+    /// the alpha puts it in its round.
+    fn seal(&self, block: &BlockHeader) -> Option<Seal>;
 }

@@ -56,6 +56,7 @@
 //! | 3 (commit), 5 (relay), 6 (decided, lost) | `commit.rs` |
 //! | 4 (durability), restart ([`Machine::restore`], [`Machine::journal`]) | `journal.rs` |
 //! | header chains ([`chain::Rounds::walk`]) | `chain.rs` |
+//! | seals in rounds: which block, whether it proves | `seal.rs` |
 //! | one slot's headers and votes | `slot.rs` |
 //! | the ledger callback ([`Ledger`]) | `ledger.rs` |
 //! | outputs, records, refusals ([`Output`], [`Record`], [`Refusal`]) | `output.rs` |
@@ -80,6 +81,7 @@ mod output;
 mod precommit;
 mod prevote;
 mod propose;
+mod seal;
 mod slot;
 mod timing;
 
@@ -140,6 +142,7 @@ impl Committed {
                 slot,
                 balance,
                 chain: Position::default(),
+                sealed: 0,
             },
             certified: None,
         }
@@ -155,6 +158,7 @@ impl Committed {
                 slot: header.slot(),
                 balance: header.header.result,
                 chain: header.header.after(shape),
+                sealed: header.header.sealed_after(),
             },
             certified: Some(certified),
         }

@@ -25,6 +25,7 @@ use rota_peer::{Hash, Millis, Slot};
 
 use super::chain::Walk;
 use super::output::{Message, Output, Record};
+use super::seal::SealCheck;
 use super::{Ledger, Machine};
 
 /// How applying a header chain went.
@@ -110,6 +111,11 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             }
             Walk::Off(reason) => return self.refuse(digest, reason),
         };
+        match self.check_seal(&header.header, ledger) {
+            SealCheck::Good => {}
+            SealCheck::Unknown => return Verdict::Waiting,
+            SealCheck::Bad(reason) => return self.refuse(digest, reason),
+        }
         if !self.respects_lock(&header, &digests) {
             self.send_lock(slot, out);
             return Verdict::Refused;

@@ -55,11 +55,13 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
         // Only the payments that apply on the base go into the round: a
         // round carrying one that does not is invalid.
         let payments = ledger.valid_part(&state).unwrap_or(payments);
+        let seal = self.seal_for(&base, ledger);
         let header = Header {
             slot,
             base,
             payments: ledger.root(&payments),
             result,
+            seal,
         };
         let c = &self.config;
         let signed =
@@ -136,6 +138,7 @@ impl<P: Clone + std::fmt::Debug> Machine<P> {
             slot: header.slot,
             balance: header.result,
             chain: header.after(self.config.timing.schedule.shape()),
+            sealed: header.sealed_after(),
         };
         (base, Some(lock.certificate()))
     }

@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use rota_peer::balances::Balances;
 use rota_peer::block::BlockHeader;
+use rota_peer::seal::Seal;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::PeerMessage;
 use rota_peer::wire::consensus::Certified;
-use rota_peer::{Hash, ServerId, Slot};
+use rota_peer::{BlockNumber, Hash, ServerId, Slot};
 
 use super::Payments;
 use crate::events::Event;
@@ -46,6 +47,9 @@ pub struct CommittedRound {
     /// certified header fixes it, number and previous id included
     /// (`Header::block`).
     pub block: Option<BlockHeader>,
+    /// The seal the round carries, with the number of the block it seals:
+    /// the one that counts for that block (`consensus::seal`).
+    pub seal: Option<(BlockNumber, Seal)>,
     /// The round's payments, in order (every one applied on its base).
     pub transactions: Vec<VerifiedTx>,
     /// The encoded proof that the round is committed (its block carries

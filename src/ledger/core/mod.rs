@@ -50,6 +50,7 @@ mod accept;
 mod action;
 mod refusal;
 mod rounds;
+pub mod sealing;
 mod states;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
@@ -66,6 +67,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::action::{Action, Commit, Committed, CommittedRound, Persist, Target};
 pub use self::refusal::{PeerRefusal, Refusal};
+pub use self::sealing::Sealing;
 pub use self::states::{Kept, States, apply_round};
 use crate::events::Event;
 use crate::ledger::consensus::{self, Machine, Record};
@@ -195,6 +197,15 @@ pub struct Core {
 }
 
 impl Core {
+    /// The committed blocks waiting for their seals, and the seals found.
+    pub fn sealing(&self) -> &Sealing {
+        &self.states.sealing
+    }
+
+    pub fn sealing_mut(&mut self) -> &mut Sealing {
+        &mut self.states.sealing
+    }
+
     /// A core resuming from `committed`, vouched for by `certified` (none
     /// for the anchor), with the consensus records this server kept
     /// (`records`, replayed into its machine). `synced` is whether it may
@@ -210,7 +221,10 @@ impl Core {
             Some(c) => consensus::Committed::round(c.clone(), schedule.shape()),
             None => consensus::Committed::anchor(committed.slot, committed.hash),
         };
-        let states = States::new(schedule, base.base.digest, committed.snapshot.clone());
+        let mut states = States::new(schedule, base.base.digest, committed.snapshot.clone());
+        states
+            .sealing
+            .committed(base.base.sealed, base.base.chain.height, []);
         let (me, servers) = (config.me, config.servers.clone());
         let machine = Machine::restore(config, base, records)?;
         Ok(Core {

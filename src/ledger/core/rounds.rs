@@ -194,6 +194,7 @@ impl Core {
                 slot: kept.slot,
                 hash: kept.hash,
                 block: round.header.header.block(self.schedule.shape()),
+                seal: round.header.header.sealing().zip(round.header.header.seal),
                 transactions: kept.valid,
                 proof: proof.encode(),
             });
@@ -206,6 +207,12 @@ impl Core {
         };
         self.states
             .set_committed(certified.header.digest(), slot, balances.clone());
+        let top = &certified.header.header;
+        self.states.sealing.committed(
+            top.sealed_after(),
+            top.after(self.schedule.shape()).height,
+            rounds.iter().filter_map(|round| round.block),
+        );
         self.certified = Some(certified.clone());
         actions.extend(self.settle_tracked(slot, &included));
         let persist = Action::Persist(Persist::Commit(Commit {
@@ -332,6 +339,12 @@ impl Core {
         };
         self.states
             .set_committed(certified.header.digest(), slot, snapshot.clone());
+        let top = &certified.header.header;
+        self.states.sealing.committed(
+            top.sealed_after(),
+            top.after(self.schedule.shape()).height,
+            [],
+        );
         self.certified = Some(certified.clone());
         // Whether payments expected up to here made it is unknown until the
         // blocks are fetched; they are not lost.

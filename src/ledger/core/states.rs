@@ -23,13 +23,16 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use rota_peer::balances::Balances;
+use rota_peer::block::BlockHeader;
 use rota_peer::block::merkle_root;
 use rota_peer::schedule::Schedule;
+use rota_peer::seal::Seal;
 use rota_peer::transaction::VerifiedTx;
 use rota_peer::wire::consensus::Base;
-use rota_peer::{Hash, Slot};
+use rota_peer::{BlockNumber, Hash, Slot};
 
 use super::Payments;
+use super::sealing::Sealing;
 use crate::ledger::consensus::Ledger;
 
 /// The most round states kept above the committed one; the oldest go first.
@@ -55,6 +58,8 @@ pub struct States {
     committed_digest: Hash,
     committed: Arc<Balances>,
     kept: HashMap<Hash, Kept>,
+    /// The committed blocks waiting for their seals, and seals found.
+    pub sealing: Sealing,
 }
 
 /// Applies a round's payments in order on `balances`, keeping those valid
@@ -84,6 +89,7 @@ impl States {
             committed_digest,
             committed,
             kept: HashMap::new(),
+            sealing: Sealing::default(),
         }
     }
 
@@ -157,6 +163,14 @@ impl Ledger for States {
             self.kept.remove(&oldest);
         }
     }
+
+    fn block(&self, number: BlockNumber) -> Option<BlockHeader> {
+        self.sealing.block(number).copied()
+    }
+
+    fn seal(&self, block: &BlockHeader) -> Option<Seal> {
+        self.sealing.found(block)
+    }
 }
 
 #[cfg(test)]
@@ -200,6 +214,7 @@ mod tests {
             slot,
             balance,
             chain: Default::default(),
+            sealed: 0,
         }
     }
 

@@ -15,19 +15,38 @@ impl Edge {
     /// in one commit point.
     pub(super) fn commit(&mut self, commit: Commit, now: Millis) -> crate::Result<()> {
         let blocks = blocks_of(self.tip, &commit.rounds);
+        let seals: Vec<_> = commit.rounds.iter().filter_map(|r| r.seal).collect();
         let committed = Committed {
             slot: commit.slot,
             hash: commit.hash,
             snapshot: commit.snapshot.clone(),
         };
         self.store.commit(
-            commit.slot,
             &committed,
             &blocks,
             commit.installed,
             commit.certified.as_ref(),
             &commit.journal,
+            &seals,
         )?;
+        for (number, seal) in &seals {
+            log::info!(
+                "block {number} sealed: nonce {}, seal time {}",
+                seal.nonce,
+                seal.time
+            );
+            let block = match self.store.block_hash(*number) {
+                Ok(Some(hash)) => hash,
+                _ => rota_peer::Hash::default(),
+            };
+            let event = Event::Seal {
+                number: *number,
+                block,
+                nonce: seal.nonce,
+                seal_time: seal.time,
+            };
+            self.publish(event, now);
+        }
         for block in blocks {
             self.tip = Tip {
                 height: block.header.number,
@@ -47,6 +66,7 @@ impl Edge {
             };
             self.publish(event, now);
         }
+        self.fill_sealing();
         self.send_own();
         Ok(())
     }
@@ -162,6 +182,7 @@ mod tests {
                 difficulty: 0,
                 nonce: 0,
             }),
+            seal: None,
             transactions: Vec::new(),
             proof: Vec::new(),
         }

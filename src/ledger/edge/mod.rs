@@ -22,8 +22,8 @@
 //! them ([`Edge::take_effects`]). The edge reads no clock: every step takes
 //! the time from its caller.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use rota_connector::machine::State;
 use rota_connector::{Clocks, ConnectorEvent, ConnectorInput};
@@ -37,6 +37,7 @@ use rota_peer::wire::{
 use rota_peer::{Hash, Millis, PublicKey, ServerId, Slot};
 
 mod commit;
+mod sealing;
 
 use super::consensus;
 use super::core::{Action, Core, PeerRefusal, Persist, Target, Tracked};
@@ -44,6 +45,7 @@ pub use super::resume::resume;
 use super::store::{Appended, Store, Tip};
 use crate::events::{Event, PeerState, Published};
 use crate::info::{ClockView, Connections, Info, PeeringCounts};
+use crate::mining::thread::{MinerInput, MiningView};
 pub use commit::build_block;
 
 /// Why the ledger ended.
@@ -64,6 +66,9 @@ pub enum Effect {
     Publish(Published),
     /// Input for the connector.
     Connector(ConnectorInput),
+    /// Input for the miner thread (dropped when its queue is full, or when
+    /// the chain is not sealed).
+    Miner(MinerInput),
 }
 
 /// The answer to one request.
@@ -97,6 +102,10 @@ pub struct Edge {
     clocks: Clocks,
     started: Millis,
     effects: Vec<Effect>,
+    /// What the miner thread shows, when the chain is sealed.
+    mining: Option<Arc<Mutex<MiningView>>>,
+    /// The leader last published.
+    published_leader: Option<ServerId>,
 }
 
 /// The parameters a chain's servers must share: its server list, its
@@ -132,7 +141,7 @@ impl Edge {
             crate::Error::Store("the store was not loaded: no genesis hash".into())
         })?;
         let params = chain_params(&core.servers, &core.schedule, &genesis);
-        Ok(Edge {
+        let mut edge = Edge {
             core,
             store,
             tip,
@@ -145,7 +154,11 @@ impl Edge {
             clocks: Clocks::default(),
             started: now,
             effects: Vec::new(),
-        })
+            mining: None,
+            published_leader: None,
+        };
+        edge.fill_sealing();
+        Ok(edge)
     }
 
     pub fn core(&self) -> &Core {
@@ -236,6 +249,7 @@ impl Edge {
 
     /// Advances the core's time.
     pub fn tick(&mut self, now: Millis) -> Vec<Action> {
+        self.take_found(now);
         self.core.tick(now)
     }
 
@@ -344,6 +358,10 @@ impl Edge {
             // Answered with this server's status, by the ledger since it
             // holds the status; registrations and heartbeats are not rounds,
             // so only a slot far from this server's clock is refused.
+            PeerInput::Mine(message) => {
+                self.on_mine(from, slot, message, now)?;
+                Vec::new()
+            }
             PeerInput::Register(greeting) | PeerInput::Heart(greeting) => {
                 // The parameters first: a server with another slot length
                 // is told so, not that its slot is stale.
@@ -362,6 +380,7 @@ impl Edge {
                         current,
                     });
                 }
+                self.for_miner(MinerInput::Heard(from));
                 let hello = self.hello(now, greeting.clock);
                 let message = match message {
                     PeerInput::Register(_) => PeerMessage::Register(hello),
@@ -396,7 +415,10 @@ impl Edge {
             Request::Info => Reply::Info(self.info(now).to_json()),
             Request::Height => Reply::Height(self.tip.height),
             Request::Block(n) => match self.store.block(n)? {
-                Some(bytes) => Reply::Block(bytes),
+                Some(block) => Reply::Block {
+                    seal: self.store.seal(n)?,
+                    block,
+                },
                 None => Reply::error(not_found(n)),
             },
             Request::BlockHash(n) => match self.store.block_hash(n)? {
@@ -496,6 +518,7 @@ impl Edge {
                     .map(|id| id.0)
                     .collect(),
             },
+            mining: self.mining_info(),
         }
     }
 
@@ -536,6 +559,14 @@ impl Edge {
                     vec![Action::OutOfSync]
                 }
             },
+            ConnectorEvent::Seal {
+                number,
+                block,
+                seal,
+            } => {
+                self.keep_fetched_seal(number, &block, seal);
+                Vec::new()
+            }
             ConnectorEvent::Blocks(blocks) => {
                 let started = std::time::Instant::now();
                 match self.store.append_fetched(&blocks) {
@@ -546,6 +577,7 @@ impl Edge {
                             started.elapsed().as_millis()
                         );
                         self.tip = tip;
+                        self.fill_sealing();
                         self.send_own();
                     }
                     Ok(Appended::Fork { from }) => {

@@ -33,6 +33,9 @@ pub enum TableWrite {
     PutBlock(BlockNumber, Vec<u8>),
     /// Drops block `number`.
     RemoveBlock(BlockNumber),
+    /// Stores the seal that counts for block `number` (nonce u64 | time
+    /// u64): the first a committed round carried.
+    PutSeal(BlockNumber, [u8; 16]),
     /// Records that payment `id` is in block `number`.
     PutTx(TxId, BlockNumber),
     /// Forgets where payment `id` is.
@@ -68,6 +71,8 @@ pub trait Disk: Send + Sync {
     fn block(&self, number: BlockNumber) -> Result<Option<Vec<u8>>>;
     /// The block with the highest number, with its number.
     fn last_block(&self) -> Result<Option<(BlockNumber, Vec<u8>)>>;
+    /// The seal stored for block `number`.
+    fn seal(&self, number: BlockNumber) -> Result<Option<[u8; 16]>>;
     /// Every block numbered above `number`, lowest first.
     fn blocks_above(&self, number: BlockNumber) -> Result<Vec<(BlockNumber, Vec<u8>)>>;
     /// The block that holds payment `id`.
@@ -87,6 +92,7 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 const TX_INDEX: TableDefinition<&[u8; 32], u64> = TableDefinition::new("tx_index");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+const SEALS: TableDefinition<u64, [u8; 16]> = TableDefinition::new("seals");
 
 fn store_error(e: impl std::fmt::Display) -> Error {
     Error::Store(e.to_string())
@@ -116,6 +122,7 @@ impl FsDisk {
         txn.open_table(TX_INDEX).map_err(store_error)?;
         txn.open_table(META).map_err(store_error)?;
         txn.open_table(JOURNAL).map_err(store_error)?;
+        txn.open_table(SEALS).map_err(store_error)?;
         txn.commit().map_err(store_error)?;
         Ok(FsDisk {
             dir: dir.to_path_buf(),
@@ -165,6 +172,13 @@ impl Disk for FsDisk {
         let table = txn.open_table(BLOCKS).map_err(store_error)?;
         let value = table.get(number).map_err(store_error)?;
         Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn seal(&self, number: BlockNumber) -> Result<Option<[u8; 16]>> {
+        let txn = self.db.begin_read().map_err(store_error)?;
+        let table = txn.open_table(SEALS).map_err(store_error)?;
+        let value = table.get(number).map_err(store_error)?;
+        Ok(value.map(|v| v.value()))
     }
 
     fn last_block(&self) -> Result<Option<(BlockNumber, Vec<u8>)>> {
@@ -234,6 +248,7 @@ impl Disk for FsDisk {
             let mut index = txn.open_table(TX_INDEX).map_err(store_error)?;
             let mut meta = txn.open_table(META).map_err(store_error)?;
             let mut journal = txn.open_table(JOURNAL).map_err(store_error)?;
+            let mut seals = txn.open_table(SEALS).map_err(store_error)?;
             for write in writes {
                 match write {
                     TableWrite::PutBlock(n, bytes) => {
@@ -241,6 +256,9 @@ impl Disk for FsDisk {
                     }
                     TableWrite::RemoveBlock(n) => {
                         blocks.remove(*n).map_err(store_error)?;
+                    }
+                    TableWrite::PutSeal(n, seal) => {
+                        seals.insert(*n, *seal).map_err(store_error)?;
                     }
                     TableWrite::PutTx(id, n) => {
                         index.insert(&id.0, *n).map_err(store_error)?;

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 struct State {
     files: BTreeMap<String, Vec<u8>>,
     blocks: BTreeMap<BlockNumber, Vec<u8>>,
+    seals: BTreeMap<BlockNumber, [u8; 16]>,
     index: BTreeMap<TxId, BlockNumber>,
     records: BTreeMap<String, Vec<u8>>,
     journal: BTreeMap<u64, Vec<u8>>,
@@ -146,6 +147,10 @@ impl Disk for MemoryDisk {
         Ok(self.state().blocks.get(&number).cloned())
     }
 
+    fn seal(&self, number: BlockNumber) -> Result<Option<[u8; 16]>> {
+        Ok(self.state().seals.get(&number).copied())
+    }
+
     fn last_block(&self) -> Result<Option<(BlockNumber, Vec<u8>)>> {
         Ok(self
             .state()
@@ -203,6 +208,9 @@ impl Disk for MemoryDisk {
                 }
                 TableWrite::RemoveBlock(n) => {
                     state.blocks.remove(n);
+                }
+                TableWrite::PutSeal(n, seal) => {
+                    state.seals.insert(*n, *seal);
                 }
                 TableWrite::PutTx(id, n) => {
                     state.index.insert(*id, *n);

@@ -56,6 +56,7 @@ use std::sync::Arc;
 
 use rota_peer::balances::Balances;
 use rota_peer::block::{Block, BlockHeader, HEADER_LEN};
+use rota_peer::seal::Seal;
 use rota_peer::wire::consensus::Certified;
 use rota_peer::{BlockNumber, Hash, Slot, TxId};
 
@@ -81,7 +82,7 @@ const META_FORMAT: &str = "format";
 /// The layout of the data directory this build writes and reads: the
 /// tables, the records, the files, the block and journal encodings. A
 /// change to any of them that an older build could misread moves it on.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// The most blocks [`Store::load`] replays onto an older database file.
 pub const MAX_REPLAY: u64 = 1_024;
@@ -379,7 +380,9 @@ impl Store {
     ///
     /// `certified` is the commit certificate that vouches for `committed`
     /// (none: the state has none), and `journal` the machine's records as
-    /// they stand after this commit, which replace the journal on disk. A
+    /// they stand after this commit, which replace the journal on disk.
+    /// `seals` are the seals the committed rounds carried, by the block
+    /// each seals: the ones that count, stored in the same transaction. A
     /// certificate that is not a commit certificate of `committed`'s slot
     /// and balance hash is refused before anything is written.
     ///
@@ -389,12 +392,12 @@ impl Store {
     /// written before the commit point and the file right after it.
     pub fn commit(
         &self,
-        slot: Slot,
         committed: &Committed,
         blocks: &[Block],
         installed: bool,
         certified: Option<&Certified>,
         journal: &[Record<Payments>],
+        seals: &[(BlockNumber, Seal)],
     ) -> Result<()> {
         if let Some(certified) = certified {
             journal::vouches_for(certified, committed)?;
@@ -427,7 +430,13 @@ impl Store {
             self.files.write_archive_copy(committed, &bytes)?;
             packed = Some(bytes);
         }
-        self.record(slot, committed.hash, previous, blocks, consensus)?;
+        let mut consensus = consensus;
+        consensus.extend(
+            seals
+                .iter()
+                .map(|(number, seal)| TableWrite::PutSeal(*number, seal.to_bytes())),
+        );
+        self.record(committed.slot, committed.hash, previous, blocks, consensus)?;
         if changed {
             match packed {
                 None => self.writer.write(&self.files, committed)?,
@@ -508,6 +517,21 @@ impl Store {
     }
 
     /// The hash of block `number`.
+    /// Stores the seal of block `number`, apart from a commit: one served
+    /// with a fetched block.
+    pub fn put_seal(&self, number: BlockNumber, seal: Seal) -> Result<()> {
+        self.disk
+            .transact(&[TableWrite::PutSeal(number, seal.to_bytes())])
+    }
+
+    /// The seal that counts for block `number`, if it is sealed.
+    pub fn seal(&self, number: BlockNumber) -> Result<Option<Seal>> {
+        Ok(self
+            .disk
+            .seal(number)?
+            .map(|bytes| Seal::from_bytes(&bytes)))
+    }
+
     pub fn block_hash(&self, number: BlockNumber) -> Result<Option<Hash>> {
         self.block(number)?.map(|b| header_hash(&b)).transpose()
     }

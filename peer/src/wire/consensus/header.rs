@@ -1,7 +1,7 @@
 //! The round header and its signed form.
 //!
 //! ```text
-//! header (184 bytes)
+//! header (208 bytes)
 //! offset size
 //!      0    8  slot
 //!      8   32  base: digest of the header of the round this one builds on
@@ -9,13 +9,17 @@
 //!     48   32  base: its resulting balance hash
 //!     80    8  base: the block height after it
 //!     88   32  base: the id of the last block after it (zeros at height 0)
-//!    120   32  merkle root of the payments, as sent
-//!    152   32  balance hash after applying them on the base
+//!    120    8  base: the sealed height after it (blocks 1 to it are sealed)
+//!    128   32  merkle root of the payments, as sent
+//!    160   32  balance hash after applying them on the base
+//!    192    8  seal nonce: 0 for none, else the nonce that seals block
+//!              (base sealed height + 1)
+//!    200    8  seal time, Unix ms (0 when there is no seal)
 //! digest = SHA-256(header)
 //!
 //! signed header
-//!   header (184) | alpha's signature (64) | 0 (1)                   base is the anchor
-//!   header (184) | alpha's signature (64) | 1 (1) | certificate     otherwise
+//!   header (208) | alpha's signature (64) | 0 (1)                   base is the anchor
+//!   header (208) | alpha's signature (64) | 1 (1) | certificate     otherwise
 //! ```
 //!
 //! The base names where the chain of blocks stands after it, so a
@@ -23,6 +27,12 @@
 //! every other field: [`Header::block`]) and the chain position after it
 //! ([`Header::after`]). Voters check each link against the base's own
 //! header, down to the committed round.
+//!
+//! Blocks are sealed in order, each by the first round of the chain that
+//! carries its seal: a header may carry the seal of the block after its
+//! base's sealed height, which must be in the base's chain. So the
+//! certified header chain fixes which seal counts for each block, and
+//! every server that commits it keeps the same one ([`Header::sealed_after`]).
 //!
 //! The base is the highest-slot round the alpha holds a prevote or commit
 //! certificate for, and that certificate travels with the header; or the
@@ -35,11 +45,12 @@ use super::{Kind, Reader, Verified, statement};
 use crate::block::{BlockHeader, Position, Shape};
 use crate::error::{Error, Result};
 use crate::keys::Keypair;
-use crate::types::{Hash, ServerId, Slot};
+use crate::seal::Seal;
+use crate::types::{BlockNumber, Hash, ServerId, Slot};
 use crate::wire::ServerList;
 
 /// Length of an encoded header.
-pub const HEADER_LEN: usize = 184;
+pub const HEADER_LEN: usize = 208;
 
 /// The round a header builds on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -52,6 +63,8 @@ pub struct Base {
     /// The chain of blocks after that round: the block this round's
     /// block follows.
     pub chain: Position,
+    /// The sealed height after that round: blocks 1 to it are sealed.
+    pub sealed: BlockNumber,
 }
 
 impl Base {
@@ -71,6 +84,8 @@ pub struct Header {
     pub payments: Hash,
     /// The balance hash after the payments are applied on the base.
     pub result: Hash,
+    /// The seal of block `base.sealed + 1`, if this round carries one.
+    pub seal: Option<Seal>,
 }
 
 impl Header {
@@ -82,9 +97,25 @@ impl Header {
         out[48..80].copy_from_slice(&self.base.balance.0);
         out[80..88].copy_from_slice(&self.base.chain.height.to_be_bytes());
         out[88..120].copy_from_slice(&self.base.chain.block.0);
-        out[120..152].copy_from_slice(&self.payments.0);
-        out[152..184].copy_from_slice(&self.result.0);
+        out[120..128].copy_from_slice(&self.base.sealed.to_be_bytes());
+        out[128..160].copy_from_slice(&self.payments.0);
+        out[160..192].copy_from_slice(&self.result.0);
+        if let Some(seal) = self.seal {
+            out[192..200].copy_from_slice(&seal.nonce.to_be_bytes());
+            out[200..208].copy_from_slice(&seal.time.to_be_bytes());
+        }
         out
+    }
+
+    /// The block this round's seal seals, if it carries one.
+    pub fn sealing(&self) -> Option<BlockNumber> {
+        self.seal.map(|_| self.base.sealed.saturating_add(1))
+    }
+
+    /// The sealed height after this round: its base's, and one more when
+    /// it carries a seal.
+    pub fn sealed_after(&self) -> BlockNumber {
+        self.sealing().unwrap_or(self.base.sealed)
     }
 
     /// Whether the round carries payments, and so makes a block.
@@ -132,9 +163,19 @@ impl Header {
                     height: r.u64("the base block height")?,
                     block: r.hash("the base block id")?,
                 },
+                sealed: r.u64("the base sealed height")?,
             },
             payments: r.hash("the payments' merkle root")?,
             result: r.hash("the resulting balance hash")?,
+            seal: match (r.u64("the seal nonce")?, r.u64("the seal time")?) {
+                (0, 0) => None,
+                (0, _) => {
+                    return Err(Error::Invalid(
+                        "a header's seal has nonce 0 (no seal) but a seal time".into(),
+                    ));
+                }
+                (nonce, time) => Some(Seal { nonce, time }),
+            },
         })
     }
 
@@ -229,6 +270,22 @@ impl SignedHeader {
             return Err(Error::Invalid(format!(
                 "the header of slot {} builds on slot {}, which is not earlier",
                 h.slot, h.base.slot
+            )));
+        }
+        if h.base.sealed > h.base.chain.height
+            || (h.seal.is_some() && h.base.sealed >= h.base.chain.height)
+        {
+            return Err(Error::Invalid(format!(
+                "the header of slot {} seals past its base's blocks (sealed height {}, \
+                 height {}, {})",
+                h.slot,
+                h.base.sealed,
+                h.base.chain.height,
+                if h.seal.is_some() {
+                    "with a seal"
+                } else {
+                    "no seal"
+                }
             )));
         }
         let alpha = ServerId::from_index((h.slot % servers.len() as u64) as usize);

@@ -41,9 +41,11 @@ fn anchored(keys: &[Keypair], slot: Slot) -> Verified<SignedHeader> {
             slot: 0,
             balance: Hash([7; 32]),
             chain: Default::default(),
+            sealed: 0,
         },
         payments: Hash([8; 32]),
         result: Hash([9; 32]),
+        seal: None,
     };
     let alpha = &keys[(slot % keys.len() as u64) as usize];
     Verified::sign_header(alpha, CHAIN, header, None)
@@ -85,9 +87,11 @@ fn built_on(
             slot: base.slot(),
             balance: base.header.result,
             chain: Default::default(),
+            sealed: 0,
         },
         payments: Hash([10; 32]),
         result: Hash([11; 32]),
+        seal: None,
     };
     let alpha = &keys[(slot % keys.len() as u64) as usize];
     Verified::sign_header(alpha, CHAIN, header, Some(cert))
@@ -104,10 +108,64 @@ fn header_fields_sit_at_their_offsets_and_the_digest_is_their_sha256() {
     assert_eq!(&bytes[48..80], &[7; 32]);
     assert_eq!(&bytes[80..88], &0u64.to_be_bytes());
     assert_eq!(&bytes[88..120], &[0; 32]);
-    assert_eq!(&bytes[120..152], &[8; 32]);
-    assert_eq!(&bytes[152..184], &[9; 32]);
+    assert_eq!(&bytes[120..128], &0u64.to_be_bytes());
+    assert_eq!(&bytes[128..160], &[8; 32]);
+    assert_eq!(&bytes[160..192], &[9; 32]);
+    assert_eq!(&bytes[192..208], &[0; 16], "no seal");
     assert_eq!(h.digest(), Hash::of(&bytes));
     assert_eq!(Header::decode(&bytes).unwrap(), h);
+    // A seal: the nonce and the time at the end; it seals the block after
+    // the base's sealed height, which must be in the base's chain.
+    let sealed = Header {
+        base: Base {
+            chain: Position {
+                height: 4,
+                block: Hash([3; 32]),
+            },
+            sealed: 2,
+            ..h.base
+        },
+        seal: Some(crate::seal::Seal { nonce: 11, time: 12 }),
+        ..h
+    };
+    let bytes = sealed.encode();
+    assert_eq!(&bytes[120..128], &2u64.to_be_bytes());
+    assert_eq!(&bytes[192..200], &11u64.to_be_bytes());
+    assert_eq!(&bytes[200..208], &12u64.to_be_bytes());
+    assert_eq!(Header::decode(&bytes).unwrap(), sealed);
+    assert_eq!((sealed.sealing(), sealed.sealed_after()), (Some(3), 3));
+    assert_eq!((h.sealing(), h.sealed_after()), (None, 0));
+    // Nonce 0 is no seal, and then the time must be 0 too.
+    let mut odd = bytes;
+    odd[192..200].copy_from_slice(&[0; 8]);
+    assert!(Header::decode(&odd).is_err());
+}
+
+#[test]
+fn a_header_that_seals_past_its_base_s_blocks_is_refused() {
+    let k = keys(3);
+    let servers = list(&k);
+    let signed = |base: Base, seal| {
+        let header = Header {
+            slot: 5,
+            base,
+            payments: Hash([8; 32]),
+            result: Hash([9; 32]),
+            seal,
+        };
+        Verified::<SignedHeader>::sign_header(&k[2], CHAIN, header, None).into_inner()
+    };
+    let seal = Some(crate::seal::Seal { nonce: 1, time: 1 });
+    let anchor = anchored(&k, 5).header.base;
+    // At height 0 nothing can be sealed; a sealed height above the chain's
+    // is refused with or without a seal.
+    assert!(signed(anchor, seal).verify(CHAIN, &servers).is_err());
+    let past = Base {
+        sealed: 1,
+        ..anchor
+    };
+    assert!(signed(past, None).verify(CHAIN, &servers).is_err());
+    assert!(signed(anchor, None).verify(CHAIN, &servers).is_ok());
 }
 
 #[test]
@@ -118,7 +176,9 @@ fn a_header_fixes_the_block_its_round_makes_and_where_the_chain_stands_after() {
         height: 6,
         block: Hash([4; 32]),
     };
-    let block = h.block(shape(2_000)).expect("a round with payments makes a block");
+    let block = h
+        .block(shape(2_000))
+        .expect("a round with payments makes a block");
     assert_eq!(
         block,
         BlockHeader {
@@ -550,7 +610,10 @@ fn a_status_is_taken_only_for_what_its_commit_certificate_vouches() {
     };
     let bytes = good.encode();
     assert_eq!(CertifiedStatus::decode(&bytes, 3).unwrap(), good);
-    assert_eq!(good.verify(CHAIN, &servers, shape(SLOT_MS)).unwrap(), status);
+    assert_eq!(
+        good.verify(CHAIN, &servers, shape(SLOT_MS)).unwrap(),
+        status
+    );
     let claim = |status, certified| CertifiedStatus { status, certified };
     let refused = |claim: CertifiedStatus| {
         claim

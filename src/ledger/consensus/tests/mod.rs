@@ -94,6 +94,10 @@ pub(super) fn fold(base: &Hash, slot: Slot, payments: &Pay) -> Hash {
 pub(super) struct FakeLedger {
     states: BTreeMap<Hash, Hash>,
     pub applied: usize,
+    /// Committed blocks waiting for their seals, by number.
+    pub blocks: BTreeMap<u64, rota_peer::block::BlockHeader>,
+    /// Seals found, by block number.
+    pub seals: BTreeMap<u64, rota_peer::seal::Seal>,
 }
 
 impl FakeLedger {
@@ -101,7 +105,10 @@ impl FakeLedger {
     pub fn new(committed: &Committed) -> FakeLedger {
         let mut states = BTreeMap::new();
         states.insert(committed.base.digest, committed.base.balance);
-        FakeLedger { states, applied: 0 }
+        FakeLedger {
+            states,
+            ..FakeLedger::default()
+        }
     }
 }
 
@@ -129,6 +136,14 @@ impl Ledger for FakeLedger {
 
     fn valid_part(&self, state: &Self::State) -> Option<Pay> {
         state.1.clone()
+    }
+
+    fn block(&self, number: u64) -> Option<rota_peer::block::BlockHeader> {
+        self.blocks.get(&number).copied()
+    }
+
+    fn seal(&self, block: &rota_peer::block::BlockHeader) -> Option<rota_peer::seal::Seal> {
+        self.seals.get(&block.number).copied()
     }
 
     fn keep(&mut self, digest: Hash, state: Self::State) {
@@ -181,6 +196,7 @@ impl Keys {
             base,
             payments: root(payments),
             result: fold(&base.balance, slot, payments),
+            seal: None,
         };
         Verified::sign_header(&self.keys[self.alpha(slot)], CHAIN, header, certificate)
     }
@@ -198,6 +214,7 @@ impl Keys {
             slot: h.slot(),
             balance: h.header.result,
             chain: h.header.after(self.timing().schedule.shape()),
+            sealed: 0,
         };
         self.header(slot, b, Some(base.certificate()), payments)
     }

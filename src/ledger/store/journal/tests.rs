@@ -68,6 +68,7 @@ impl Signers {
             base,
             payments: root,
             result: Hash::of(&[base.balance.0, root.0].concat()),
+            seal: None,
         };
         let alpha = &self.keys[slot as usize % N];
         Verified::sign_header(alpha, CHAIN, header, certificate)
@@ -101,6 +102,7 @@ fn anchor() -> Base {
         slot: 0,
         balance: Hash([7; 32]),
         chain: Default::default(),
+        sealed: 0,
     }
 }
 
@@ -116,6 +118,7 @@ fn records(s: &Signers) -> Vec<Record<Payments>> {
         slot: 4,
         balance: first.header.result,
         chain: Default::default(),
+        sealed: 0,
     };
     let pay5 = s.payments(5, 2);
     let second = s.header(

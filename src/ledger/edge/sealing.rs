@@ -1,0 +1,166 @@
+//! The edge's part in sealing: the core's window of blocks waiting for
+//! their seals, filled from the store; `mine` messages, handed to the miner
+//! thread (a leader's `sealed` is also offered to the window); the seals
+//! this server's coordination found; and `I`'s mining section.
+
+use std::sync::{Arc, Mutex};
+
+use rota_peer::block::{BlockHeader, HEADER_LEN};
+use rota_peer::wire::Mining;
+use rota_peer::{Millis, ServerId, Slot};
+
+use super::{Edge, Effect};
+use crate::events::Event;
+use crate::info::MiningInfo;
+use crate::ledger::core::PeerRefusal;
+use crate::mining::thread::{MinerInput, MiningView};
+
+impl Edge {
+    /// Runs with a miner thread that shows `view`: the chain is sealed.
+    pub fn with_mining(mut self, view: Arc<Mutex<MiningView>>) -> Edge {
+        self.mining = Some(view);
+        self.tell_miner();
+        self
+    }
+
+    pub(super) fn for_miner(&mut self, input: MinerInput) {
+        if self.mining.is_some() {
+            self.effects.push(Effect::Miner(input));
+        }
+    }
+
+    /// Reads into the core's sealing window the committed blocks it lacks
+    /// and has room for (after a start, an install, a fetch, or when the
+    /// sealed height moves past the blocks it held), then tells the miner
+    /// which blocks wait. A block this server does not hold yet (it is
+    /// catching up) is read once it is fetched.
+    pub(super) fn fill_sealing(&mut self) {
+        if let Some((first, last)) = self.core.sealing().lacking() {
+            let mut headers = Vec::new();
+            for number in first..=last {
+                match self.store.block(number) {
+                    Ok(Some(bytes)) => {
+                        if let Some(header) = bytes.first_chunk::<HEADER_LEN>() {
+                            headers.push(BlockHeader::decode(header));
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        log::warn!("block {number} for sealing: {e}");
+                        break;
+                    }
+                }
+            }
+            self.core.sealing_mut().fill(headers);
+        }
+        self.tell_miner();
+    }
+
+    /// Tells the miner which committed blocks wait for their seals.
+    fn tell_miner(&mut self) {
+        let waiting: Vec<BlockHeader> = self.core.sealing().waiting().copied().collect();
+        self.for_miner(MinerInput::Waiting(waiting));
+    }
+
+    /// A `mine` message from server `from`, signed for `slot`: refused when
+    /// that slot is far from this server's clock; a leader's seal is
+    /// offered to the window (kept only if it proves a waiting block);
+    /// then it goes to the miner.
+    pub(super) fn on_mine(
+        &mut self,
+        from: ServerId,
+        slot: Slot,
+        message: Mining,
+        now: Millis,
+    ) -> Result<(), PeerRefusal> {
+        let current = self.core.schedule.slot_at(now);
+        if slot.abs_diff(current) > 2 {
+            return Err(PeerRefusal::StaleStatus {
+                command: rota_peer::wire::PeerCommand::Mine,
+                slot,
+                current,
+            });
+        }
+        if let Mining::Sealed {
+            number,
+            block,
+            seal,
+        } = message
+        {
+            self.offer_seal(number, &block, seal);
+        }
+        self.for_miner(MinerInput::Message { from, message });
+        Ok(())
+    }
+
+    /// Takes the seals this server's coordination found, and publishes a
+    /// change of leader.
+    pub(super) fn take_found(&mut self, now: Millis) {
+        let Some(view) = &self.mining else {
+            return;
+        };
+        let (found, leader) = {
+            let mut view = view.lock().unwrap_or_else(|e| e.into_inner());
+            (std::mem::take(&mut view.found), view.leader)
+        };
+        for (number, block, seal) in found {
+            self.offer_seal(number, &block, seal);
+        }
+        if let Some(leader) = leader
+            && self.published_leader != Some(leader)
+        {
+            self.published_leader = Some(leader);
+            self.publish(Event::Leader { leader }, now);
+        }
+    }
+
+    fn offer_seal(&mut self, number: u64, block: &rota_peer::Hash, seal: rota_peer::seal::Seal) {
+        if self.core.sealing_mut().offer(number, block, seal) {
+            log::debug!(
+                "block {number}: a seal found (nonce {}), for the next round",
+                seal.nonce
+            );
+        }
+    }
+
+    /// The seal a server served with a block this server fetched (it
+    /// proves the block): kept for a block this server's certificate says
+    /// is sealed, that it holds with that id, and holds no seal for. A
+    /// server that installed a database missed the rounds that carried the
+    /// seals of the blocks before it.
+    pub(super) fn keep_fetched_seal(
+        &mut self,
+        number: u64,
+        block: &rota_peer::Hash,
+        seal: rota_peer::seal::Seal,
+    ) {
+        if number > self.core.sealing().sealed() {
+            return;
+        }
+        let ours = matches!(self.store.block_hash(number), Ok(Some(hash)) if hash == *block);
+        if ours && matches!(self.store.seal(number), Ok(None)) {
+            match self.store.put_seal(number, seal) {
+                Ok(()) => log::debug!("block {number}: its seal kept from a fetch"),
+                Err(e) => log::warn!("block {number}: its fetched seal not stored: {e}"),
+            }
+        }
+    }
+
+    /// `I`'s mining section.
+    pub(super) fn mining_info(&self) -> MiningInfo {
+        let sealing = self.core.sealing();
+        let mut info = MiningInfo {
+            difficulty: self.core.schedule.difficulty,
+            sealed_height: sealing.sealed(),
+            ..MiningInfo::default()
+        };
+        if let Some(view) = &self.mining {
+            let view = view.lock().unwrap_or_else(|e| e.into_inner());
+            info.leader = view.leader.map(|id| id.0);
+            info.live = view.live.iter().map(|id| id.0).collect();
+            info.searching = view.target;
+            info.hash_rate = view.rate;
+        }
+        info
+    }
+}
