@@ -13,6 +13,7 @@
 
 mod cluster;
 mod machine;
+mod seal;
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,10 @@ use super::{Commit, Committed, Config, Ledger, Machine, Message, Output, Record,
 
 pub(super) const CHAIN: &str = "test";
 
+/// The test chain's seal difficulty: low, so that a test finds seals at
+/// once, and not 0, so that a wrong seal does not prove.
+pub(super) const DIFFICULTY: u32 = 8;
+
 /// A round's payments: numbers the fake ledger folds in.
 pub(super) type Pay = Vec<u64>;
 
@@ -37,7 +42,7 @@ pub(super) fn schedule(n: usize) -> Schedule {
         blackout_ms: 600,
         tolerance_ms: 200,
         servers: n,
-        difficulty: 0,
+        difficulty: DIFFICULTY,
     }
 }
 
@@ -214,7 +219,7 @@ impl Keys {
             slot: h.slot(),
             balance: h.header.result,
             chain: h.header.after(self.timing().schedule.shape()),
-            sealed: 0,
+            sealed: h.header.sealed_after(),
         };
         self.header(slot, b, Some(base.certificate()), payments)
     }
