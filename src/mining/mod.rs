@@ -13,6 +13,9 @@ pub mod miner;
 pub mod thread;
 pub mod worker;
 
+#[cfg(test)]
+mod tests;
+
 /// The nonce range the search covers.
 pub const FIRST_NONCE: u64 = 1;
 pub const LAST_NONCE: u64 = 2_000_000_000;
