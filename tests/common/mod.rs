@@ -62,8 +62,15 @@ pub struct Net {
 }
 
 impl Net {
-    /// Writes an `nodes`-server network with `slot_ms` slots; starts nothing.
+    /// Writes an `nodes`-server network with `slot_ms` slots whose blocks
+    /// are not sealed; starts nothing.
     pub fn init(nodes: usize, slot_ms: u64) -> Net {
+        Net::init_sealed(nodes, slot_ms, 0)
+    }
+
+    /// Writes an `nodes`-server network with `slot_ms` slots whose blocks
+    /// are sealed at `difficulty_bits`; starts nothing.
+    pub fn init_sealed(nodes: usize, slot_ms: u64, difficulty_bits: u32) -> Net {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("temporary directory");
         let out = rota(&[
@@ -76,7 +83,7 @@ impl Net {
             "--slot-ms",
             &slot_ms.to_string(),
             "--difficulty-bits",
-            "0",
+            &difficulty_bits.to_string(),
         ]);
         assert!(
             out.status.success(),
