@@ -203,6 +203,19 @@ pub enum Event {
         /// `shutdown`, `consensus lost: ...` or `failed: ...`.
         reason: String,
     },
+    /// A seal of block `number` (id `block`) found by the search `leader`
+    /// coordinates, which this server checked and keeps for its next round
+    /// as alpha; a `seal` event follows once a committed round carries a
+    /// seal of the block. (Declared before `Seal`, whose fields it holds:
+    /// JSON is read as the first variant that fits.)
+    Found {
+        number: BlockNumber,
+        block: Hash,
+        nonce: u64,
+        seal_time: Millis,
+        #[serde(deserialize_with = "server_id")]
+        leader: ServerId,
+    },
     /// Block `number` (id `block`) is sealed: a committed round carried
     /// this seal, the one that counts.
     Seal {
@@ -230,6 +243,7 @@ impl Event {
             Event::Role { .. } => "role",
             Event::Evidence { .. } => "evidence",
             Event::Stop { .. } => "stop",
+            Event::Found { .. } => "found",
             Event::Seal { .. } => "seal",
             Event::Leader { .. } => "leader",
         }

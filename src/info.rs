@@ -108,6 +108,8 @@ pub struct MiningInfo {
     pub searching: Option<BlockNumber>,
     /// This server's hashes a second, as last measured (0: not yet).
     pub hash_rate: u64,
+    /// Nonces this server's search threads have tried since it started.
+    pub hashes: u64,
 }
 
 /// Each other server's clock offset, and this server's skew.
@@ -244,6 +246,7 @@ mod tests {
                 live: vec![1, 2, 3],
                 searching: Some(7),
                 hash_rate: 2_500_000,
+                hashes: 41_000_000,
             },
         }
     }
@@ -259,7 +262,7 @@ mod tests {
              \"chain\":\"local\",\"clock\":{{\"offsets\":{{\"2\":3,\"3\":-12}},\"others_sitting_out\":[3],\"sitting_out\":false,\"skew_ms\":0}},\
              \"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
              \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\
-             \"mining\":{{\"difficulty\":16,\"hash_rate\":2500000,\"leader\":1,\"live\":[1,2,3],\
+             \"mining\":{{\"difficulty\":16,\"hash_rate\":2500000,\"hashes\":41000000,\"leader\":1,\"live\":[1,2,3],\
              \"sealed_height\":6,\"searching\":7}},\
              \"params_hash\":\"{params}\",\
              \"peering\":{{\"accepted\":2,\"open\":2,\"refused\":0,\"requests\":14}},\

@@ -298,8 +298,9 @@ pub fn run(config: &Config) -> Result<Exit> {
     };
     // The miner thread, when the chain is sealed: it sends its messages
     // through the connector, and the ledger shares a view with it.
-    let (to_miner, miner) = if config.mining.difficulty_bits > 0 {
+    let (to_miner, miner, mining_wake) = if config.mining.difficulty_bits > 0 {
         let (to_miner, from_ledger) = bounded(MINER_QUEUE);
+        let (wake, woken) = bounded(1);
         let threads = match config.mining.threads {
             0 => thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -317,10 +318,11 @@ pub fn run(config: &Config) -> Result<Exit> {
             from_ledger,
             to_connector_tx.clone(),
             Waker::connect(&ctx, rota_connector::SIGNAL)?,
+            wake,
         );
-        (Some(to_miner), Some(miner))
+        (Some(to_miner), Some(miner), woken)
     } else {
-        (None, None)
+        (None, None, never())
     };
     let channels = Channels {
         inputs: Inputs {
@@ -328,6 +330,7 @@ pub fn run(config: &Config) -> Result<Exit> {
             bulk: peering_lane(&bulk),
             client: client.from_verifiers.clone(),
             connector_events: connector_events_rx,
+            mining: mining_wake,
             shutdown: shutdown_rx,
         },
         budgets,

@@ -587,7 +587,7 @@ fn print_event(published: &Published, printed: &mut Printed) {
         Event::Leader { leader } => {
             println!("server {server}: the leader is now server {leader}")
         }
-        Event::Tx { .. } | Event::Role { .. } => {}
+        Event::Tx { .. } | Event::Role { .. } | Event::Found { .. } => {}
     }
 }
 

@@ -1,5 +1,5 @@
-//! The worked examples of docs/PROTOCOL.md §9.4, §10.2 and §11.8 are what
-//! rota makes and sends.
+//! The worked examples of docs/PROTOCOL.md §9.4, §9.6, §10.2 and §11.8 are
+//! what rota makes and sends.
 //!
 //! Three real ledger cores (the node's own code, without its sockets and
 //! disk) run one round on a fixed clock with fixed keys: the payment of
@@ -9,7 +9,9 @@
 //! of PROTOCOL.md marked `<!-- bytes: NAME -->` and checks that it is the
 //! bytes the cores sent (so a client author can test a parser against the
 //! document alone), that each line's offset counts the bytes before it,
-//! and that the bytes decode and their signatures verify.
+//! and that the bytes decode and their signatures verify. The sealed
+//! header of §9.6 is the block the round makes, on a chain of difficulty
+//! 12, with the first nonce rota's own search finds for it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -19,9 +21,10 @@ use rota::ledger::core::{Action, Committed, CommittedRound, Core, Persist, Targe
 use rota::ledger::edge::build_block;
 use rota_listener::{PeerInput, check_peer};
 use rota_peer::balances::Balances;
-use rota_peer::block::Block;
+use rota_peer::block::{Block, BlockHeader};
 use rota_peer::keys::Keypair;
 use rota_peer::schedule::Schedule;
+use rota_peer::seal::{search, zero_bits};
 use rota_peer::transaction::{Transaction, VerifiedTx, Verifier};
 use rota_peer::wire::consensus::{
     Certified, Kind, Precommit, Prevote, SignedHeader, VOTE_LEN, statement,
@@ -35,6 +38,10 @@ const N: usize = 3;
 const SLOT: Slot = 28_333_333;
 /// The §5.2 payment's timestamp, and the moment it is sent.
 const PAID_AT: Millis = 1_700_000_000_123;
+/// The difficulty and seal time of the §9.6 example: a second after the
+/// close of the round that makes block 1.
+const SEAL_DIFFICULTY: u32 = 12;
+const SEAL_TIME: Millis = 1_700_000_026_000;
 
 fn schedule() -> Schedule {
     Schedule {
@@ -348,7 +355,7 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     let want: PeerMessage = PeerMessage::Want {
         slot: SLOT,
         digest: Hash(
-            hex::decode("61f5bfbc0eb3ef3e4bb5b7b97c1000285501c0a07cfe41290e37e1c71defea11")
+            hex::decode("9f86fad8e70ae4e06ae03414be4dd76a7a46c39bf3fbb1a320bb5d5e8b5bcca5")
                 .unwrap()
                 .try_into()
                 .unwrap(),
@@ -363,6 +370,42 @@ fn the_documented_block_and_envelope_are_the_ones_rota_makes() {
     }
     assert!(text.contains(&hex::encode(&envelope.payload[..32])));
     assert_eq!(servers().verify(CHAIN, &envelope).unwrap(), ServerId(1));
+}
+
+#[test]
+fn the_documented_seal_is_the_first_nonce_that_seals_block_1_at_difficulty_12() {
+    let round = run();
+    let committed = round.commits.first().expect("server 1 committed");
+    let block = build_block(committed).expect("the round has a payment");
+    assert_eq!(SEAL_TIME, schedule().close(SLOT) + 1_000);
+    // §9.6: block 1 of §9.4 on a chain of difficulty 12, which changes its
+    // difficulty field and so its id, and nothing else.
+    let header = BlockHeader {
+        difficulty: SEAL_DIFFICULTY,
+        ..block.header
+    };
+    let seal = search(&header, SEAL_TIME, 1, rota::mining::LAST_NONCE)
+        .expect("12 bits within the nonces of one seal time");
+    assert_eq!(
+        search(&header, SEAL_TIME, 1, seal.nonce - 1),
+        None,
+        "no smaller nonce seals it"
+    );
+    assert!(seal.proves(&header));
+    assert_eq!(zero_bits(&seal.hash(&header)), SEAL_DIFFICULTY, "not 13");
+    let sealed = seal.sealed_header(&header);
+    assert_eq!(
+        hex::encode(sealed),
+        hex::encode(&documented()["sealed-header"])
+    );
+    let text = include_str!("../docs/PROTOCOL.md");
+    for shown in [
+        header.hash().to_string(),
+        seal.hash(&header).to_string(),
+        hex::encode(seal.to_bytes()),
+    ] {
+        assert!(text.contains(&shown), "§9.6 shows {shown}");
+    }
 }
 
 /// The text between the stop rule's markers in a document.

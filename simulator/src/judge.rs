@@ -128,6 +128,7 @@ impl World {
             Published::Round { .. }
             | Published::Tx { .. }
             | Published::Seal { .. }
+            | Published::Found { .. }
             | Published::Leader { .. }
             | Published::Block { .. }
             | Published::Peer { .. }

@@ -35,6 +35,7 @@
 mod catch_up;
 mod flood;
 mod load;
+pub mod mining;
 mod network;
 mod report;
 mod rounds;

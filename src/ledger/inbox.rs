@@ -37,6 +37,9 @@ pub struct Inputs {
     /// Verified batches of the client lane, from the client sockets.
     pub client: Receiver<Batch>,
     pub connector_events: Receiver<ConnectorEvent>,
+    /// The miner thread's wake-ups: it found a seal (in the view it shares
+    /// with the ledger); never, when the chain is not sealed.
+    pub mining: Receiver<()>,
     pub shutdown: Receiver<()>,
 }
 
@@ -82,6 +85,8 @@ impl Inbox {
             recv(channels.consensus) -> batch => self.consensus(batch),
             recv(channels.bulk) -> batch => self.arrive(Lane::Bulk, batch),
             recv(channels.client) -> batch => self.arrive(Lane::Client, batch),
+            // The loop takes what the miner found with its next tick.
+            recv(channels.mining) -> _ => Input::Timeout,
             default(wait) => Input::Timeout,
         }
     }
@@ -166,6 +171,7 @@ mod tests {
             bulk: bulk_rx,
             client: client_rx,
             connector_events: connector_rx,
+            mining: crossbeam_channel::never(),
             shutdown: shutdown_rx,
         };
         let ends = Ends {

@@ -1080,6 +1080,7 @@ fn one_server_thread(
             bulk: crossbeam_channel::never(),
             client: crossbeam_channel::never(),
             connector_events,
+            mining: crossbeam_channel::never(),
             shutdown,
         },
         budgets: rota_listener::Budgets::new(),

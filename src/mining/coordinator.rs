@@ -2,8 +2,8 @@
 //! [`FIRST_NONCE`]..=[`LAST_NONCE`] went to which worker, and what comes
 //! of them.
 //!
-//! - A worker asks for work (in its heartbeat answer, and again right
-//!   after each answer) and reports its hash rate. Its first range is
+//! - A worker asks for work (every heartbeat while it has none, and again
+//!   with each answer) and reports its hash rate. Its first range is
 //!   [`FIRST_RANGE`] nonces; later ones are sized so that a range takes it
 //!   about [`RANGE_MS`] at the rate it reported, within bounds.
 //! - A worker answers no for its range, or yes with a nonce. The caller

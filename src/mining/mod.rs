@@ -1,11 +1,13 @@
-//! Sealing blocks: who coordinates the nonce search (`leader.rs`) and how
-//! the coordinator hands the nonce range out (`coordinator.rs`). Both are
-//! pure state machines on a clock they are given, like the ledger core
-//! and the connector machine, so that unit tests and the cluster simulator
-//! drive them alike.
+//! Sealing blocks: who coordinates the nonce search (`leader.rs`), how the
+//! coordinator hands the nonce range out (`coordinator.rs`), and one
+//! server's whole part in the search (`miner.rs`): pure state machines on
+//! a clock they are given, like the ledger core and the connector machine,
+//! so that unit tests and simulations drive them alike (`tests.rs` runs a
+//! cluster of them with a hash oracle). The search threads (`worker.rs`)
+//! and the miner thread around the machine (`thread.rs`) are the node's.
 //!
-//! Not wired into the node yet (issue 11): the heartbeats do not carry the
-//! work requests, nothing seals, and blocks keep difficulty 0.
+//! A seal only counts once a committed round carries it (the ledger's
+//! `consensus::seal`); the search never holds a round up.
 
 pub mod coordinator;
 pub mod leader;

@@ -234,9 +234,7 @@ impl Cluster {
                     self.servers[i].job = Some((job, ends));
                 }
                 Out::Stop => self.servers[i].job = None,
-                Out::Found {
-                    block, seal, ..
-                } => {
+                Out::Found { block, seal, .. } => {
                     if !dishonest_leader {
                         self.servers[i].seals.insert(block, seal);
                     }

@@ -53,6 +53,8 @@ pub struct MiningView {
     pub leader: Option<ServerId>,
     /// This server's measured hashes a second.
     pub rate: u64,
+    /// Nonces tried since the start.
+    pub hashes: u64,
     /// The block whose seal is searched for, as this server sees it.
     pub target: Option<BlockNumber>,
     /// The live servers, as this server sees them.
@@ -70,6 +72,8 @@ pub struct MinerThread {
     to_connector: Sender<ConnectorInput>,
     connector_waker: Waker,
     view: Arc<Mutex<MiningView>>,
+    /// Wakes the ledger when a seal is found.
+    wake_ledger: Sender<()>,
     slot_ms: u64,
     /// The search threads' meter at the last rate measure.
     metered: (u64, u64),
@@ -83,6 +87,7 @@ impl MinerThread {
         inputs: Receiver<MinerInput>,
         to_connector: Sender<ConnectorInput>,
         connector_waker: Waker,
+        wake_ledger: Sender<()>,
     ) -> MinerThread {
         log::info!(
             "sealing at difficulty {} with {threads} search threads",
@@ -95,6 +100,7 @@ impl MinerThread {
             to_connector,
             connector_waker,
             view: Arc::new(Mutex::new(MiningView::default())),
+            wake_ledger,
             slot_ms: slot_ms.max(1),
             metered: (0, 0),
         }
@@ -176,6 +182,8 @@ impl MinerThread {
                     if view.found.len() < MAX_FOUND {
                         view.found.push((number, block, seal));
                     }
+                    // A wake-up already waiting will do.
+                    let _ = self.wake_ledger.try_send(());
                 }
                 Out::Leader(leader) => {
                     log::info!("the leader is now server {leader}");
@@ -184,6 +192,7 @@ impl MinerThread {
         }
         view.leader = self.miner.leader();
         view.rate = self.miner.rate();
+        view.hashes = self.pool.meter().0;
         view.target = self.miner.target();
         view.live = self.miner.live(now);
         drop(view);

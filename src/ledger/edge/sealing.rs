@@ -87,7 +87,7 @@ impl Edge {
             seal,
         } = message
         {
-            self.offer_seal(number, &block, seal);
+            self.offer_seal(number, &block, seal, from, now);
         }
         self.for_miner(MinerInput::Message { from, message });
         Ok(())
@@ -103,8 +103,9 @@ impl Edge {
             let mut view = view.lock().unwrap_or_else(|e| e.into_inner());
             (std::mem::take(&mut view.found), view.leader)
         };
+        let me = self.core.me;
         for (number, block, seal) in found {
-            self.offer_seal(number, &block, seal);
+            self.offer_seal(number, &block, seal, me, now);
         }
         if let Some(leader) = leader
             && self.published_leader != Some(leader)
@@ -114,12 +115,29 @@ impl Edge {
         }
     }
 
-    fn offer_seal(&mut self, number: u64, block: &rota_peer::Hash, seal: rota_peer::seal::Seal) {
+    /// A seal of block `number` that `leader`'s search found: kept (and
+    /// published) if it proves a block waiting here.
+    fn offer_seal(
+        &mut self,
+        number: u64,
+        block: &rota_peer::Hash,
+        seal: rota_peer::seal::Seal,
+        leader: ServerId,
+        now: Millis,
+    ) {
         if self.core.sealing_mut().offer(number, block, seal) {
             log::debug!(
                 "block {number}: a seal found (nonce {}), for the next round",
                 seal.nonce
             );
+            let event = Event::Found {
+                number,
+                block: *block,
+                nonce: seal.nonce,
+                seal_time: seal.time,
+                leader,
+            };
+            self.publish(event, now);
         }
     }
 
@@ -160,6 +178,7 @@ impl Edge {
             info.live = view.live.iter().map(|id| id.0).collect();
             info.searching = view.target;
             info.hash_rate = view.rate;
+            info.hashes = view.hashes;
         }
         info
     }

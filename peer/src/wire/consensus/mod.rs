@@ -2,9 +2,10 @@
 //! bytes, and the one place their signatures are checked.
 //!
 //! A round is named by its header ([`Header`]): slot, base (the round it
-//! builds on, and where the chain of blocks stands after it), the merkle
-//! root of its payments and the balance hash they leave. The header's
-//! digest is the SHA-256 of its 184 bytes. Three kinds
+//! builds on, where the chain of blocks stands after it and how far that
+//! chain is sealed), the merkle root of its payments, the balance hash
+//! they leave, and the seal of a block it may carry. The header's digest
+//! is the SHA-256 of its 208 bytes. Three kinds
 //! of statement are signed about a header, all over the same bytes
 //! ([`statement`]):
 //!

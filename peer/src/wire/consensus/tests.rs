@@ -125,7 +125,10 @@ fn header_fields_sit_at_their_offsets_and_the_digest_is_their_sha256() {
             sealed: 2,
             ..h.base
         },
-        seal: Some(crate::seal::Seal { nonce: 11, time: 12 }),
+        seal: Some(crate::seal::Seal {
+            nonce: 11,
+            time: 12,
+        }),
         ..h
     };
     let bytes = sealed.encode();

@@ -36,7 +36,12 @@ impl Chain {
         let c10 = k.certified(Kind::Prevote, &[1, 2], &h10);
         let block1 = h10.header.block(k.timing().schedule.shape()).unwrap();
         assert_eq!((block1.number, block1.difficulty), (1, DIFFICULTY));
-        Chain { k, h10, c10, block1 }
+        Chain {
+            k,
+            h10,
+            c10,
+            block1,
+        }
     }
 
     /// Round 11 on round 10, carrying `seal`, signed by its alpha.
@@ -114,7 +119,10 @@ fn the_alpha_puts_the_seal_its_ledger_knows_in_its_round_and_the_commit_carries_
         .expect("round 11 sent");
     assert_eq!(round.header.base.slot, 10);
     assert_eq!(round.header.seal, Some(seal));
-    assert_eq!((round.header.sealing(), round.header.sealed_after()), (Some(1), 1));
+    assert_eq!(
+        (round.header.sealing(), round.header.sealed_after()),
+        (Some(1), 1)
+    );
     // Committed, the round carries it.
     let round = round.verify(CHAIN, &c.k.list()).unwrap();
     let certified = c.k.certified(Kind::Precommit, &[0, 1], &round);
