@@ -138,3 +138,40 @@ fn a_leader_killed_in_the_middle_of_a_search_is_replaced_and_the_block_is_sealed
     let coordinated = format!("coordinating the search for the seal of block {n}");
     assert!(net.log(2).contains(&coordinated), "{}", net.log(2));
 }
+
+#[test]
+fn a_server_whose_data_directory_is_lost_gets_the_seals_back_with_the_blocks() {
+    const DIFFICULTY: u32 = 12;
+    let mut net = Net::init_sealed(3, SLOT_MS, DIFFICULTY);
+    for i in 1..=3 {
+        net.start(i);
+    }
+    net.wait_in_sync(&[1, 2, 3], secs(30));
+    let payee = Keypair::from_seed(&[43; 32]).public();
+    for _ in 0..2 {
+        let paid = net.pay(None, &payee, 1);
+        assert_eq!(paid["status"], "committed", "{paid}");
+    }
+    let height = net.height(1).unwrap();
+    net.wait_for("every block sealed on every server", secs(60), || {
+        (1..=3).all(|i| sealed_height(&net, i) >= height)
+    });
+    net.stop(3);
+    std::fs::remove_dir_all(net.data_dir(3)).unwrap();
+    // Two slots pass before it comes back (docs/OPERATIONS.md).
+    let stopped_at = net.slot_now();
+    net.wait_for("two slots", secs(10), || net.slot_now() >= stopped_at + 2);
+    net.start(3);
+    net.wait_in_sync(&[1, 2, 3], secs(60));
+    net.wait_for("server 3 holding every block", secs(60), || {
+        net.height(3) >= Some(height)
+    });
+    // It installed the others' database and fetched the blocks: the seals
+    // of the blocks sealed before came with them, the same as the others'.
+    net.wait_for("server 3 serving every seal", secs(30), || {
+        (1..=height).all(|n| sealed_block(&net, 3, n).1.is_some())
+    });
+    for n in 1..=height {
+        check_seal(&net, &[1, 2, 3], n, DIFFICULTY);
+    }
+}

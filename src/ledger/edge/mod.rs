@@ -106,6 +106,9 @@ pub struct Edge {
     mining: Option<Arc<Mutex<MiningView>>>,
     /// The leader last published.
     published_leader: Option<ServerId>,
+    /// Seals served with fetched blocks, kept until their blocks are
+    /// stored (`sealing.rs`).
+    fetched_seals: std::collections::BTreeMap<u64, (Hash, rota_peer::seal::Seal)>,
 }
 
 /// The parameters a chain's servers must share: its server list, its
@@ -156,6 +159,7 @@ impl Edge {
             effects: Vec::new(),
             mining: None,
             published_leader: None,
+            fetched_seals: Default::default(),
         };
         edge.fill_sealing();
         Ok(edge)
@@ -578,6 +582,7 @@ impl Edge {
                         );
                         self.tip = tip;
                         self.fill_sealing();
+                        self.keep_fetched_seals();
                         self.send_own();
                     }
                     Ok(Appended::Fork { from }) => {

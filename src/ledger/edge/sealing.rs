@@ -15,6 +15,9 @@ use crate::info::MiningInfo;
 use crate::ledger::core::PeerRefusal;
 use crate::mining::thread::{MinerInput, MiningView};
 
+/// The most seals served with fetched blocks that wait for their blocks.
+const FETCHED_SEALS: usize = 4_096;
+
 impl Edge {
     /// Runs with a miner thread that shows `view`: the chain is sealed.
     pub fn with_mining(mut self, view: Arc<Mutex<MiningView>>) -> Edge {
@@ -143,23 +146,40 @@ impl Edge {
 
     /// The seal a server served with a block this server fetched (it
     /// proves the block): kept for a block this server's certificate says
-    /// is sealed, that it holds with that id, and holds no seal for. A
-    /// server that installed a database missed the rounds that carried the
-    /// seals of the blocks before it.
+    /// is sealed, once it holds that block with that id, if it holds no
+    /// seal for it. A server that installed a database missed the rounds
+    /// that carried the seals of the blocks before it. The seal comes as
+    /// its block is checked, before the block is stored: it waits (at most
+    /// [`FETCHED_SEALS`] of them) until the fetched blocks are.
     pub(super) fn keep_fetched_seal(
         &mut self,
         number: u64,
         block: &rota_peer::Hash,
         seal: rota_peer::seal::Seal,
     ) {
-        if number > self.core.sealing().sealed() {
-            return;
+        if self.fetched_seals.len() >= FETCHED_SEALS {
+            self.fetched_seals.pop_first();
         }
-        let ours = matches!(self.store.block_hash(number), Ok(Some(hash)) if hash == *block);
-        if ours && matches!(self.store.seal(number), Ok(None)) {
-            match self.store.put_seal(number, seal) {
-                Ok(()) => log::debug!("block {number}: its seal kept from a fetch"),
-                Err(e) => log::warn!("block {number}: its fetched seal not stored: {e}"),
+        self.fetched_seals.insert(number, (*block, seal));
+        self.keep_fetched_seals();
+    }
+
+    /// Stores the waiting fetched seals whose blocks are stored now, and
+    /// that this server's certificate says are sealed (a block fetched
+    /// early comes before the database it follows is installed).
+    pub(super) fn keep_fetched_seals(&mut self) {
+        let tip = self.tip.height.min(self.core.sealing().sealed());
+        let ready: Vec<u64> = self.fetched_seals.range(..=tip).map(|(n, _)| *n).collect();
+        for number in ready {
+            let Some((block, seal)) = self.fetched_seals.remove(&number) else {
+                continue;
+            };
+            let ours = matches!(self.store.block_hash(number), Ok(Some(hash)) if hash == block);
+            if ours && matches!(self.store.seal(number), Ok(None)) {
+                match self.store.put_seal(number, seal) {
+                    Ok(()) => log::debug!("block {number}: its seal kept from a fetch"),
+                    Err(e) => log::warn!("block {number}: its fetched seal not stored: {e}"),
+                }
             }
         }
     }
