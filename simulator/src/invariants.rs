@@ -19,6 +19,7 @@ use std::fmt;
 use rota::ledger::edge::Edge;
 use rota::ledger::store::Tip;
 use rota_peer::block::{Block, Shape};
+use rota_peer::seal::Seal;
 use rota_peer::wire::{ServerList, TxStatus};
 use rota_peer::{BlockNumber, Hash, ServerId, Slot, TxId};
 
@@ -54,6 +55,12 @@ pub enum Invariant {
     Timely,
     /// Every block an honest server holds proves itself against the conf.
     Proven,
+    /// Every seal an honest server keeps for a block proves the block, and
+    /// every honest server keeps the same seal for it.
+    OneSeal,
+    /// Once faults heal, every block made before the heal is sealed on
+    /// every honest server within K slots.
+    Sealed,
     /// After the heal, an honest server in sync says it sits out exactly
     /// when its clock is off the median of the servers up by more than the
     /// tolerance.
@@ -63,7 +70,7 @@ pub enum Invariant {
 }
 
 impl Invariant {
-    pub const ALL: [Invariant; 13] = [
+    pub const ALL: [Invariant; 15] = [
         Invariant::CommittedStays,
         Invariant::Prefix,
         Invariant::Supply,
@@ -75,6 +82,8 @@ impl Invariant {
         Invariant::Recovery,
         Invariant::Timely,
         Invariant::Proven,
+        Invariant::OneSeal,
+        Invariant::Sealed,
         Invariant::ClockWatch,
         Invariant::Panic,
     ];
@@ -92,6 +101,8 @@ impl Invariant {
             Invariant::Recovery => "recovery",
             Invariant::Timely => "timely",
             Invariant::Proven => "proven",
+            Invariant::OneSeal => "one-seal",
+            Invariant::Sealed => "sealed",
             Invariant::ClockWatch => "clock-watch",
             Invariant::Panic => "panic",
         }
@@ -125,6 +136,14 @@ impl Invariant {
             Invariant::Timely => {
                 "after the heal, an honest alpha in sync takes a good payment sent to it \
                  mid-window by a client with a true clock"
+            }
+            Invariant::OneSeal => {
+                "every seal an honest server keeps proves its block, and honest servers keep the \
+                 same seal for each block"
+            }
+            Invariant::Sealed => {
+                "once faults heal, every block made before the heal is sealed on every honest \
+                 server within K slots"
             }
             Invariant::Proven => {
                 "every block an honest server holds proves itself (its proof checks against the \
@@ -189,6 +208,8 @@ struct Canonical {
 /// What the checker last saw of one server.
 #[derive(Clone, Copy, Default)]
 struct Seen {
+    /// Its blocks up to this one hold seals the checker has checked.
+    sealed: BlockNumber,
     tip: Tip,
     highest: BlockNumber,
     committed: Option<(Slot, Hash)>,
@@ -198,6 +219,8 @@ struct Seen {
 pub struct Checker {
     supply: u64,
     blocks: BTreeMap<BlockNumber, Canonical>,
+    /// The first seal an honest server kept for each block, and whose.
+    seals: BTreeMap<BlockNumber, (Seal, ServerId)>,
     states: BTreeMap<Slot, (Hash, ServerId)>,
     /// The balance hash each committed round left, by slot, and who
     /// committed it first.
@@ -226,6 +249,7 @@ impl Checker {
             conf,
             supply,
             blocks: BTreeMap::new(),
+            seals: BTreeMap::new(),
             states: BTreeMap::new(),
             rounds: BTreeMap::new(),
             committed_ids: BTreeMap::new(),
@@ -386,6 +410,7 @@ impl Checker {
         if tip != seen.tip {
             self.blocks_of(server, edge, seen, clients)?;
         }
+        self.seals_of(server, edge)?;
         let committed = edge.core().committed();
         if seen.committed != Some((committed.slot, committed.hash)) {
             let supply = committed.snapshot.supply();
@@ -420,6 +445,47 @@ impl Checker {
         entry.tip = tip;
         entry.highest = entry.highest.max(tip.height);
         entry.committed = Some((committed.slot, committed.hash));
+        Ok(())
+    }
+
+    /// Holds the seals a server keeps to the first kept for each block,
+    /// from the first it has not been held to; each must prove its block.
+    /// A block whose seal the server lacks (it fetched the block from a
+    /// server without it) stops the check there until it has it.
+    fn seals_of(&mut self, server: ServerId, edge: &Edge) -> Result<(), Violation> {
+        let store = edge.store();
+        let last = edge.tip().height;
+        let mut n = self.seen[server.index()].sealed;
+        while n < last {
+            let Ok(Some(seal)) = store.seal(n + 1) else {
+                break;
+            };
+            n += 1;
+            let Some(block) = block_of(edge, n) else {
+                break;
+            };
+            if !seal.proves(&block.header) {
+                return broken(
+                    Invariant::OneSeal,
+                    format!(
+                        "s{server}'s seal of block {n} (nonce {}) does not prove it",
+                        seal.nonce
+                    ),
+                );
+            }
+            let (first, by) = *self.seals.entry(n).or_insert((seal, server));
+            if first != seal {
+                return broken(
+                    Invariant::OneSeal,
+                    format!(
+                        "s{server} keeps nonce {} (time {}) as block {n}'s seal; s{by} keeps \
+                         nonce {} (time {})",
+                        seal.nonce, seal.time, first.nonce, first.time
+                    ),
+                );
+            }
+        }
+        self.seen[server.index()].sealed = n;
         Ok(())
     }
 

@@ -449,6 +449,39 @@ impl World {
                 return;
             }
         }
+        self.finish_sealing(heal_slot);
+    }
+
+    /// Judges sealing at the end of the run: on a sealed chain, every
+    /// block an honest server holds that a round before the heal made is
+    /// sealed there (its certified sealed height covers it).
+    fn finish_sealing(&mut self, heal_slot: u64) {
+        if self.p.difficulty == 0 {
+            return;
+        }
+        for server in &self.servers {
+            let (true, Life::Up(node)) = (server.honest, &server.life) else {
+                continue;
+            };
+            let sealed = node.edge.core().sealing().sealed();
+            let store = node.edge.store();
+            let first = sealed + 1;
+            let made = store
+                .block_slot(first)
+                .ok()
+                .filter(|_| first <= node.edge.tip().height);
+            if let Some(slot) = made.filter(|slot| *slot <= heal_slot) {
+                let id = server.id;
+                let detail = format!(
+                    "{} slots after the heal at slot {heal_slot}, s{id} has not sealed block \
+                     {first}, made in slot {slot} (sealed height {sealed}, tip {})",
+                    self.p.heal_slots,
+                    node.edge.tip().height
+                );
+                self.fail(Invariant::Sealed, detail);
+                return;
+            }
+        }
     }
 }
 

@@ -47,6 +47,7 @@ mod judge;
 pub mod known;
 pub mod liar;
 mod listener;
+mod mining;
 pub mod network;
 pub mod profile;
 pub mod rng;

@@ -96,6 +96,7 @@ knobs! {
     tolerance_ms: u64 = 500, "tolerance-ms", "Payment timestamp tolerance, as in the conf.";
     heartbeat_ms: u64 = 1_250, "heartbeat-ms", "Heartbeat interval, as in the conf.";
     missed_heartbeats: u32 = 3, "missed-heartbeats", "Heartbeats missed before a server is failed, as in the conf.";
+    difficulty: u32 = 6, "difficulty", "The chain's seal difficulty, as mining.difficulty_bits in the conf (0: blocks are not sealed). Low, so that the real search the simulated search threads run is cheap.";
     delay_min_ms: u64 = 1, "delay-min-ms", "Shortest one-way delay of a message.";
     delay_max_ms: u64 = 30, "delay-max-ms", "Longest ordinary one-way delay of a message.";
     late_rate: f64 = 0.0, "late-rate", "Chance a message is late: held up to --late-max-ms more (its link stays in order behind it).";

@@ -40,6 +40,7 @@ use rota_peer::{Millis, PublicKey, ServerId};
 
 use crate::clock::Clock;
 use crate::listener::Listener;
+use crate::mining::SimMiner;
 use crate::network::{Ask, Endpoint, Payload};
 
 /// What every server of a run shares: the chain and its timings.
@@ -63,6 +64,8 @@ pub struct Setup {
 pub struct Node {
     pub edge: Edge,
     pub machine: Machine,
+    /// Its part in sealing, on a sealed chain.
+    pub miner: Option<SimMiner>,
     /// The commit certificate of the machine's own status, sent with it
     /// as the real connector sends it.
     pub own_certified: Option<Certified>,
@@ -181,10 +184,16 @@ impl SimServer {
         };
         let own = edge.status();
         let machine = Machine::new(settings, own.status);
+        let miner = SimMiner::new(self.id, setup, !self.honest);
+        let edge = match &miner {
+            Some(miner) => edge.with_mining(miner.view.clone()),
+            None => edge,
+        };
         self.life = Life::Up(Box::new(Node {
             edge,
             machine,
             own_certified: own.certified,
+            miner,
         }));
         let mut work = VecDeque::new();
         if let Life::Up(node) = &mut self.life {
@@ -224,10 +233,13 @@ impl SimServer {
     pub fn next_wake(&self, now: Millis) -> Option<Millis> {
         let node = self.node()?;
         let local = self.clock.local(now);
-        let deadline = node
+        let mut deadline = node
             .edge
             .next_deadline(local)
             .min(node.machine.next_deadline().max(local + 1));
+        if let Some(miner) = &node.miner {
+            deadline = deadline.min(miner.next_wake(local));
+        }
         Some(self.clock.true_time(deadline, now).max(now + 1))
     }
 
@@ -279,6 +291,10 @@ impl SimServer {
             }
             Step::Wake => {}
         }
+        if let Some(miner) = &mut node.miner {
+            let due = miner.due(local);
+            miner.carry_out(due, self.id, local, setup, &mut outs);
+        }
         actions.extend(node.edge.tick(local));
         if let Some(exit) = node.edge.perform(actions, local) {
             return self.end(exit, outs, local, setup);
@@ -303,8 +319,12 @@ impl SimServer {
                 match effect {
                     Effect::Publish(published) => outs.push(Out::Event(published.event)),
                     Effect::Connector(input) => work.push_back(Work::FromEdge(input)),
-                    // The simulated chain is not sealed: it runs no miner.
-                    Effect::Miner(_) => {}
+                    Effect::Miner(input) => {
+                        if let Some(miner) = &mut node.miner {
+                            let mined = miner.input(input, local);
+                            miner.carry_out(mined, self.id, local, setup, &mut outs);
+                        }
+                    }
                 }
             }
             let Some(next) = work.pop_front() else {
@@ -373,7 +393,7 @@ impl SimServer {
 }
 
 /// A ledger message as the connector sends it: one packet per server.
-fn peer_sends(
+pub(crate) fn peer_sends(
     me: ServerId,
     to: Target,
     slot: rota_peer::Slot,

@@ -215,7 +215,7 @@ impl World {
             blackout_ms: p.blackout_ms,
             tolerance_ms: p.tolerance_ms,
             servers: n,
-            difficulty: 0,
+            difficulty: p.difficulty,
         };
         let params = chain_params(&servers, &schedule, &genesis.clone().hash());
         let setup = Setup {

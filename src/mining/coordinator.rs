@@ -221,12 +221,14 @@ impl Coordinator {
     }
 
     /// How long `worker` gets for `range`: ten times what its rate says it
-    /// takes, at least two heartbeats.
+    /// takes, and at least a heartbeat (a second, before it reports a
+    /// rate). Less than the handoff (`miner::HANDOFF_HEARTBEATS`), so that
+    /// a silent worker's range goes out again before the search moves on.
     fn deadline_for(&self, worker: ServerId, range: Range) -> u64 {
-        let floor = self.heartbeat_ms * 2;
+        let floor = self.heartbeat_ms;
         match self.rates.get(&worker) {
             Some(rate) if *rate > 0 => (range.count().saturating_mul(10_000) / rate).max(floor),
-            _ => floor.max(RANGE_MS * 100),
+            _ => floor.max(RANGE_MS * 10),
         }
     }
 }
@@ -305,7 +307,7 @@ mod tests {
         let kept = c.request(id(3), 0, 0).unwrap();
         // Server 3 answers; server 2 never does.
         assert_eq!(c.answered_no(id(3), kept.range, kept.work.seal_time), None);
-        assert_eq!(c.tick(2 * HEARTBEAT), Vec::<ServerId>::new(), "not yet");
+        assert_eq!(c.tick(HEARTBEAT / 2), Vec::<ServerId>::new(), "not yet");
         assert_eq!(c.tick(20 * HEARTBEAT), [id(2)]);
         let again = c.request(id(3), 0, 20 * HEARTBEAT + 1).unwrap();
         assert_eq!(again.range, lost.range, "the lost range first");
