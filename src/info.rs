@@ -110,6 +110,9 @@ pub struct MiningInfo {
     pub hash_rate: u64,
     /// Nonces this server's search threads have tried since it started.
     pub hashes: u64,
+    /// The live servers each other server's last hello named (its
+    /// heartbeats carry its view), by its identifier.
+    pub views: BTreeMap<u32, Vec<u32>>,
 }
 
 /// Each other server's clock offset, and this server's skew.
@@ -247,6 +250,7 @@ mod tests {
                 searching: Some(7),
                 hash_rate: 2_500_000,
                 hashes: 41_000_000,
+                views: [(2, vec![1, 2, 3]), (3, vec![1, 2, 3])].into(),
             },
         }
     }
@@ -263,7 +267,7 @@ mod tests {
              \"committed_slot\":897659579,\"connections\":{{\"accepted\":3,\"open\":3}},\"connector\":\"sampling\",\
              \"height\":0,\"held\":0,\"identifier\":1,\"in_sync\":true,\
              \"mining\":{{\"difficulty\":16,\"hash_rate\":2500000,\"hashes\":41000000,\"leader\":1,\"live\":[1,2,3],\
-             \"sealed_height\":6,\"searching\":7}},\
+             \"sealed_height\":6,\"searching\":7,\"views\":{{\"2\":[1,2,3],\"3\":[1,2,3]}}}},\
              \"params_hash\":\"{params}\",\
              \"peering\":{{\"accepted\":2,\"open\":2,\"refused\":0,\"requests\":14}},\
              \"peers\":{{\"2\":\"alive\",\"3\":\"failed\"}},\"pending\":0,\

@@ -128,6 +128,7 @@ fn server_commands_travel_on_the_peering_sockets_and_a_client_socket_refuses_the
             clock: 0,
             echo: 0,
             sitting_out: false,
+            live: Vec::new(),
             status: claim,
         };
         let heart = Envelope::sign(&key, "local", net.slot_now(), &PeerMessage::Heart(hello));

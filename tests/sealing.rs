@@ -90,6 +90,18 @@ fn three_servers_seal_every_block_and_each_seal_checks_from_outside() {
         assert_eq!(m["leader"], 1, "server {i}: {m}");
         assert_eq!(m["live"], serde_json::json!([1, 2, 3]), "server {i}: {m}");
     }
+    // Each heartbeat carries its sender's view of who is live: every
+    // server shows the others' views.
+    net.wait_for("every server's view of the others", secs(30), || {
+        (1..=3).all(|i| {
+            mining(&net, i).is_some_and(|m| {
+                let views = &m["views"];
+                (1..=3)
+                    .filter(|j| *j != i)
+                    .all(|j| views[j.to_string()] == serde_json::json!([1, 2, 3]))
+            })
+        })
+    });
     // Every server searched: each measured its hash rate.
     net.wait_for("a hash rate on every server", secs(30), || {
         (1..=3).all(|i| mining(&net, i).is_some_and(|m| m["hash_rate"].as_u64() > Some(0)))

@@ -370,11 +370,13 @@ impl Connector {
             Request::Peer(envelope).encode(chain)
         };
         let sitting_out = self.machine.sitting_out();
+        let live = self.machine.live();
         let certified = |status| Hello {
             params: self.config.params,
             clock: now,
             echo: 0,
             sitting_out,
+            live: live.clone(),
             status: CertifiedStatus {
                 status,
                 certified: self.own_certified.clone(),

@@ -93,6 +93,7 @@ impl Listener {
             clock: hello.clock,
             echo: hello.echo,
             sitting_out: hello.sitting_out,
+            live: hello.live.clone(),
             status,
         })
     }

@@ -346,7 +346,11 @@ impl SimServer {
                 }
                 Work::ToMachine(input) => {
                     for output in node.machine.step(input, local) {
-                        let own = (&node.own_certified, node.machine.sitting_out());
+                        let own = (
+                            &node.own_certified,
+                            node.machine.sitting_out(),
+                            node.machine.live(),
+                        );
                         match machine_output(output, own, local, setup) {
                             Ok((to, payload)) => outs.push(Out::Send { to, payload }),
                             Err(event) => work.push_back(Work::FromMachine(event)),
@@ -420,7 +424,7 @@ pub(crate) fn peer_sends(
 /// A machine output: a request for the network, or an event for the edge.
 fn machine_output(
     output: Output,
-    (own_certified, sitting_out): (&Option<Certified>, bool),
+    (own_certified, sitting_out, live): (&Option<Certified>, bool, Vec<ServerId>),
     local: Millis,
     setup: &Setup,
 ) -> Result<(Endpoint, Payload), ConnectorEvent> {
@@ -430,6 +434,7 @@ fn machine_output(
         clock: local,
         echo: 0,
         sitting_out,
+        live: live.clone(),
         status: CertifiedStatus {
             status,
             certified: own_certified.clone(),

@@ -315,6 +315,15 @@ impl Machine {
             .count()
     }
 
+    /// The live servers as this server sees them, this one included,
+    /// lowest first: what its hellos carry.
+    pub fn live(&self) -> Vec<ServerId> {
+        (0..self.settings.servers)
+            .map(ServerId::from_index)
+            .filter(|id| self.is_alive(*id))
+            .collect()
+    }
+
     /// Whether server `id` is alive as far as this server knows.
     pub fn is_alive(&self, id: ServerId) -> bool {
         id == self.settings.me

@@ -179,6 +179,7 @@ mod tests {
                 clock: 1_700_000_000_000,
                 echo: 0,
                 sitting_out: false,
+                live: vec![ServerId(1), ServerId(2)],
                 status: CertifiedStatus {
                     status,
                     certified: None,
@@ -189,6 +190,7 @@ mod tests {
                 clock: 1_700_000_000_001,
                 echo: 1_699_999_999_990,
                 sitting_out: false,
+                live: vec![ServerId(2)],
                 status: CertifiedStatus {
                     status,
                     certified: None,

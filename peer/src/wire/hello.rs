@@ -3,9 +3,13 @@
 //!
 //! ```text
 //! hello   = params (68) | clock u64 (8) | echo u64 (8) | flags u8 (1) |
-//!           certified status
+//!           live (ceil(servers / 8)) | certified status
 //! flags   = bit 0: the sender sits its alpha slots out (its clock is off);
 //!           the other bits are 0
+//! live    = the servers the sender counts as live, itself included: server
+//!           k (from 1) is bit 7 - (k - 1) mod 8 of byte (k - 1) / 8; the
+//!           bits past the servers are 0. `servers` is the count the
+//!           parameters name.
 //! params  = version u32 | servers u32 | slot_ms u64 | blackout_ms u64 |
 //!           tolerance_ms u64 | difficulty u32 | servers digest (16) |
 //!           genesis digest (16)
@@ -22,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::block::Shape;
 use crate::error::{Error, Result};
-use crate::types::{Hash, Millis, PublicKey, be_u64};
+use crate::types::{Hash, Millis, PublicKey, ServerId, be_u64};
 use crate::wire::ServerList;
 use crate::wire::server::{CertifiedStatus, Status};
 
@@ -178,11 +182,25 @@ pub struct Hello {
     /// and it sits its alpha slots out: the others do not forward or hold
     /// payments for it.
     pub sitting_out: bool,
+    /// The servers the sender counts as live, itself included.
+    pub live: Vec<ServerId>,
     pub status: CertifiedStatus,
 }
 
-/// Bytes of a hello before its certified status.
+/// Bytes of a hello before its live servers and its certified status.
 pub const HELLO_PREFIX_LEN: usize = PARAMS_LEN + 17;
+
+/// The live servers' bitmap of a chain of `servers` servers.
+fn live_bitmap(live: &[ServerId], servers: usize) -> Vec<u8> {
+    let mut bits = vec![0u8; servers.div_ceil(8)];
+    for id in live {
+        let i = id.index();
+        if i < servers {
+            bits[i / 8] |= 0x80 >> (i % 8);
+        }
+    }
+    bits
+}
 
 /// The flag bit of a sender that sits its alpha slots out.
 const SITTING_OUT: u8 = 1;
@@ -194,6 +212,7 @@ impl Hello {
         out.extend_from_slice(&self.clock.to_be_bytes());
         out.extend_from_slice(&self.echo.to_be_bytes());
         out.push(if self.sitting_out { SITTING_OUT } else { 0 });
+        out.extend_from_slice(&live_bitmap(&self.live, self.params.servers as usize));
         out.extend_from_slice(&self.status.encode());
         out
     }
@@ -210,7 +229,7 @@ impl Hello {
         let (params, rest) = bytes.split_at(PARAMS_LEN);
         let (clock, rest) = rest.split_at(8);
         let (echo, rest) = rest.split_at(8);
-        let (flags, status) = rest.split_at(1);
+        let (flags, rest) = rest.split_at(1);
         let params: &[u8; PARAMS_LEN] = params.try_into().expect("split at PARAMS_LEN");
         let params = Params::decode(params);
         let clock = be_u64(clock, "hello clock")?;
@@ -225,18 +244,43 @@ impl Hello {
             }
         };
         // A sender with another server count is refused for its parameters,
-        // which name the difference; its status, whose certificate is laid
-        // out for that count, is not read.
-        let status = if params.servers as usize == servers {
-            CertifiedStatus::decode(status, servers)?
-        } else {
-            CertifiedStatus::default()
-        };
+        // which name the difference; its live servers and its status, laid
+        // out for that count, are not read.
+        if params.servers as usize != servers {
+            return Ok(Hello {
+                params,
+                clock,
+                echo,
+                sitting_out,
+                live: Vec::new(),
+                status: CertifiedStatus::default(),
+            });
+        }
+        let width = servers.div_ceil(8);
+        if rest.len() < width {
+            return Err(Error::Invalid(format!(
+                "a hello of a chain of {servers} servers carries {width} bytes of live servers, \
+                 got {}",
+                rest.len()
+            )));
+        }
+        let (bits, status) = rest.split_at(width);
+        let live: Vec<ServerId> = (0..servers)
+            .filter(|i| bits[i / 8] & (0x80 >> (i % 8)) != 0)
+            .map(ServerId::from_index)
+            .collect();
+        if live_bitmap(&live, servers) != bits {
+            return Err(Error::Invalid(
+                "a hello names live servers past the chain's".into(),
+            ));
+        }
+        let status = CertifiedStatus::decode(status, servers)?;
         Ok(Hello {
             params,
             clock,
             echo,
             sitting_out,
+            live,
             status,
         })
     }
@@ -244,12 +288,13 @@ impl Hello {
 
 /// A hello whose status checked (its certificate vouches for it): what
 /// the receiver acts on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Greeting {
     pub params: Params,
     pub clock: Millis,
     pub echo: Millis,
     pub sitting_out: bool,
+    pub live: Vec<ServerId>,
     pub status: Status,
 }
 
@@ -264,6 +309,7 @@ impl Hello {
             clock: self.clock,
             echo: self.echo,
             sitting_out: self.sitting_out,
+            live: self.live.clone(),
             status: self.status.verify(chain, servers, self.params.shape())?,
         })
     }
@@ -328,10 +374,17 @@ mod tests {
             clock: 1_700_000_000_123,
             echo: 1_700_000_000_100,
             sitting_out: false,
+            live: vec![ServerId(2)],
             status: CertifiedStatus::default(),
         };
         let bytes = hello.encode();
-        assert_eq!(bytes.len(), HELLO_PREFIX_LEN + 80);
+        assert_eq!(bytes.len(), HELLO_PREFIX_LEN + 1 + 80);
+        // Two servers: one byte of live servers, server 2 its second bit.
+        assert_eq!(bytes[HELLO_PREFIX_LEN], 0b0100_0000);
+        let mut past = bytes.clone();
+        past[HELLO_PREFIX_LEN] |= 0b0010_0000;
+        let err = Hello::decode(&past, 2).unwrap_err().to_string();
+        assert!(err.contains("live servers past the chain's"), "{err}");
         assert_eq!(Hello::decode(&bytes, 2).unwrap(), hello);
         // The flags byte follows the echo: bit 0 says the sender sits out.
         assert_eq!(bytes[HELLO_PREFIX_LEN - 1], 0);

@@ -106,6 +106,8 @@ pub struct Edge {
     mining: Option<Arc<Mutex<MiningView>>>,
     /// The leader last published.
     published_leader: Option<ServerId>,
+    /// The live servers each other server's last hello named.
+    views: std::collections::BTreeMap<u32, Vec<u32>>,
     /// Seals served with fetched blocks, kept until their blocks are
     /// stored (`sealing.rs`).
     fetched_seals: std::collections::BTreeMap<u64, (Hash, rota_peer::seal::Seal)>,
@@ -159,6 +161,7 @@ impl Edge {
             effects: Vec::new(),
             mining: None,
             published_leader: None,
+            views: Default::default(),
             fetched_seals: Default::default(),
         };
         edge.fill_sealing();
@@ -207,6 +210,7 @@ impl Edge {
             clock: now,
             echo,
             sitting_out: self.core.sitting_out().is_some(),
+            live: self.live(),
             status: self.status(),
         }
     }
@@ -366,7 +370,7 @@ impl Edge {
                 self.on_mine(from, slot, message, now)?;
                 Vec::new()
             }
-            PeerInput::Register(greeting) | PeerInput::Heart(greeting) => {
+            PeerInput::Register(ref greeting) | PeerInput::Heart(ref greeting) => {
                 // The parameters first: a server with another slot length
                 // is told so, not that its slot is stale.
                 let differences = self.params.differences(&greeting.params);
@@ -385,6 +389,7 @@ impl Edge {
                     });
                 }
                 self.for_miner(MinerInput::Heard(from));
+                self.note_view(from, &greeting.live);
                 let hello = self.hello(now, greeting.clock);
                 let message = match message {
                     PeerInput::Register(_) => PeerMessage::Register(hello),

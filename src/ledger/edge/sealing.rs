@@ -184,12 +184,35 @@ impl Edge {
         }
     }
 
+    /// The live servers as this server sees them (the connector's word,
+    /// and itself): what its hellos carry.
+    pub(super) fn live(&self) -> Vec<ServerId> {
+        let mut live: Vec<ServerId> = self
+            .core
+            .peers()
+            .iter()
+            .filter(|(_, alive)| **alive)
+            .map(|(id, _)| *id)
+            .chain([self.core.me])
+            .collect();
+        live.sort_unstable();
+        live.dedup();
+        live
+    }
+
+    /// Keeps the live servers server `from`'s hello named, for `I`.
+    pub(super) fn note_view(&mut self, from: ServerId, live: &[ServerId]) {
+        let view = live.iter().map(|id| id.0).collect();
+        self.views.insert(from.0, view);
+    }
+
     /// `I`'s mining section.
     pub(super) fn mining_info(&self) -> MiningInfo {
         let sealing = self.core.sealing();
         let mut info = MiningInfo {
             difficulty: self.core.schedule.difficulty,
             sealed_height: sealing.sealed(),
+            views: self.views.clone(),
             ..MiningInfo::default()
         };
         if let Some(view) = &self.mining {
