@@ -44,6 +44,9 @@ pub struct Audit {
     pub blocks: BlockNumber,
     /// Payments in them.
     pub payments: u64,
+    /// Of those blocks, the ones the store keeps a seal for; each seal must
+    /// prove its block (docs/PROTOCOL.md §9.6).
+    pub sealed: BlockNumber,
     /// The last block checked: number, id, slot, balance hash.
     pub last_block: Option<BlockSummary>,
     /// The committed state the block store records.
@@ -126,6 +129,7 @@ pub fn audit(config: &Config, data_dir: Option<&Path>) -> Result<Audit> {
         chain: config.chain.clone(),
         servers: servers.len(),
         blocks: 0,
+        sealed: 0,
         payments: 0,
         last_block: None,
         committed: Committed {
@@ -211,6 +215,15 @@ fn replay(
         };
         let header = &block.header;
         let mut wrong = Vec::new();
+        if let Some(seal) = store.seal(number)? {
+            audit.sealed += 1;
+            if !seal.proves(header) {
+                wrong.push(format!(
+                    "its seal (nonce {}, time {}) does not prove it at difficulty {}",
+                    seal.nonce, seal.time, header.difficulty
+                ));
+            }
+        }
         if header.number != number {
             wrong.push(format!("it is numbered {}", header.number));
         }
@@ -412,6 +425,9 @@ pub fn print(audit: &Audit) {
             b.balance_hash.short()
         ),
         None => println!("blocks: none"),
+    }
+    if audit.sealed > 0 {
+        println!("seals: {} of the blocks hold one", audit.sealed);
     }
     let c = &audit.committed;
     println!(

@@ -61,9 +61,10 @@ impl Seal {
         Hash::double(&self.sealed_header(header))
     }
 
-    /// Whether this seal proves `header` at its difficulty.
+    /// Whether this seal proves `header` at its difficulty. Nonce 0 never
+    /// does: a round header says "no seal" with it.
     pub fn proves(&self, header: &BlockHeader) -> bool {
-        zero_bits(&self.hash(header)) >= header.difficulty
+        self.nonce != 0 && zero_bits(&self.hash(header)) >= header.difficulty
     }
 }
 
@@ -215,7 +216,14 @@ mod tests {
         let hard = self::header(64);
         let (found, tried) = Searcher::new(&hard, time).search(1, 1_000_000, || true);
         assert_eq!((found, tried), (None, STRIDE));
-        // Difficulty 0: any seal proves it.
+        // Difficulty 0: any seal proves it but one of nonce 0, which a
+        // round header reads as no seal.
         assert!(Seal { nonce: 7, time }.proves(&self::header(0)));
+        assert!(!Seal { nonce: 0, time }.proves(&self::header(0)));
+        let zero = (0..)
+            .map(|time| Seal { nonce: 0, time })
+            .find(|seal| zero_bits(&seal.hash(&header)) >= 12)
+            .unwrap();
+        assert!(!zero.proves(&header), "a nonce-0 seal with the zero bits");
     }
 }

@@ -460,10 +460,10 @@ impl Checker {
             let Ok(Some(seal)) = store.seal(n + 1) else {
                 break;
             };
-            n += 1;
-            let Some(block) = block_of(edge, n) else {
+            let Some(block) = block_of(edge, n + 1) else {
                 break;
             };
+            n += 1;
             if !seal.proves(&block.header) {
                 return broken(
                     Invariant::OneSeal,

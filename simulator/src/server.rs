@@ -286,6 +286,12 @@ impl SimServer {
                 actions = asked;
             }
             Step::Answer { from, response } => {
+                // The seal served with a fetched block goes to the edge
+                // first, as the connector passes it on as it checks the
+                // block.
+                if let Some(event) = fetched_seal(&response, setup) {
+                    work.push_back(Work::FromMachine(event));
+                }
                 let answer = answer(response, local, setup, listener);
                 work.push_back(Work::ToMachine(Input::Answer { from, answer }));
             }
@@ -492,6 +498,24 @@ fn machine_output(
 /// the listener's memo, as the real connector checks it; the sender is the
 /// network's word, so the envelope's signature check has nothing to add
 /// here); a block must prove itself, as the real connector checks it.
+/// The seal a `B` answer serves, if it proves the block it comes with, as
+/// the connector passes it to the ledger (`Connector::answer`).
+fn fetched_seal(response: &Response, setup: &Setup) -> Option<ConnectorEvent> {
+    let Response::Reply(Reply::Block {
+        seal: Some(seal),
+        block,
+    }) = response
+    else {
+        return None;
+    };
+    let block = check_block(&setup.chain, &setup.servers, setup.schedule.shape(), block).ok()?;
+    seal.proves(&block.header).then(|| ConnectorEvent::Seal {
+        number: block.header.number,
+        block: block.header.hash(),
+        seal: *seal,
+    })
+}
+
 pub fn answer(response: Response, local: Millis, setup: &Setup, listener: &mut Listener) -> Answer {
     let slot_ms = setup.schedule.slot_ms;
     match response {

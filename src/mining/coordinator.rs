@@ -14,8 +14,13 @@
 //! - A worker silent for longer than its deadline (a few of its ranges'
 //!   length, at least a heartbeat) has its range handed out again, first,
 //!   to the next worker that asks.
-//! - When every range of the space has been answered no, the search starts
-//!   over with the next seal time.
+//! - When every range of the space has gone out, the next request starts
+//!   the search over at the next seal time (a second on), and so does the
+//!   last "no" of a space.
+//! - A worker's reported rate sizes its ranges and deadlines, within
+//!   bounds ([`MIN_RANGE`]..[`MAX_RANGE`], one to two heartbeats): a worker
+//!   that lies about it, or answers no without searching, wastes only the
+//!   nonces it is handed.
 
 use std::collections::BTreeMap;
 
@@ -129,9 +134,17 @@ impl Coordinator {
             Some(range) => range,
             None => {
                 if self.next > LAST_NONCE {
-                    // Every range went out: wait for their answers, or
-                    // for the silent ones' deadlines.
-                    return None;
+                    // Every range went out: the search starts over at the
+                    // next seal time at once, rather than leave this worker
+                    // idle until the others answer (a worker that answers
+                    // no at once, truly or not, could otherwise keep every
+                    // other one waiting). A seal found in a range of the
+                    // last seal time still counts: it proves itself.
+                    self.start(Work {
+                        seal_time: work.seal_time + 1_000,
+                        ..work
+                    });
+                    return self.request(worker, rate, now);
                 }
                 let size = self.size_for(worker);
                 let last = self.next.saturating_add(size - 1).min(LAST_NONCE);
@@ -221,15 +234,18 @@ impl Coordinator {
     }
 
     /// How long `worker` gets for `range`: ten times what its rate says it
-    /// takes, and at least a heartbeat (a second, before it reports a
-    /// rate). Less than the handoff (`miner::HANDOFF_HEARTBEATS`), so that
-    /// a silent worker's range goes out again before the search moves on.
+    /// takes, at least a heartbeat (a second, before it reports a rate),
+    /// and at most two: a worker that claims a tiny rate does not hold its
+    /// range for hours. A silent worker's range so goes out again about as
+    /// soon as the search would pass to another leader
+    /// (`miner::HANDOFF_HEARTBEATS`).
     fn deadline_for(&self, worker: ServerId, range: Range) -> u64 {
         let floor = self.heartbeat_ms;
-        match self.rates.get(&worker) {
-            Some(rate) if *rate > 0 => (range.count().saturating_mul(10_000) / rate).max(floor),
-            _ => floor.max(RANGE_MS * 10),
-        }
+        let wanted = match self.rates.get(&worker) {
+            Some(rate) if *rate > 0 => range.count().saturating_mul(10_000) / rate,
+            _ => RANGE_MS * 10,
+        };
+        wanted.clamp(floor, 2 * floor)
     }
 }
 
@@ -329,6 +345,24 @@ mod tests {
 
     #[test]
     fn a_space_answered_no_starts_over_at_the_next_seal_time() {
+        let mut c = Coordinator::new(HEARTBEAT);
+        c.start(work());
+        // A worker that holds a range while another takes the rest of the
+        // space does not hold the search up: the next request starts over.
+        let held = c.request(id(2), 0, 0).unwrap();
+        let mut now = 1;
+        let restarted = loop {
+            let a = c.request(id(1), u64::MAX, now).unwrap();
+            now += 1;
+            if a.work.seal_time != work().seal_time {
+                break a;
+            }
+            assert_eq!(c.answered_no(id(1), a.range, a.work.seal_time), None);
+        };
+        assert_eq!(restarted.work.seal_time, work().seal_time + 1_000);
+        assert_eq!(restarted.range.first, FIRST_NONCE);
+        // The held range's late answer counts for nothing now.
+        assert_eq!(c.answered_no(id(2), held.range, held.work.seal_time), None);
         let mut c = Coordinator::new(HEARTBEAT);
         c.start(work());
         // One very fast worker takes the whole space in twenty ranges.

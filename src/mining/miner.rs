@@ -16,8 +16,8 @@
 //! - The leader is the lowest live server, handed on when the target stays
 //!   unsealed for [`HANDOFF_HEARTBEATS`] heartbeats (`leader.rs`).
 //! - While it has no range and there is a target, a worker asks its leader
-//!   for one every heartbeat, and again with each answer (a `no` or `yes`
-//!   is also a request). It takes ranges from its leader only.
+//!   for one every quarter heartbeat, and again with each answer (a `no`
+//!   or `yes` is also a request). It takes ranges from its leader only.
 //! - The leader checks a `yes` against its own copy of the block before it
 //!   announces the seal to every server and interrupts the others.
 
@@ -38,6 +38,9 @@ use super::{FIRST_NONCE, LAST_NONCE};
 /// server leads waits this long; with blocks made one a slot, seals must
 /// keep up (the simulator's `sealed` invariant found 6 too slow).
 pub const HANDOFF_HEARTBEATS: u32 = 2;
+
+/// The shortest time between two requests of an idle worker.
+const MIN_ASK_MS: u64 = 50;
 
 /// The most blocks whose seals are remembered as known.
 const MAX_KNOWN: usize = 256;
@@ -242,9 +245,12 @@ impl Miner {
         }
         self.coordinator.tick(now);
         let idle = self.job.is_none() && target.is_some();
+        // An unanswered request (its leader was not coordinating yet, or
+        // had no range left) is made again a quarter heartbeat on.
+        let again = (self.config.heartbeat_ms / 4).max(MIN_ASK_MS);
         let due = self
             .asked_at
-            .is_none_or(|at| now.saturating_sub(at) >= self.config.heartbeat_ms);
+            .is_none_or(|at| now.saturating_sub(at) >= again);
         if idle && due {
             self.asked_at = Some(now);
             let request = Mining::Request { rate: self.rate };

@@ -162,10 +162,13 @@ impl MinerThread {
         }
     }
 
+    /// Carries out the machine's outputs. The view is locked only at the
+    /// end, briefly: the ledger reads it on every tick, and starting a job
+    /// must never keep it waiting.
     fn carry_out(&mut self, outs: Vec<Out>) {
         let now = unix_now_ms();
         let mut sent = false;
-        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut found = Vec::new();
         for out in outs {
             match out {
                 Out::Send { to, message } => {
@@ -178,16 +181,24 @@ impl MinerThread {
                     number,
                     block,
                     seal,
-                } => {
-                    if view.found.len() < MAX_FOUND {
-                        view.found.push((number, block, seal));
-                    }
-                    // A wake-up already waiting will do.
-                    let _ = self.wake_ledger.try_send(());
-                }
+                } => found.push((number, block, seal)),
                 Out::Leader(leader) => {
                     log::info!("the leader is now server {leader}");
                 }
+            }
+        }
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        for seal in found {
+            if view.found.len() < MAX_FOUND {
+                view.found.push(seal);
+                // A wake-up already waiting will do.
+                let _ = self.wake_ledger.try_send(());
+            } else {
+                log::warn!(
+                    "block {}: a seal found is dropped: the ledger has not taken the {MAX_FOUND} \
+                     before it",
+                    seal.0
+                );
             }
         }
         view.leader = self.miner.leader();

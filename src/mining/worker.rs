@@ -55,7 +55,11 @@ pub struct Report {
 
 /// The search threads.
 pub struct Pool {
-    parts: Vec<Sender<Part>>,
+    /// Each thread's slot for its next part: the pool holds both ends, so
+    /// that it empties a slot a thread has not taken yet (the part is
+    /// stale once a new job starts) and never waits on a thread, which at
+    /// the lowest priority may not run for a long while.
+    parts: Vec<(Sender<Part>, Receiver<Part>)>,
     done: Receiver<Report>,
     /// The job the threads work for; any other number means stop.
     current: Arc<AtomicU64>,
@@ -78,12 +82,13 @@ impl Pool {
         let mut handles = Vec::new();
         for i in 0..threads.max(1) {
             let (tx, rx) = bounded::<Part>(1);
+            let rx_of_pool = rx.clone();
             let (current, done_tx, meter) = (current.clone(), done_tx.clone(), meter.clone());
             let handle = thread::Builder::new()
                 .name(format!("search-{i}"))
                 .spawn(move || search_thread(rx, current, done_tx, &meter))
                 .expect("a search thread");
-            parts.push(tx);
+            parts.push((tx, rx_of_pool));
             handles.push(handle);
         }
         Pool {
@@ -137,16 +142,17 @@ impl Pool {
         let share = (job.last - job.first).saturating_add(1) / count;
         let mut first = job.first;
         let mut sent = 0;
-        for (i, tx) in self.parts.iter().take(count as usize).enumerate() {
+        for (i, (tx, rx)) in self.parts.iter().take(count as usize).enumerate() {
             let last = if i as u64 + 1 == count {
                 job.last
             } else {
                 first + share - 1
             };
-            // A thread takes its next part when it ends the last one: at
-            // once, since the number moved on.
+            // A part the thread has not taken yet is stale: drop it, then
+            // the slot is free (only the pool sends into it).
+            while rx.try_recv().is_ok() {}
             if tx
-                .send(Part {
+                .try_send(Part {
                     number,
                     job,
                     first,
@@ -194,12 +200,14 @@ impl Pool {
 }
 
 impl Drop for Pool {
+    /// Stops the threads without waiting for them: at the lowest priority
+    /// on a busy machine one may not run for a long while, and a stopping
+    /// node must not wait on it. Each ends at its next look at the job
+    /// number, or when it finds its slot closed.
     fn drop(&mut self) {
         self.current.fetch_add(1, Ordering::SeqCst);
         self.parts.clear();
-        for handle in self.threads.drain(..) {
-            let _ = handle.join();
-        }
+        self.threads.clear();
     }
 }
 

@@ -331,6 +331,9 @@ impl Reply {
                         ))
                     })?)),
                 };
+                if seal.is_some_and(|seal| seal.nonce == 0) {
+                    return Err(Error::Invalid("a block's seal has nonce 0".into()));
+                }
                 Ok(Reply::Block {
                     seal,
                     block: results[1].to_vec(),

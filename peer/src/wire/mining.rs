@@ -163,6 +163,17 @@ impl Mining {
             nonce: u64_at(at),
             time: u64_at(at + 8),
         };
+        // Nonce 0 is no seal (a round header reads it so): never a yes.
+        let zero_nonce = match kind {
+            3 => u64_at(32) == 0,
+            5 => u64_at(40) == 0,
+            _ => false,
+        };
+        if zero_nonce {
+            return Err(Error::Invalid(format!(
+                "mine payload: kind {kind} carries a seal of nonce 0"
+            )));
+        }
         Ok(match kind {
             0 => Mining::Request { rate: u64_at(0) },
             1 => Mining::Range {
@@ -263,6 +274,22 @@ mod tests {
             );
         }
         assert!(Mining::decode(&[]).is_err());
+        let zero = Seal { nonce: 0, time: 1 };
+        for message in [
+            Mining::Yes {
+                block: Hash([5; 32]),
+                seal: zero,
+                rate: 3,
+            },
+            Mining::Sealed {
+                number: 7,
+                block: Hash([7; 32]),
+                seal: zero,
+            },
+        ] {
+            let err = Mining::decode(&message.encode()).unwrap_err().to_string();
+            assert!(err.contains("nonce 0"), "{err}");
+        }
         assert!(Mining::decode(&[6; 9]).is_err());
     }
 }

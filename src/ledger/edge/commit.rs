@@ -67,6 +67,9 @@ impl Edge {
             self.publish(event, now);
         }
         self.fill_sealing();
+        // A commit or an install may have raised the sealed height over
+        // blocks whose fetched seals wait.
+        self.keep_fetched_seals();
         self.send_own();
         Ok(())
     }

@@ -38,6 +38,10 @@ impl Edge {
     /// which blocks wait. A block this server does not hold yet (it is
     /// catching up) is read once it is fetched.
     pub(super) fn fill_sealing(&mut self) {
+        // A chain that is not sealed keeps no window.
+        if self.core.schedule.difficulty == 0 {
+            return;
+        }
         if let Some((first, last)) = self.core.sealing().lacking() {
             let mut headers = Vec::new();
             for number in first..=last {
