@@ -355,6 +355,12 @@ fn a_flood_of_client_requests_at_the_alpha_stops_no_server_and_rounds_keep_commi
     // one of those rounds had all three votes: no server message waited
     // behind the flood long enough to miss its round, or was refused.
     assert!(net.committed_slot(1).unwrap() > start + 4);
+    // Server 2's round events of those slots may still be on their way
+    // when its `I` already says they committed.
+    let published = |slot: u64| rounds.seen().iter().any(|(s, _, _)| *s == slot);
+    net.wait_for("server 2's round events of the flood", secs(10), || {
+        (start + 1..=start + 4).all(published)
+    });
     let mut flooded: Vec<Round> = rounds
         .seen()
         .into_iter()
