@@ -466,6 +466,11 @@ impl Miner {
             first,
             last,
         };
+        // The range under search, given again (a request crossed its
+        // answer): the search goes on rather than start over.
+        if self.job == Some((from, job)) {
+            return;
+        }
         self.job = Some((from, job));
         out.push(Out::Start(job));
     }
