@@ -22,8 +22,7 @@
 //! them ([`Edge::take_effects`]). The edge reads no clock: every step takes
 //! the time from its caller.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rota_connector::machine::State;
 use rota_connector::{Clocks, ConnectorEvent, ConnectorInput};
@@ -37,15 +36,17 @@ use rota_peer::wire::{
 use rota_peer::{Hash, Millis, PublicKey, ServerId, Slot};
 
 mod commit;
+mod info;
 mod sealing;
+
+use sealing::Sealed;
 
 use super::consensus;
 use super::core::{Action, Core, PeerRefusal, Persist, Target, Tracked};
 pub use super::resume::resume;
 use super::store::{Appended, Store, Tip};
 use crate::events::{Event, PeerState, Published};
-use crate::info::{ClockView, Connections, Info, PeeringCounts};
-use crate::mining::thread::{MinerInput, MiningView};
+use crate::mining::thread::MinerInput;
 pub use commit::build_block;
 
 /// Why the ledger ended.
@@ -102,15 +103,8 @@ pub struct Edge {
     clocks: Clocks,
     started: Millis,
     effects: Vec<Effect>,
-    /// What the miner thread shows, when the chain is sealed.
-    mining: Option<Arc<Mutex<MiningView>>>,
-    /// The leader last published.
-    published_leader: Option<ServerId>,
-    /// The live servers each other server's last hello named.
-    views: std::collections::BTreeMap<u32, Vec<u32>>,
-    /// Seals served with fetched blocks, kept until their blocks are
-    /// stored (`sealing.rs`).
-    fetched_seals: std::collections::BTreeMap<u64, (Hash, rota_peer::seal::Seal)>,
+    /// Sealing and the live views, as the edge keeps them (`sealing.rs`).
+    mining: Sealed,
 }
 
 /// The parameters a chain's servers must share: its server list, its
@@ -159,10 +153,7 @@ impl Edge {
             clocks: Clocks::default(),
             started: now,
             effects: Vec::new(),
-            mining: None,
-            published_leader: None,
-            views: Default::default(),
-            fetched_seals: Default::default(),
+            mining: Sealed::default(),
         };
         edge.fill_sealing();
         Ok(edge)
@@ -458,77 +449,6 @@ impl Edge {
             },
             Request::Submit(_) | Request::Peer(_) => Reply::error("not a query"),
         })
-    }
-
-    /// This server's view of itself, for `I`.
-    fn info(&self, now: Millis) -> Info {
-        let schedule = &self.core.schedule;
-        let slot = schedule.slot_at(now);
-        let committed = self.core.committed();
-        let peers = self
-            .core
-            .peers()
-            .iter()
-            .map(|(id, alive)| (*id, PeerState::of(*alive)))
-            .collect();
-        Info {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            protocol: rota_peer::wire::PROTOCOL_VERSION,
-            chain: self.chain.clone(),
-            public_key: self.public_key,
-            identifier: self.core.me,
-            servers: self.core.servers.len(),
-            slot,
-            slot_ms: schedule.slot_ms,
-            blackout_ms: schedule.blackout_ms,
-            tolerance_ms: schedule.tolerance_ms,
-            alpha: schedule.alpha(slot),
-            window_open: schedule.window_open(now),
-            role: self.core.role_at(now),
-            height: self.tip.height,
-            block_hash: self.tip.hash,
-            balance_hash: committed.hash,
-            committed_slot: committed.slot,
-            accounts: committed.snapshot.len(),
-            supply: committed.snapshot.supply(),
-            pending: self.core.pending_count(),
-            held: self.core.held_count(),
-            connector: self.connector.into(),
-            in_sync: self.core.is_synced(),
-            peers,
-            connections: Connections {
-                open: self.stats.open.load(Ordering::Relaxed),
-                accepted: self.stats.accepted.load(Ordering::Relaxed),
-            },
-            requests: self.stats.requests.load(Ordering::Relaxed),
-            refused: self.stats.refused.load(Ordering::Relaxed),
-            peering: PeeringCounts {
-                open: self.peering_stats.open.load(Ordering::Relaxed),
-                accepted: self.peering_stats.accepted.load(Ordering::Relaxed),
-                requests: self.peering_stats.requests.load(Ordering::Relaxed),
-                refused: self.peering_stats.refused.load(Ordering::Relaxed),
-            },
-            uptime_ms: now.saturating_sub(self.started),
-            params_hash: self.params.hash(),
-            clock: ClockView {
-                offsets: self
-                    .clocks
-                    .offsets
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(index, offset)| Some((ServerId::from_index(index), (*offset)?)))
-                    .collect(),
-                skew_ms: self.clocks.skew,
-                sitting_out: self.clocks.sitting_out,
-                others_sitting_out: self
-                    .core
-                    .peers_sitting_out()
-                    .iter()
-                    .map(|id| id.0)
-                    .collect(),
-            },
-            mining: self.mining_info(),
-        }
     }
 
     /// An event from the connector, returning what the core asks for.

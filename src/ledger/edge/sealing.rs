@@ -3,11 +3,13 @@
 //! thread (a leader's `sealed` is also offered to the window); the seals
 //! this server's coordination found; and `I`'s mining section.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use rota_peer::block::{BlockHeader, HEADER_LEN};
+use rota_peer::seal::Seal;
 use rota_peer::wire::Mining;
-use rota_peer::{Millis, ServerId, Slot};
+use rota_peer::{Hash, Millis, ServerId, Slot};
 
 use super::{Edge, Effect};
 use crate::events::Event;
@@ -18,16 +20,30 @@ use crate::mining::thread::{MinerInput, MiningView};
 /// The most seals served with fetched blocks that wait for their blocks.
 const FETCHED_SEALS: usize = 4_096;
 
+/// What the edge keeps for sealing and the live views.
+#[derive(Default)]
+pub(super) struct Sealed {
+    /// What the miner thread shows, when the chain is sealed.
+    view: Option<Arc<Mutex<MiningView>>>,
+    /// The leader last published.
+    published_leader: Option<ServerId>,
+    /// The live servers each other server's last hello named.
+    views: BTreeMap<u32, Vec<u32>>,
+    /// Seals served with fetched blocks, kept until their blocks are
+    /// stored.
+    fetched_seals: BTreeMap<u64, (Hash, Seal)>,
+}
+
 impl Edge {
     /// Runs with a miner thread that shows `view`: the chain is sealed.
     pub fn with_mining(mut self, view: Arc<Mutex<MiningView>>) -> Edge {
-        self.mining = Some(view);
+        self.mining.view = Some(view);
         self.tell_miner();
         self
     }
 
     pub(super) fn for_miner(&mut self, input: MinerInput) {
-        if self.mining.is_some() {
+        if self.mining.view.is_some() {
             self.effects.push(Effect::Miner(input));
         }
     }
@@ -103,7 +119,7 @@ impl Edge {
     /// Takes the seals this server's coordination found, and publishes a
     /// change of leader.
     pub(super) fn take_found(&mut self, now: Millis) {
-        let Some(view) = &self.mining else {
+        let Some(view) = &self.mining.view else {
             return;
         };
         let (found, leader) = {
@@ -115,9 +131,9 @@ impl Edge {
             self.offer_seal(number, &block, seal, me, now);
         }
         if let Some(leader) = leader
-            && self.published_leader != Some(leader)
+            && self.mining.published_leader != Some(leader)
         {
-            self.published_leader = Some(leader);
+            self.mining.published_leader = Some(leader);
             self.publish(Event::Leader { leader }, now);
         }
     }
@@ -161,10 +177,10 @@ impl Edge {
         block: &rota_peer::Hash,
         seal: rota_peer::seal::Seal,
     ) {
-        if self.fetched_seals.len() >= FETCHED_SEALS {
-            self.fetched_seals.pop_first();
+        if self.mining.fetched_seals.len() >= FETCHED_SEALS {
+            self.mining.fetched_seals.pop_first();
         }
-        self.fetched_seals.insert(number, (*block, seal));
+        self.mining.fetched_seals.insert(number, (*block, seal));
         self.keep_fetched_seals();
     }
 
@@ -173,9 +189,14 @@ impl Edge {
     /// early comes before the database it follows is installed).
     pub(super) fn keep_fetched_seals(&mut self) {
         let tip = self.tip.height.min(self.core.sealing().sealed());
-        let ready: Vec<u64> = self.fetched_seals.range(..=tip).map(|(n, _)| *n).collect();
+        let ready: Vec<u64> = self
+            .mining
+            .fetched_seals
+            .range(..=tip)
+            .map(|(n, _)| *n)
+            .collect();
         for number in ready {
-            let Some((block, seal)) = self.fetched_seals.remove(&number) else {
+            let Some((block, seal)) = self.mining.fetched_seals.remove(&number) else {
                 continue;
             };
             let ours = matches!(self.store.block_hash(number), Ok(Some(hash)) if hash == block);
@@ -207,7 +228,7 @@ impl Edge {
     /// Keeps the live servers server `from`'s hello named, for `I`.
     pub(super) fn note_view(&mut self, from: ServerId, live: &[ServerId]) {
         let view = live.iter().map(|id| id.0).collect();
-        self.views.insert(from.0, view);
+        self.mining.views.insert(from.0, view);
     }
 
     /// `I`'s mining section.
@@ -216,10 +237,10 @@ impl Edge {
         let mut info = MiningInfo {
             difficulty: self.core.schedule.difficulty,
             sealed_height: sealing.sealed(),
-            views: self.views.clone(),
+            views: self.mining.views.clone(),
             ..MiningInfo::default()
         };
-        if let Some(view) = &self.mining {
+        if let Some(view) = &self.mining.view {
             let view = view.lock().unwrap_or_else(|e| e.into_inner());
             info.leader = view.leader.map(|id| id.0);
             info.live = view.live.iter().map(|id| id.0).collect();
