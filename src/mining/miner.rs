@@ -235,6 +235,13 @@ impl Miner {
         if self.leader != Some(leader) {
             self.leader = Some(leader);
             out.push(Out::Leader(leader));
+            // The range of a leader that no longer leads goes nowhere: its
+            // answer would find no search. Ask the new one at once.
+            if self.job.is_some_and(|(giver, _)| giver != leader) {
+                self.job = None;
+                out.push(Out::Stop);
+            }
+            self.asked_at = None;
         }
         let me = self.config.me;
         let target = self.target.map(|(block, _)| block);
