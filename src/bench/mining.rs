@@ -53,7 +53,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         ..options.clone()
     };
     println!("a 3-server network at difficulty {UNREACHABLE_BITS} (no seal within the bench)...");
-    let net = start(&unreachable, base.join("unreachable"))?;
+    let net = Network::up(&unreachable, base.join("unreachable"))?;
     let before = load(&net, options, "no block waits: no search")?;
     net.wait_for("a block waiting for its seal", START_WITHIN, || {
         (1..=3).all(|i| searching(&net, i))
@@ -93,7 +93,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
     println!(
         "a 3-server network at difficulty {bits}: commit -> seal of {SEALED_BLOCKS} blocks..."
     );
-    let net = start(options, base.join("sealed"))?;
+    let net = Network::up(options, base.join("sealed"))?;
     let events = Events::subscribe(&net.client)?;
     let mut times = Vec::new();
     for k in 0..SEALED_BLOCKS {
@@ -128,19 +128,6 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Writes and starts a 3-server network at `options`' difficulty, and
-/// waits for it to be in sync.
-fn start(options: &BenchOptions, dir: std::path::PathBuf) -> Result<Network> {
-    let mut net = Network::write(options, dir)?;
-    for i in 1..=3 {
-        net.start(i)?;
-    }
-    net.wait_for("all three servers in sync", START_WITHIN, || {
-        (1..=3).all(|i| net.in_sync(i))
-    })?;
-    Ok(net)
 }
 
 /// A load round of `options.transactions` payments at server 1.

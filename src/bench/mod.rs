@@ -117,7 +117,7 @@ fn filler(i: usize) -> PublicKey {
 const FEW_PAYERS: usize = 64;
 
 /// How long three fresh servers have to get in sync.
-const START_WITHIN: Duration = Duration::from_secs(120);
+pub(crate) const START_WITHIN: Duration = Duration::from_secs(120);
 
 /// Runs the benchmark and prints its report.
 pub fn run(options: &BenchOptions) -> Result<()> {
@@ -140,13 +140,7 @@ pub fn run(options: &BenchOptions) -> Result<()> {
         options.payers,
         dir.display()
     );
-    let mut net = Network::write(options, dir)?;
-    for i in 1..=3 {
-        net.start(i)?;
-    }
-    net.wait_for("all three servers in sync", START_WITHIN, || {
-        (1..=3).all(|i| net.in_sync(i))
-    })?;
+    let mut net = Network::up(options, dir)?;
     let rounds = Rounds::subscribe(&net.client)?;
 
     let throughput = throughput(&net, &rounds, options)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rota_peer::ServerId;
 
-use super::{BenchOptions, filler, payer};
+use super::{BenchOptions, START_WITHIN, filler, payer};
 use crate::config::{Config, Role};
 use crate::error::{Error, Result};
 use crate::genesis::{Genesis, GenesisAccount};
@@ -67,6 +67,19 @@ impl Network {
             client,
             keep: options.keep,
         })
+    }
+
+    /// Writes the network (as [`Network::write`]), starts its three
+    /// servers and waits for them to be in sync.
+    pub fn up(options: &BenchOptions, dir: PathBuf) -> Result<Network> {
+        let mut net = Network::write(options, dir)?;
+        for i in 1..=3 {
+            net.start(i)?;
+        }
+        net.wait_for("all three servers in sync", START_WITHIN, || {
+            (1..=3).all(|i| net.in_sync(i))
+        })?;
+        Ok(net)
     }
 
     /// Server `i`'s data directory.

@@ -296,7 +296,10 @@ impl Miner {
         let next = self
             .waiting
             .iter()
-            .find(|b| !self.known.iter().any(|(id, _)| *id == b.hash()))
+            .find(|b| {
+                let block = b.hash();
+                !self.known.iter().any(|(id, _)| *id == block)
+            })
             .copied();
         if self.target.map(|(block, _)| block) != next {
             self.target = next.map(|block| (block, now));

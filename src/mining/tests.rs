@@ -409,3 +409,61 @@ fn a_leader_that_never_seals_cannot_stop_sealing() {
     assert!(took <= 3 * handoff, "{took} ms");
     c.assert_one_seal_each();
 }
+
+#[test]
+fn a_worker_leaves_the_range_of_a_leader_that_no_longer_leads_and_asks_the_new_one() {
+    let me = ServerId(3);
+    let mut miner = Miner::new(MinerConfig {
+        me,
+        servers: 3,
+        heartbeat_ms: HEARTBEAT,
+        missed_heartbeats: MISSED,
+        difficulty: DIFFICULTY,
+    })
+    .with_proof(oracle_proves);
+    let t0 = 1_000_000;
+    for id in [1, 2] {
+        miner.heard(ServerId(id), t0);
+    }
+    let out = miner.waiting(vec![block(1)], t0);
+    let request = Mining::Request { rate: 0 };
+    assert!(
+        out.contains(&Out::Send {
+            to: ServerId(1),
+            message: request
+        }),
+        "{out:?}"
+    );
+    let job = Job {
+        block: block(1),
+        time: t0,
+        first: 1,
+        last: 100_000,
+    };
+    let range = Mining::Range {
+        block: job.block,
+        time: job.time,
+        first: job.first,
+        last: job.last,
+    };
+    assert_eq!(miner.message(ServerId(1), range, t0 + 5), [Out::Start(job)]);
+    // Server 1 never seals: after the handoff, server 2 leads. The range
+    // of server 1 is left at once and server 2 asked, without waiting for
+    // the next request's time.
+    let handoff = t0 + HEARTBEAT * u64::from(HANDOFF_HEARTBEATS);
+    for id in [1, 2] {
+        miner.heard(ServerId(id), handoff);
+    }
+    let out = miner.tick(handoff);
+    assert_eq!(
+        out,
+        [
+            Out::Leader(ServerId(2)),
+            Out::Stop,
+            Out::Send {
+                to: ServerId(2),
+                message: request
+            }
+        ]
+    );
+}
